@@ -1,0 +1,47 @@
+"""Output-size arithmetic and argument normalisation shared by the fake kernels,
+the functional API and the modules. One place for each formula."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def ntuple(value, n: int, name: str, op: str) -> tuple[int, ...]:
+    """An int or a length-n sequence of ints as a tuple of n ints."""
+    if isinstance(value, bool):
+        raise ValueError(f"{op}: expected {name} to be an int or a tuple of {n} ints, got {value!r}")
+    if isinstance(value, int):
+        return (value,) * n
+    if isinstance(value, Sequence) and len(value) == n and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise ValueError(f"{op}: expected {name} to be an int or a tuple of {n} ints, got {value!r}")
+
+
+def check_at_least(values: tuple[int, ...], minimum: int, name: str, op: str) -> None:
+    if any(v < minimum for v in values):
+        rel = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{op}: expected {name} to be {rel} in every dimension, got {values}")
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Sliding-window positions along one dim: floor((X + 2p - d(K-1) - 1) / s) + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_output_sizes(sizes, kernel, stride, padding, dilation) -> list[int]:
+    return [conv_output_size(*args) for args in zip(sizes, kernel, stride, padding, dilation)]
+
+
+def conv_transpose_output_size(size: int, kernel: int, stride: int, padding: int, output_padding: int,
+                               dilation: int) -> int:
+    """(X - 1) s - 2p + d(K-1) + output_padding + 1: the input size a convolution maps to X."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def conv_transpose_output_sizes(sizes, kernel, stride, padding, output_padding, dilation) -> list[int]:
+    return [conv_transpose_output_size(*args) for args in zip(sizes, kernel, stride, padding, output_padding, dilation)]
+
+
+def prod(values) -> int:
+    return math.prod(values)

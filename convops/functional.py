@@ -1,0 +1,216 @@
+"""The public functional API (see API.md): torch.nn.functional-compatible
+signatures over the convops:: ops. This layer normalises arguments (ints vs
+tuples, "same"/"valid", mode, unbatched inputs) and raises ValueError for bad
+ones; shapes are (N, C, *spatial) with 1 to 3 spatial dims, or (C, *spatial)
+unbatched.
+
+mode="cross_correlation" (or 1) is what torch calls convolution; mode="convolution"
+(or 0) flips the kernel along every spatial dim first, as Knet's conv4 mode 0.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as _torch_F
+
+from . import _ops  # noqa: F401  (registrations)
+from ._shape import check_at_least, ntuple
+
+__all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+           "unfold", "fold"]
+
+_ops_ns = torch.ops.convops
+
+_MODES = {"cross_correlation": False, 1: False, "convolution": True, 0: True}
+
+
+def _flips_kernel(mode, op: str) -> bool:
+    if isinstance(mode, bool) or mode not in _MODES:
+        raise ValueError(f"{op}: expected mode to be 'cross_correlation' (or 1) or 'convolution' (or 0), "
+                         f"got {mode!r}")
+    return _MODES[mode]
+
+
+def _check_tensor(t, name: str, op: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{op}: expected {name} to be a Tensor, got {type(t).__name__}")
+
+
+def _batched(input: torch.Tensor, spatial: int, op: str) -> tuple[torch.Tensor, bool]:
+    """(input with a batch dim, whether one was added)."""
+    _check_tensor(input, "input", op)
+    if input.dim() == spatial + 2:
+        return input, False
+    if input.dim() == spatial + 1:
+        return input.unsqueeze(0), True
+    raise ValueError(f"{op}: expected {spatial + 1}-D (unbatched) or {spatial + 2}-D (batched) input, "
+                     f"got {input.dim()}-D input of shape {tuple(input.shape)}")
+
+
+def _check_weight(weight, spatial: int, op: str, layout: str) -> None:
+    _check_tensor(weight, "weight", op)
+    if weight.dim() != spatial + 2:
+        raise ValueError(f"{op}: expected {spatial + 2}-D weight {layout}, got {weight.dim()}-D weight of shape "
+                         f"{tuple(weight.shape)}")
+
+
+def _check_groups(groups, op: str) -> int:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{op}: expected groups to be a positive int, got {groups!r}")
+    return groups
+
+
+def _flip(weight: torch.Tensor) -> torch.Tensor:
+    return weight.flip(list(range(2, weight.dim())))
+
+
+def _conv_padding(padding, input: torch.Tensor, kernel, stride, dilation, op: str):
+    """(input, symmetric padding). "same" pads the odd remainder on the right, as torch does."""
+    spatial = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return input, (0,) * spatial
+        if padding != "same":
+            raise ValueError(f"{op}: expected padding to be an int, a tuple of {spatial} ints, 'same' or 'valid', "
+                             f"got {padding!r}")
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{op}: padding='same' needs stride 1 in every dimension, got stride {stride}")
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        extra = [t % 2 for t in total]
+        if any(extra):
+            pad_spec = []
+            for e in reversed(extra):  # F.pad lists the last dim first
+                pad_spec += [0, e]
+            input = _torch_F.pad(input, pad_spec)
+        return input, tuple(t // 2 for t in total)
+    padding = ntuple(padding, spatial, "padding", op)
+    check_at_least(padding, 0, "padding", op)
+    return input, padding
+
+
+def _convnd(op: str, spatial: int, input, weight, bias, stride, padding, dilation, groups, mode):
+    flip = _flips_kernel(mode, op)
+    input, unbatched = _batched(input, spatial, op)
+    _check_weight(weight, spatial, op, "(out_channels, in_channels/groups, *kernel_size)")
+    if bias is not None:
+        _check_tensor(bias, "bias", op)
+    stride = ntuple(stride, spatial, "stride", op)
+    dilation = ntuple(dilation, spatial, "dilation", op)
+    check_at_least(stride, 1, "stride", op)
+    check_at_least(dilation, 1, "dilation", op)
+    groups = _check_groups(groups, op)
+    input, padding = _conv_padding(padding, input, tuple(weight.shape[2:]), stride, dilation, op)
+    out = _ops_ns.conv(input, _flip(weight) if flip else weight, bias, stride, padding, dilation, groups)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, mode="cross_correlation"):
+    """N-d convolution; the number of spatial dims is input.dim() - 2."""
+    _check_tensor(input, "input", "conv")
+    spatial = input.dim() - 2
+    if spatial not in (1, 2, 3):
+        raise ValueError(f"conv: expected a 3-D, 4-D or 5-D input (N, C, *spatial), got {input.dim()}-D input "
+                         f"of shape {tuple(input.shape)}")
+    return _convnd("conv", spatial, input, weight, bias, stride, padding, dilation, groups, mode)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, mode="cross_correlation"):
+    return _convnd("conv1d", 1, input, weight, bias, stride, padding, dilation, groups, mode)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, mode="cross_correlation"):
+    return _convnd("conv2d", 2, input, weight, bias, stride, padding, dilation, groups, mode)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, mode="cross_correlation"):
+    return _convnd("conv3d", 3, input, weight, bias, stride, padding, dilation, groups, mode)
+
+
+def _conv_transposend(op: str, spatial: int, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                      mode):
+    flip = _flips_kernel(mode, op)
+    input, unbatched = _batched(input, spatial, op)
+    _check_weight(weight, spatial, op, "(in_channels, out_channels/groups, *kernel_size)")
+    if bias is not None:
+        _check_tensor(bias, "bias", op)
+    stride = ntuple(stride, spatial, "stride", op)
+    dilation = ntuple(dilation, spatial, "dilation", op)
+    padding = ntuple(padding, spatial, "padding", op)
+    output_padding = ntuple(output_padding, spatial, "output_padding", op)
+    check_at_least(stride, 1, "stride", op)
+    check_at_least(dilation, 1, "dilation", op)
+    check_at_least(padding, 0, "padding", op)
+    check_at_least(output_padding, 0, "output_padding", op)
+    if any(op_ >= s and op_ >= d for op_, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{op}: expected output_padding smaller than stride or dilation in every dimension, got "
+                         f"output_padding {output_padding}, stride {stride}, dilation {dilation}")
+    groups = _check_groups(groups, op)
+    out = _ops_ns.conv_transpose(input, _flip(weight) if flip else weight, bias, stride, padding, output_padding,
+                                 dilation, groups)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     mode="cross_correlation"):
+    return _conv_transposend("conv_transpose1d", 1, input, weight, bias, stride, padding, output_padding, groups,
+                             dilation, mode)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     mode="cross_correlation"):
+    return _conv_transposend("conv_transpose2d", 2, input, weight, bias, stride, padding, output_padding, groups,
+                             dilation, mode)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     mode="cross_correlation"):
+    return _conv_transposend("conv_transpose3d", 3, input, weight, bias, stride, padding, output_padding, groups,
+                             dilation, mode)
+
+
+def _window_args(op: str, spatial: int, kernel_size, dilation, padding, stride):
+    kernel_size = ntuple(kernel_size, spatial, "kernel_size", op)
+    dilation = ntuple(dilation, spatial, "dilation", op)
+    padding = ntuple(padding, spatial, "padding", op)
+    stride = ntuple(stride, spatial, "stride", op)
+    check_at_least(kernel_size, 1, "kernel_size", op)
+    check_at_least(dilation, 1, "dilation", op)
+    check_at_least(padding, 0, "padding", op)
+    check_at_least(stride, 1, "stride", op)
+    return kernel_size, dilation, padding, stride
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """im2col: (N, C, *spatial) -> (N, C * prod(kernel_size), L) for 1 to 3 spatial dims.
+    The number of spatial dims is len(kernel_size) for a tuple, else input.dim() - 2."""
+    op = "unfold"
+    _check_tensor(input, "input", op)
+    spatial = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else input.dim() - 2
+    if spatial not in (1, 2, 3) or input.dim() != spatial + 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, *spatial) with 1 to 3 spatial dims matching "
+                         f"kernel_size {kernel_size!r}, got {input.dim()}-D input of shape {tuple(input.shape)}")
+    args = _window_args(op, spatial, kernel_size, dilation, padding, stride)
+    return _ops_ns.im2col(input, *args)
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """col2im, the adjoint of unfold: (N, C * prod(kernel_size), L) -> (N, C, *output_size).
+    Also accepts unbatched (C * prod(kernel_size), L) input. An int output_size means 2-D, as in torch."""
+    op = "fold"
+    _check_tensor(input, "input", op)
+    if isinstance(output_size, (tuple, list)):
+        spatial = len(output_size)
+    elif isinstance(kernel_size, (tuple, list)):
+        spatial = len(kernel_size)
+    else:
+        spatial = 2
+    if spatial not in (1, 2, 3):
+        raise ValueError(f"{op}: expected output_size with 1 to 3 spatial sizes, got {output_size!r}")
+    output_size = ntuple(output_size, spatial, "output_size", op)
+    check_at_least(output_size, 1, "output_size", op)
+    if input.dim() not in (2, 3):
+        raise ValueError(f"{op}: expected 2-D (unbatched) or 3-D (batched) input (N, C * prod(kernel_size), L), "
+                         f"got {input.dim()}-D input of shape {tuple(input.shape)}")
+    unbatched = input.dim() == 2
+    args = _window_args(op, spatial, kernel_size, dilation, padding, stride)
+    out = _ops_ns.col2im(input.unsqueeze(0) if unbatched else input, output_size, *args)
+    return out.squeeze(0) if unbatched else out

@@ -1,0 +1,30 @@
+// Shared definitions for the torch-free kernel math in csrc/kernels/.
+// Everything here compiles for the host (g++) and for the device (nvcc), so the
+// CPU launchers and the CUDA launchers run the very same arithmetic.
+#pragma once
+#include <cstdint>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define CONVOPS_HOST_DEVICE __host__ __device__
+#else
+#define CONVOPS_HOST_DEVICE
+#endif
+
+namespace convops {
+namespace kernels {
+
+// Every op works on 3 spatial dims: 1-D and 2-D problems are padded in front
+// with size-1 dims (kernel 1, stride 1, padding 0, dilation 1), so one code
+// path serves all ranks.
+constexpr int kMaxSpatial = 3;
+
+CONVOPS_HOST_DEVICE inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+CONVOPS_HOST_DEVICE inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+// Ceil division for a numerator of any sign and a positive denominator.
+CONVOPS_HOST_DEVICE inline int64_t ceil_div(int64_t num, int64_t den) {
+  return num >= 0 ? (num + den - 1) / den : -((-num) / den);
+}
+
+}  // namespace kernels
+}  // namespace convops

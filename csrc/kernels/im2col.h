@@ -1,0 +1,167 @@
+// im2col and col2im for 1 to 3 spatial dims, torch-free.
+//
+// Shapes (per batch chunk of B images, C channels, spatial dims padded to 3):
+//   image    (B, C, X0, X1, X2)            contiguous
+//   columns  (B, C * K0*K1*K2, L0*L1*L2)   contiguous; row = c*K + kernel offset,
+//                                          column = output position (torch's unfold layout)
+// with L = (X + 2*pad - dil*(K-1) - 1) / stride + 1 per dim.
+//
+// Two forms of the same math:
+//   *_element: one output element per call (what a CUDA thread computes);
+//   *_row:     one contiguous innermost row per call, branch-free inner loops
+//              (the fast CPU engine).
+// col2im is written as a gather: each image element is owned by exactly one
+// call, which sums every column entry that came from it. No atomics, so the
+// result is deterministic on every device.
+#pragma once
+#include "common.h"
+
+namespace convops {
+namespace kernels {
+
+struct ColumnGeometry {
+  int64_t channels;
+  int64_t image[kMaxSpatial];   // X
+  int64_t cols[kMaxSpatial];    // L, the output positions
+  int64_t kernel[kMaxSpatial];  // K
+  int64_t stride[kMaxSpatial];
+  int64_t pad[kMaxSpatial];
+  int64_t dil[kMaxSpatial];
+
+  CONVOPS_HOST_DEVICE int64_t kernel_numel() const { return kernel[0] * kernel[1] * kernel[2]; }
+  CONVOPS_HOST_DEVICE int64_t cols_numel() const { return cols[0] * cols[1] * cols[2]; }
+  CONVOPS_HOST_DEVICE int64_t image_numel() const { return image[0] * image[1] * image[2]; }
+  // Image coordinate read by output position l through kernel tap k along dim d.
+  CONVOPS_HOST_DEVICE int64_t source(int d, int64_t l, int64_t k) const {
+    return l * stride[d] - pad[d] + k * dil[d];
+  }
+  // Output positions l whose tap k lands inside the image along dim d: [first, last).
+  CONVOPS_HOST_DEVICE int64_t first_valid(int d, int64_t k) const {
+    return max64(0, ceil_div(pad[d] - k * dil[d], stride[d]));
+  }
+  CONVOPS_HOST_DEVICE int64_t last_valid(int d, int64_t k) const {
+    return min64(cols[d], ceil_div(image[d] + pad[d] - k * dil[d], stride[d]));
+  }
+  // Output position that reads image coordinate x through tap k, or -1 if none.
+  CONVOPS_HOST_DEVICE int64_t reader(int d, int64_t x, int64_t k) const {
+    const int64_t num = x + pad[d] - k * dil[d];
+    if (num < 0 || num % stride[d] != 0) return -1;
+    const int64_t l = num / stride[d];
+    return l < cols[d] ? l : -1;
+  }
+};
+
+// columns[index] for a chunk, index in [0, B * C*K * L).
+template <typename T>
+CONVOPS_HOST_DEVICE inline T im2col_element(const T* image, const ColumnGeometry& g, int64_t index) {
+  const int64_t l2 = index % g.cols[2]; index /= g.cols[2];
+  const int64_t l1 = index % g.cols[1]; index /= g.cols[1];
+  const int64_t l0 = index % g.cols[0]; index /= g.cols[0];
+  const int64_t k2 = index % g.kernel[2]; index /= g.kernel[2];
+  const int64_t k1 = index % g.kernel[1]; index /= g.kernel[1];
+  const int64_t k0 = index % g.kernel[0]; index /= g.kernel[0];
+  const int64_t plane = index;  // b * C + c
+  const int64_t x0 = g.source(0, l0, k0), x1 = g.source(1, l1, k1), x2 = g.source(2, l2, k2);
+  if (x0 < 0 || x0 >= g.image[0] || x1 < 0 || x1 >= g.image[1] || x2 < 0 || x2 >= g.image[2]) {
+    return T(0);
+  }
+  return image[((plane * g.image[0] + x0) * g.image[1] + x1) * g.image[2] + x2];
+}
+
+// image[index] for a chunk, index in [0, B * C * X), accumulated in Acc.
+template <typename T, typename Acc>
+CONVOPS_HOST_DEVICE inline Acc col2im_element(const T* columns, const ColumnGeometry& g, int64_t index) {
+  const int64_t x2 = index % g.image[2]; index /= g.image[2];
+  const int64_t x1 = index % g.image[1]; index /= g.image[1];
+  const int64_t x0 = index % g.image[0]; index /= g.image[0];
+  const int64_t plane = index;
+  const int64_t K = g.kernel_numel(), L = g.cols_numel();
+  Acc sum = Acc(0);
+  for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+    const int64_t l0 = g.reader(0, x0, k0);
+    if (l0 < 0) continue;
+    for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+      const int64_t l1 = g.reader(1, x1, k1);
+      if (l1 < 0) continue;
+      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+        const int64_t l2 = g.reader(2, x2, k2);
+        if (l2 < 0) continue;
+        const int64_t row = plane * K + (k0 * g.kernel[1] + k1) * g.kernel[2] + k2;
+        sum += static_cast<Acc>(columns[row * L + (l0 * g.cols[1] + l1) * g.cols[2] + l2]);
+      }
+    }
+  }
+  return sum;
+}
+
+// One innermost row of the columns: row in [0, B * C*K * L0*L1), writes L2 values.
+template <typename T>
+inline void im2col_row(const T* image, T* columns, const ColumnGeometry& g, int64_t row) {
+  int64_t r = row;
+  const int64_t l1 = r % g.cols[1]; r /= g.cols[1];
+  const int64_t l0 = r % g.cols[0]; r /= g.cols[0];
+  const int64_t k2 = r % g.kernel[2]; r /= g.kernel[2];
+  const int64_t k1 = r % g.kernel[1]; r /= g.kernel[1];
+  const int64_t k0 = r % g.kernel[0]; r /= g.kernel[0];
+  const int64_t plane = r;
+  T* dst = columns + row * g.cols[2];
+  const int64_t x0 = g.source(0, l0, k0), x1 = g.source(1, l1, k1);
+  if (x0 < 0 || x0 >= g.image[0] || x1 < 0 || x1 >= g.image[1]) {
+    for (int64_t l2 = 0; l2 < g.cols[2]; ++l2) dst[l2] = T(0);
+    return;
+  }
+  const T* src = image + ((plane * g.image[0] + x0) * g.image[1] + x1) * g.image[2];
+  const int64_t first = min64(g.first_valid(2, k2), g.cols[2]);
+  const int64_t last = max64(g.last_valid(2, k2), first);
+  const int64_t s = g.stride[2], offset = k2 * g.dil[2] - g.pad[2];
+  for (int64_t l2 = 0; l2 < first; ++l2) dst[l2] = T(0);
+  if (s == 1) {
+    const T* from = src + first + offset;  // contiguous when the stride is 1
+    T* to = dst + first;
+#pragma omp simd
+    for (int64_t i = 0; i < last - first; ++i) to[i] = from[i];
+  } else {
+    for (int64_t l2 = first; l2 < last; ++l2) dst[l2] = src[l2 * s + offset];
+  }
+  for (int64_t l2 = last; l2 < g.cols[2]; ++l2) dst[l2] = T(0);
+}
+
+// One innermost image row: row in [0, B * C * X0*X1), writes X2 values.
+// acc is caller scratch of X2 values.
+template <typename T, typename Acc>
+inline void col2im_row(const T* columns, T* image, Acc* acc, const ColumnGeometry& g, int64_t row) {
+  int64_t r = row;
+  const int64_t x1 = r % g.image[1]; r /= g.image[1];
+  const int64_t x0 = r % g.image[0]; r /= g.image[0];
+  const int64_t plane = r;
+  const int64_t K = g.kernel_numel(), L = g.cols_numel();
+  for (int64_t x2 = 0; x2 < g.image[2]; ++x2) acc[x2] = Acc(0);
+  for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+    const int64_t l0 = g.reader(0, x0, k0);
+    if (l0 < 0) continue;
+    for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+      const int64_t l1 = g.reader(1, x1, k1);
+      if (l1 < 0) continue;
+      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+        const int64_t krow = plane * K + (k0 * g.kernel[1] + k1) * g.kernel[2] + k2;
+        const T* src = columns + krow * L + (l0 * g.cols[1] + l1) * g.cols[2];
+        const int64_t first = min64(g.first_valid(2, k2), g.cols[2]);
+        const int64_t last = max64(g.last_valid(2, k2), first);
+        const int64_t s = g.stride[2], offset = k2 * g.dil[2] - g.pad[2];
+        if (s == 1) {
+          Acc* to = acc + first + offset;
+          const T* from = src + first;
+#pragma omp simd
+          for (int64_t i = 0; i < last - first; ++i) to[i] += static_cast<Acc>(from[i]);
+        } else {
+          for (int64_t l2 = first; l2 < last; ++l2) acc[l2 * s + offset] += static_cast<Acc>(src[l2]);
+        }
+      }
+    }
+  }
+  T* dst = image + row * g.image[2];
+  for (int64_t x2 = 0; x2 < g.image[2]; ++x2) dst[x2] = static_cast<T>(acc[x2]);
+}
+
+}  // namespace kernels
+}  // namespace convops

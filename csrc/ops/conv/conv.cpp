@@ -1,0 +1,387 @@
+// Convolution family orchestration, written once for every device.
+//
+//   conv                 y[n, o, l]  = sum_{c,k} w[o, c, k] * x[n, c, l*stride - pad + k*dil] (+ bias[o])
+//   conv_backward_input  dx = col2im(W^T @ dy)            (also the transposed convolution)
+//   conv_backward_weight dw = sum_n dy[n] @ im2col(x[n])^T
+// per group, over chunks of the batch so the column buffer stays bounded.
+// Shapes: x (N, C, *X), w (O, C/groups, *K), y (N, O, *L).
+#include "conv.h"
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <c10/core/DeviceGuard.h>
+
+#include <array>
+#include <mutex>
+#include <string>
+
+namespace convops {
+namespace ops {
+namespace {
+
+// Upper bound on the column buffer of one batch chunk, in elements (64 MiB of float).
+constexpr int64_t kColumnBufferElements = int64_t(1) << 24;
+
+std::array<ColumnKernels, static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)>&
+kernel_table() {
+  static std::array<ColumnKernels, static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)> table{};
+  return table;
+}
+
+const ColumnKernels& column_kernels(const char* op, const at::Tensor& t) {
+  const auto& k = kernel_table()[static_cast<size_t>(t.device().type())];
+  TORCH_CHECK(k.im2col != nullptr, op, ": no kernels for device ", t.device(),
+              " (this build of convops supports CPU", kernel_table()[static_cast<size_t>(c10::kCUDA)].im2col ? " and CUDA" : "",
+              ")");
+  return k;
+}
+
+void check_floating(const char* op, const char* name, const at::Tensor& t) {
+  const auto s = t.scalar_type();
+  TORCH_CHECK(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16, op, ": expected ",
+              name, " to be float32, float64, float16 or bfloat16, got ", s);
+}
+
+void check_same(const char* op, const char* name, const at::Tensor& t, const char* ref_name, const at::Tensor& ref) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": expected ", name, " to have the dtype of ", ref_name,
+              " (", ref.scalar_type(), "), got ", t.scalar_type());
+  TORCH_CHECK(t.device() == ref.device(), op, ": expected ", name, " on the device of ", ref_name, " (",
+              ref.device(), "), got ", t.device());
+}
+
+void check_batched(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.dim() >= 3 && t.dim() <= 5, op, ": expected ", name,
+              " of shape (N, C, *spatial) with 1 to 3 spatial dims (3-D to 5-D), got ", t.dim(), "-D tensor of shape ",
+              t.sizes());
+}
+
+void check_param(const char* op, const char* name, at::IntArrayRef v, size_t spatial, int64_t min_value) {
+  TORCH_CHECK(v.size() == spatial, op, ": expected ", name, " with ", spatial, " values (one per spatial dim), got ",
+              v);
+  for (auto x : v) {
+    TORCH_CHECK(x >= min_value, op, ": expected ", name, min_value == 0 ? " >= 0" : " > 0",
+                " in every dimension, got ", v);
+  }
+}
+
+// Validates the sliding-window parameters and builds the 3-D geometry.
+ColumnGeometry geometry(const char* op, int64_t channels, at::IntArrayRef image, at::IntArrayRef kernel,
+                        at::IntArrayRef dilation, at::IntArrayRef padding, at::IntArrayRef stride) {
+  const size_t d = image.size();
+  check_param(op, "kernel_size", kernel, d, 1);
+  check_param(op, "stride", stride, d, 1);
+  check_param(op, "dilation", dilation, d, 1);
+  check_param(op, "padding", padding, d, 0);
+  ColumnGeometry g{};
+  g.channels = channels;
+  const size_t front = kernels::kMaxSpatial - d;
+  for (size_t i = 0; i < static_cast<size_t>(kernels::kMaxSpatial); ++i) {
+    const bool real = i >= front;
+    g.image[i] = real ? image[i - front] : 1;
+    g.kernel[i] = real ? kernel[i - front] : 1;
+    g.stride[i] = real ? stride[i - front] : 1;
+    g.pad[i] = real ? padding[i - front] : 0;
+    g.dil[i] = real ? dilation[i - front] : 1;
+    const int64_t span = g.dil[i] * (g.kernel[i] - 1) + 1;
+    TORCH_CHECK(g.image[i] + 2 * g.pad[i] >= span, op, ": kernel (size ", kernel, " with dilation ", dilation,
+                ") is larger than the padded input (size ", image, " with padding ", padding, ")");
+    g.cols[i] = (g.image[i] + 2 * g.pad[i] - span) / g.stride[i] + 1;
+  }
+  return g;
+}
+
+std::vector<int64_t> spatial_of(const ColumnGeometry& g, size_t d, bool cols) {
+  std::vector<int64_t> out;
+  for (size_t i = kernels::kMaxSpatial - d; i < static_cast<size_t>(kernels::kMaxSpatial); ++i) {
+    out.push_back(cols ? g.cols[i] : g.image[i]);
+  }
+  return out;
+}
+
+bool is_pointwise(const ColumnGeometry& g) {
+  for (int i = 0; i < kernels::kMaxSpatial; ++i) {
+    if (g.kernel[i] != 1 || g.stride[i] != 1 || g.pad[i] != 0) return false;
+  }
+  return true;
+}
+
+int64_t chunk_size(int64_t batch, int64_t per_image) {
+  return std::max<int64_t>(1, std::min<int64_t>(batch, kColumnBufferElements / std::max<int64_t>(per_image, 1)));
+}
+
+// Everything a convolution-family op needs to know about its problem.
+struct ConvProblem {
+  ColumnGeometry g;
+  int64_t batch, in_channels, out_channels, groups;
+  size_t spatial;
+  int64_t in_per_group() const { return in_channels / groups; }
+  int64_t out_per_group() const { return out_channels / groups; }
+  int64_t rows_per_group() const { return in_per_group() * g.kernel_numel(); }  // C/G * K
+  std::vector<int64_t> output_sizes() const {
+    auto s = spatial_of(g, spatial, true);
+    s.insert(s.begin(), {batch, out_channels});
+    return s;
+  }
+};
+
+// Shared by every conv op: x_sizes (N, C, *X), w_sizes (O, C/groups, *K).
+ConvProblem conv_problem(const char* op, at::IntArrayRef x_sizes, at::IntArrayRef w_sizes, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(w_sizes.size() == x_sizes.size(), op, ": expected weight of ", x_sizes.size(),
+              " dims (out_channels, in_channels/groups, *kernel) to match the input, got weight of shape ", w_sizes);
+  TORCH_CHECK(groups > 0, op, ": expected groups > 0, got ", groups);
+  const int64_t C = x_sizes[1], O = w_sizes[0];
+  TORCH_CHECK(C % groups == 0, op, ": expected in_channels (", C, ") to be divisible by groups (", groups, ")");
+  TORCH_CHECK(O % groups == 0, op, ": expected out_channels (", O, ") to be divisible by groups (", groups, ")");
+  TORCH_CHECK(w_sizes[1] * groups == C, op, ": expected weight of shape (out_channels, in_channels/groups = ",
+              C / groups, ", *kernel) for input with ", C, " channels and groups=", groups, ", got weight of shape ",
+              w_sizes);
+  const size_t d = x_sizes.size() - 2;
+  ConvProblem p;
+  p.g = geometry(op, C, x_sizes.slice(2), w_sizes.slice(2), dilation, padding, stride);
+  p.batch = x_sizes[0];
+  p.in_channels = C;
+  p.out_channels = O;
+  p.groups = groups;
+  p.spatial = d;
+  return p;
+}
+
+void check_bias(const char* op, const c10::optional<at::Tensor>& bias, int64_t channels, const at::Tensor& ref) {
+  if (!bias.has_value() || !bias->defined()) return;
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == channels, op, ": expected bias of shape (", channels,
+              "), got ", bias->sizes());
+  check_same(op, "bias", *bias, "input", ref);
+}
+
+// View of a contiguous (B, G*rows, L) tensor as (B, G, rows, L).
+at::Tensor by_group(const at::Tensor& t, int64_t b, int64_t groups, int64_t l) {
+  return t.view({b, groups, -1, l});
+}
+
+// Columns of a contiguous image chunk; a 1x1, stride-1, unpadded kernel needs no copy.
+at::Tensor columns_of(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& x, at::Tensor& buffer) {
+  const int64_t b = x.size(0), L = p.g.cols_numel();
+  if (is_pointwise(p.g)) return x.view({b, p.in_channels, L});
+  auto cols = buffer.narrow(0, 0, b);
+  k.im2col(x, cols, p.g);
+  return cols;
+}
+
+at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& like) {
+  if (is_pointwise(p.g)) return at::Tensor();
+  return at::empty({chunk, p.in_channels * p.g.kernel_numel(), p.g.cols_numel()}, like.options());
+}
+
+}  // namespace
+
+bool register_column_kernels(c10::DeviceType device, ColumnKernels kernels) {
+  kernel_table()[static_cast<size_t>(device)] = kernels;
+  return true;
+}
+
+at::Tensor im2col(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef dilation,
+                  at::IntArrayRef padding, at::IntArrayRef stride) {
+  const char* op = "convops::im2col";
+  check_batched(op, "input", input);
+  check_floating(op, "input", input);
+  const auto g = geometry(op, input.size(1), input.sizes().slice(2), kernel_size, dilation, padding, stride);
+  auto out = at::empty({input.size(0), input.size(1) * g.kernel_numel(), g.cols_numel()}, input.options());
+  if (out.numel() == 0) return out;
+  c10::DeviceGuard guard(input.device());
+  column_kernels(op, input).im2col(input.contiguous(), out, g);
+  return out;
+}
+
+at::Tensor col2im(const at::Tensor& columns, at::IntArrayRef output_size, at::IntArrayRef kernel_size,
+                  at::IntArrayRef dilation, at::IntArrayRef padding, at::IntArrayRef stride) {
+  const char* op = "convops::col2im";
+  check_floating(op, "columns", columns);
+  TORCH_CHECK(columns.dim() == 3, op, ": expected columns of shape (N, C * prod(kernel_size), L), got ",
+              columns.dim(), "-D tensor of shape ", columns.sizes());
+  TORCH_CHECK(output_size.size() >= 1 && output_size.size() <= 3, op,
+              ": expected output_size with 1 to 3 spatial sizes, got ", output_size);
+  int64_t K = 1;
+  for (auto k : kernel_size) K *= k;
+  TORCH_CHECK(kernel_size.size() == output_size.size(), op, ": expected kernel_size with ", output_size.size(),
+              " values, got ", kernel_size);
+  TORCH_CHECK(K > 0 && columns.size(1) % K == 0, op, ": expected columns.size(1) (", columns.size(1),
+              ") to be divisible by prod(kernel_size) (", K, " for kernel_size ", kernel_size, ")");
+  const int64_t C = columns.size(1) / K;
+  const auto g = geometry(op, C, output_size, kernel_size, dilation, padding, stride);
+  TORCH_CHECK(columns.size(2) == g.cols_numel(), op, ": expected columns.size(2) to be ", g.cols_numel(),
+              " (the number of sliding blocks for output_size ", output_size, ", kernel_size ", kernel_size,
+              ", dilation ", dilation, ", padding ", padding, ", stride ", stride, "), got ", columns.size(2));
+  std::vector<int64_t> sizes{columns.size(0), C};
+  sizes.insert(sizes.end(), output_size.begin(), output_size.end());
+  auto out = at::empty(sizes, columns.options());
+  if (out.numel() == 0) return out;
+  c10::DeviceGuard guard(columns.device());
+  column_kernels(op, columns).col2im(columns.contiguous(), out, g);
+  return out;
+}
+
+at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const char* op = "convops::conv";
+  check_batched(op, "input", input);
+  check_floating(op, "input", input);
+  check_same(op, "weight", weight, "input", input);
+  const auto p = conv_problem(op, input.sizes(), weight.sizes(), stride, padding, dilation, groups);
+  check_bias(op, bias, p.out_channels, input);
+  auto out = at::empty(p.output_sizes(), input.options());
+  if (out.numel() == 0) return out;
+  c10::DeviceGuard guard(input.device());
+  const auto& k = column_kernels(op, input);
+  const auto x = input.contiguous();
+  const auto w = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()});
+  const bool has_bias = bias.has_value() && bias->defined();
+  const int64_t L = p.g.cols_numel(), G = groups;
+  const auto bias_g = has_bias ? bias->view({G, p.out_per_group(), 1}).expand({G, p.out_per_group(), L}) : at::Tensor();
+  const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
+  auto buffer = column_buffer(p, chunk, x);
+  for (int64_t start = 0; start < p.batch; start += chunk) {
+    const int64_t b = std::min(chunk, p.batch - start);
+    const auto cols = by_group(columns_of(p, k, x.narrow(0, start, b), buffer), b, G, L);
+    auto y = by_group(out.narrow(0, start, b).view({b, p.out_channels, L}), b, G, L);
+    for (int64_t i = 0; i < b; ++i) {
+      for (int64_t grp = 0; grp < G; ++grp) {
+        auto yg = y[i][grp];
+        if (has_bias) {
+          at::addmm_out(yg, bias_g[grp], w[grp], cols[i][grp]);
+        } else {
+          at::mm_out(yg, w[grp], cols[i][grp]);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                               at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups) {
+  const char* op = "convops::conv_backward_input";
+  check_batched(op, "grad_output", grad_output);
+  check_floating(op, "grad_output", grad_output);
+  check_same(op, "weight", weight, "grad_output", grad_output);
+  TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
+              grad_output.dim(), " values, got ", input_size);
+  const auto p = conv_problem(op, input_size, weight.sizes(), stride, padding, dilation, groups);
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(p.output_sizes()), op, ": expected grad_output of shape ",
+              p.output_sizes(), " for input_size ", input_size, " and weight of shape ", weight.sizes(), ", got ",
+              grad_output.sizes());
+  auto dx = at::empty(input_size, grad_output.options());
+  if (dx.numel() == 0) return dx;
+  if (grad_output.numel() == 0) return dx.zero_();
+  c10::DeviceGuard guard(grad_output.device());
+  const auto& k = column_kernels(op, grad_output);
+  const auto dy = grad_output.contiguous();
+  const auto wt = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()}).transpose(1, 2);
+  const int64_t L = p.g.cols_numel(), G = groups;
+  const bool pointwise = is_pointwise(p.g);
+  const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
+  auto buffer = column_buffer(p, chunk, dy);
+  for (int64_t start = 0; start < p.batch; start += chunk) {
+    const int64_t b = std::min(chunk, p.batch - start);
+    auto dx_chunk = dx.narrow(0, start, b);
+    auto cols = pointwise ? dx_chunk.view({b, p.in_channels, L}) : buffer.narrow(0, 0, b);
+    const auto cols_g = by_group(cols, b, G, L);
+    const auto dy_g = by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}), b, G, L);
+    for (int64_t i = 0; i < b; ++i) {
+      for (int64_t grp = 0; grp < G; ++grp) {
+        auto c = cols_g[i][grp];
+        at::mm_out(c, wt[grp], dy_g[i][grp]);
+      }
+    }
+    if (!pointwise) k.col2im(cols, dx_chunk, p.g);
+  }
+  return dx;
+}
+
+at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                                at::IntArrayRef dilation, int64_t groups) {
+  const char* op = "convops::conv_backward_weight";
+  check_batched(op, "input", input);
+  check_floating(op, "input", input);
+  check_same(op, "grad_output", grad_output, "input", input);
+  const auto p = conv_problem(op, input.sizes(), weight_size, stride, padding, dilation, groups);
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(p.output_sizes()), op, ": expected grad_output of shape ",
+              p.output_sizes(), " for input of shape ", input.sizes(), " and weight_size ", weight_size, ", got ",
+              grad_output.sizes());
+  // The weight gradient sums over the whole batch: accumulate in float for half/bfloat16.
+  const auto acc_type = at::toOpMathType(input.scalar_type());
+  auto dw = at::zeros({groups, p.out_per_group(), p.rows_per_group()}, input.options().dtype(acc_type));
+  if (grad_output.numel() == 0 || dw.numel() == 0) return dw.to(input.scalar_type()).view(weight_size);
+  c10::DeviceGuard guard(input.device());
+  const auto& k = column_kernels(op, input);
+  const auto x = input.contiguous();
+  const auto dy = grad_output.contiguous();
+  const int64_t L = p.g.cols_numel(), G = groups;
+  const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
+  auto buffer = column_buffer(p, chunk, x);
+  for (int64_t start = 0; start < p.batch; start += chunk) {
+    const int64_t b = std::min(chunk, p.batch - start);
+    const auto cols = by_group(columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type), b, G, L);
+    const auto dy_g = by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type), b, G, L);
+    for (int64_t i = 0; i < b; ++i) {
+      for (int64_t grp = 0; grp < G; ++grp) {
+        dw[grp].addmm_(dy_g[i][grp], cols[i][grp].t());
+      }
+    }
+  }
+  return dw.to(input.scalar_type()).view(weight_size);
+}
+
+at::Tensor conv_transpose(const at::Tensor& input, const at::Tensor& weight,
+                          const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef output_padding, at::IntArrayRef dilation,
+                          int64_t groups) {
+  const char* op = "convops::conv_transpose";
+  check_batched(op, "input", input);
+  check_floating(op, "input", input);
+  check_same(op, "weight", weight, "input", input);
+  const size_t d = input.dim() - 2;
+  TORCH_CHECK(weight.dim() == input.dim(), op, ": expected weight of ", input.dim(),
+              " dims (in_channels, out_channels/groups, *kernel), got weight of shape ", weight.sizes());
+  TORCH_CHECK(groups > 0, op, ": expected groups > 0, got ", groups);
+  TORCH_CHECK(weight.size(0) == input.size(1), op, ": expected weight.size(0) to equal the input channels (",
+              input.size(1), "), got weight of shape ", weight.sizes());
+  check_param(op, "stride", stride, d, 1);
+  check_param(op, "dilation", dilation, d, 1);
+  check_param(op, "padding", padding, d, 0);
+  check_param(op, "output_padding", output_padding, d, 0);
+  std::vector<int64_t> out_size{input.size(0), weight.size(1) * groups};
+  for (size_t i = 0; i < d; ++i) {
+    TORCH_CHECK(output_padding[i] < stride[i] || output_padding[i] < dilation[i], op,
+                ": expected output_padding smaller than stride or dilation in every dimension, got output_padding ",
+                output_padding, ", stride ", stride, ", dilation ", dilation);
+    const int64_t size = (input.size(2 + i) - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.size(2 + i) - 1) +
+                         output_padding[i] + 1;
+    TORCH_CHECK(size > 0, op, ": the output would be empty (computed spatial size ", size, " in dim ", i,
+                ") for input of shape ", input.sizes(), ", weight of shape ", weight.sizes(), " and padding ",
+                padding);
+    out_size.push_back(size);
+  }
+  check_bias(op, bias, out_size[1], input);
+  auto out = conv_backward_input(input, weight, out_size, stride, padding, dilation, groups);
+  if (bias.has_value() && bias->defined() && out.numel() > 0) {
+    std::vector<int64_t> shape(out.dim(), 1);
+    shape[1] = out.size(1);
+    out.add_(bias->view(shape));
+  }
+  return out;
+}
+
+void register_conv_impls(torch::Library& m) {
+  m.impl("im2col", &im2col);
+  m.impl("col2im", &col2im);
+  m.impl("conv", &conv);
+  m.impl("conv_backward_input", &conv_backward_input);
+  m.impl("conv_backward_weight", &conv_backward_weight);
+  m.impl("conv_transpose", &conv_transpose);
+}
+
+}  // namespace ops
+}  // namespace convops

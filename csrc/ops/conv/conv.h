@@ -1,0 +1,49 @@
+// The convolution family, device-agnostic: shape checks, batch chunking, GEMMs
+// through ATen (MKL on CPU, cuBLAS on GPU) and the column kernels of the
+// tensor's device. Every tensor is (N, C, *spatial) with 1 to 3 spatial dims;
+// unbatched inputs are handled in Python.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/core/DeviceType.h>
+#include <c10/util/Optional.h>
+#include <torch/library.h>
+
+#include "../../kernels/im2col.h"
+
+namespace convops {
+namespace ops {
+
+using kernels::ColumnGeometry;
+
+// The device-specific part of the family: fill columns from a contiguous image
+// chunk (B, C, *X) -> (B, C*K, L), and the adjoint.
+struct ColumnKernels {
+  void (*im2col)(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g);
+  void (*col2im)(const at::Tensor& columns, at::Tensor& image, const ColumnGeometry& g);
+};
+
+// Each launcher file registers its kernels at load time.
+bool register_column_kernels(c10::DeviceType device, ColumnKernels kernels);
+
+at::Tensor im2col(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef dilation,
+                  at::IntArrayRef padding, at::IntArrayRef stride);
+at::Tensor col2im(const at::Tensor& columns, at::IntArrayRef output_size, at::IntArrayRef kernel_size,
+                  at::IntArrayRef dilation, at::IntArrayRef padding, at::IntArrayRef stride);
+at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                               at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups);
+at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                                at::IntArrayRef dilation, int64_t groups);
+at::Tensor conv_transpose(const at::Tensor& input, const at::Tensor& weight,
+                          const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef output_padding, at::IntArrayRef dilation,
+                          int64_t groups);
+
+// Registers every op above for one dispatch key; called by each launcher file.
+void register_conv_impls(torch::Library& m);
+
+}  // namespace ops
+}  // namespace convops

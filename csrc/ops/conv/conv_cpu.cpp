@@ -1,0 +1,74 @@
+// CPU launchers for the column kernels and the CPU registration of the
+// convolution family. Two engines run the same math from kernels/im2col.h:
+//   "row" (default): one contiguous innermost row per task, vectorisable loops;
+//   "element": one output element per iteration, exactly what each CUDA thread
+//              runs. Set CONVOPS_CPU_ENGINE=element to use it; the tests do, so
+//              the GPU's kernel bodies are exercised on every CI run.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "conv.h"
+
+namespace convops {
+namespace ops {
+namespace {
+
+bool use_element_engine() {
+  const char* engine = std::getenv("CONVOPS_CPU_ENGINE");
+  return engine != nullptr && std::strcmp(engine, "element") == 0;
+}
+
+// Enough work per task that threads are worth waking.
+constexpr int64_t kElementGrain = 32768;
+
+int64_t row_grain(int64_t row_length) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(row_length, 1)); }
+
+void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
+    const scalar_t* in = image.const_data_ptr<scalar_t>();
+    scalar_t* out = columns.mutable_data_ptr<scalar_t>();
+    if (use_element_engine()) {
+      at::parallel_for(0, columns.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) out[i] = kernels::im2col_element(in, g, i);
+      });
+      return;
+    }
+    const int64_t rows = columns.numel() / g.cols[2];
+    at::parallel_for(0, rows, row_grain(g.cols[2]), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) kernels::im2col_row(in, out, g, r);
+    });
+  });
+}
+
+void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeometry& g) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, columns.scalar_type(), "convops::col2im", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = columns.const_data_ptr<scalar_t>();
+    scalar_t* out = image.mutable_data_ptr<scalar_t>();
+    if (use_element_engine()) {
+      at::parallel_for(0, image.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) out[i] = static_cast<scalar_t>(kernels::col2im_element<scalar_t, acc_t>(in, g, i));
+      });
+      return;
+    }
+    const int64_t rows = image.numel() / g.image[2];
+    at::parallel_for(0, rows, row_grain(g.image[2]), [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> acc(g.image[2]);
+      for (int64_t r = begin; r < end; ++r) kernels::col2im_row(in, out, acc.data(), g, r);
+    });
+  });
+}
+
+const bool registered = register_column_kernels(c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu});
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(convops, CPU, m) { register_conv_impls(m); }
+
+}  // namespace ops
+}  // namespace convops

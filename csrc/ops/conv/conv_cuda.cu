@@ -1,0 +1,62 @@
+// CUDA launchers for the column kernels and the CUDA registration of the
+// convolution family. Each kernel is only a 64-bit grid-stride loop around the
+// element functions of kernels/im2col.h, which the CPU tests also run.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "conv.h"
+
+namespace convops {
+namespace ops {
+namespace {
+
+constexpr int kThreads = 256;
+
+int64_t blocks_for(int64_t n) {
+  return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(1) << 16));
+}
+
+template <typename T>
+__global__ void im2col_kernel(const T* image, T* columns, ColumnGeometry g, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x) {
+    columns[i] = kernels::im2col_element(image, g, i);
+  }
+}
+
+template <typename T, typename Acc>
+__global__ void col2im_kernel(const T* columns, T* image, ColumnGeometry g, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x) {
+    image[i] = static_cast<T>(kernels::col2im_element<T, Acc>(columns, g, i));
+  }
+}
+
+void im2col_cuda(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
+  const int64_t n = columns.numel();
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
+    im2col_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
+        image.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), g, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void col2im_cuda(const at::Tensor& columns, at::Tensor& image, const ColumnGeometry& g) {
+  const int64_t n = image.numel();
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, columns.scalar_type(), "convops::col2im", [&] {
+    col2im_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, stream>>>(
+        columns.const_data_ptr<scalar_t>(), image.mutable_data_ptr<scalar_t>(), g, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+const bool registered = register_column_kernels(c10::kCUDA, ColumnKernels{&im2col_cuda, &col2im_cuda});
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(convops, CUDA, m) { register_conv_impls(m); }
+
+}  // namespace ops
+}  // namespace convops
