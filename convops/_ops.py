@@ -120,8 +120,17 @@ def _conv_transpose_backward(ctx, grad):
     input, weight = ctx.saved_tensors
     p = _params(ctx)
     # conv_transpose(x, w) is conv_backward_input(x, w): x plays the output gradient's role.
-    dx = ops.conv(grad, weight, None, *p) if ctx.needs_input_grad[0] else None
-    dw = ops.conv_backward_weight(input, grad, list(weight.shape), *p) if ctx.needs_input_grad[1] else None
+    # With output_padding >= stride, a convolution of the output has more positions than x:
+    # those extra positions are cropped from dx and stand as zeros beside x for dw.
+    dx = dw = None
+    if ctx.needs_input_grad[0]:
+        dx = ops.conv(grad, weight, None, *p)
+        dx = dx[(Ellipsis,) + tuple(slice(0, n) for n in input.shape[2:])]
+    if ctx.needs_input_grad[1]:
+        natural = conv_output_sizes(grad.shape[2:], weight.shape[2:], *p[:3])
+        extra = [e for size, n in zip(reversed(natural), reversed(input.shape[2:])) for e in (0, size - n)]
+        x = torch.nn.functional.pad(input, extra) if any(extra) else input
+        dw = ops.conv_backward_weight(x, grad, list(weight.shape), *p)
     db = _bias_grad(grad) if ctx.needs_input_grad[2] else None
     return dx, dw, db, None, None, None, None, None
 

@@ -11,6 +11,7 @@
 #include <ATen/OpMathType.h>
 #include <c10/core/DeviceGuard.h>
 
+#include <algorithm>
 #include <array>
 #include <mutex>
 #include <string>
@@ -365,7 +366,14 @@ at::Tensor conv_transpose(const at::Tensor& input, const at::Tensor& weight,
     out_size.push_back(size);
   }
   check_bias(op, bias, out_size[1], input);
-  auto out = conv_backward_input(input, weight, out_size, stride, padding, dilation, groups);
+  // With output_padding >= stride (allowed when < dilation) a convolution of the output
+  // has more positions than the input; the extra ones contribute zeros.
+  const auto natural = conv_problem(op, out_size, weight.sizes(), stride, padding, dilation, groups).output_sizes();
+  std::vector<int64_t> extra;
+  for (size_t i = d; i-- > 0;) extra.insert(extra.end(), {0, natural[2 + i] - input.size(2 + i)});
+  const bool pad = std::any_of(extra.begin(), extra.end(), [](int64_t e) { return e != 0; });
+  const auto x = pad ? at::constant_pad_nd(input, extra) : input;
+  auto out = conv_backward_input(x, weight, out_size, stride, padding, dilation, groups);
   if (bias.has_value() && bias->defined() && out.numel() > 0) {
     std::vector<int64_t> shape(out.dim(), 1);
     shape[1] = out.size(1);

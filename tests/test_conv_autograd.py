@@ -1,0 +1,154 @@
+"""gradcheck and gradgradcheck in float64 with tolerances 100x tighter than the
+defaults, and torch.library.opcheck, for every op of the convolution family
+(the backward ops included), on both CPU engines."""
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+import convops.functional as F
+
+ops = torch.ops.convops
+TIGHT = dict(atol=1e-7, rtol=1e-5, eps=1e-6)
+
+# (spatial sizes, kernel, stride, padding, dilation, groups)
+CONFIGS = [
+    ((7,), (3,), (1,), (1,), (1,), 1),
+    ((8,), (2,), (2,), (0,), (2,), 2),
+    ((5, 6), (3, 2), (2, 1), (1, 0), (1, 2), 1),
+    ((6, 5), (3, 3), (1, 2), (2, 1), (1, 1), 3),
+    ((4, 5, 4), (2, 3, 2), (1, 2, 1), (1, 1, 0), (2, 1, 1), 1),
+    ((3, 4, 3), (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), 3),  # 1x1 path
+]
+IDS = [f"{len(c[0])}d-{i}" for i, c in enumerate(CONFIGS)]
+
+
+def rand(*shape, requires_grad=True):
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=requires_grad)
+
+
+def problem(config, batch=2, out_per_group=2, in_per_group=2):
+    sizes, kernel, stride, padding, dilation, groups = config
+    x = rand(batch, in_per_group * groups, *sizes)
+    w = rand(out_per_group * groups, in_per_group, *kernel)
+    b = rand(out_per_group * groups)
+    return x, w, b, (list(stride), list(padding), list(dilation), groups)
+
+
+def output_padding_for(config):
+    stride, dilation = config[2], config[4]
+    return [max(s, d) - 1 for s, d in zip(stride, dilation)]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_conv_gradcheck_and_gradgradcheck(config, engine):
+    x, w, b, p = problem(config)
+    fn = lambda x, w, b: ops.conv(x, w, b, *p)  # noqa: E731
+    assert gradcheck(fn, (x, w, b), **TIGHT)
+    assert gradgradcheck(fn, (x, w, b), **TIGHT)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_conv_backward_ops_gradcheck_and_gradgradcheck(config, engine):
+    x, w, _, p = problem(config)
+    dy = rand(*ops.conv(x, w, None, *p).shape)
+    bwd_input = lambda dy, w: ops.conv_backward_input(dy, w, list(x.shape), *p)  # noqa: E731
+    bwd_weight = lambda dy, x: ops.conv_backward_weight(dy, x, list(w.shape), *p)  # noqa: E731
+    assert gradcheck(bwd_input, (dy, w), **TIGHT)
+    assert gradgradcheck(bwd_input, (dy, w), **TIGHT)
+    assert gradcheck(bwd_weight, (dy, x), **TIGHT)
+    assert gradgradcheck(bwd_weight, (dy, x), **TIGHT)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_conv_transpose_gradcheck_and_gradgradcheck(config, engine):
+    sizes, kernel, stride, padding, dilation, groups = config
+    x = rand(2, 2 * groups, *[max(1, s // 2) for s in sizes])
+    w = rand(2 * groups, 3, *kernel)
+    b = rand(3 * groups)
+    fn = lambda x, w, b: ops.conv_transpose(x, w, b, list(stride), list(padding), output_padding_for(config),  # noqa
+                                            list(dilation), groups)
+    assert gradcheck(fn, (x, w, b), **TIGHT)
+    assert gradgradcheck(fn, (x, w, b), **TIGHT)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_im2col_col2im_gradcheck_and_gradgradcheck(config, engine):
+    sizes, kernel, stride, padding, dilation, _ = config
+    args = (list(kernel), list(dilation), list(padding), list(stride))
+    x = rand(2, 3, *sizes)
+    cols = rand(*ops.im2col(x, *args).shape)
+    assert gradcheck(lambda x: ops.im2col(x, *args), (x,), **TIGHT)
+    assert gradgradcheck(lambda x: ops.im2col(x, *args), (x,), **TIGHT)
+    assert gradcheck(lambda c: ops.col2im(c, list(sizes), *args), (cols,), **TIGHT)
+    assert gradgradcheck(lambda c: ops.col2im(c, list(sizes), *args), (cols,), **TIGHT)
+
+
+def test_true_convolution_mode_gradcheck():
+    x, w, b, (stride, padding, dilation, groups) = problem(CONFIGS[3])
+    fn = lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups, mode="convolution")  # noqa: E731
+    assert gradcheck(fn, (x, w, b), **TIGHT)
+    assert gradgradcheck(fn, (x, w, b), **TIGHT)
+    # the conv weight (6, 2, 3, 3) read as a transposed-conv weight: 6 input channels, 2 outputs per group
+    fn = lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding, 0, groups, dilation, mode=0)  # noqa: E731
+    assert gradcheck(fn, (x, w, b), **TIGHT)
+
+
+def test_empty_batch_gradients_are_zeros_not_none():
+    x = rand(0, 4, 5, 5)
+    w = rand(6, 2, 3, 3)
+    b = rand(6)
+    out = F.conv2d(x, w, b, padding=1, groups=2)
+    assert out.shape == (0, 6, 5, 5)
+    out.sum().backward()
+    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+    assert x.grad.shape == x.shape
+
+
+def test_tight_gradcheck_catches_a_small_weight_gradient_error():
+    """The tolerances above are tight enough to see a 0.1% error in a weight gradient."""
+    x, w, b, p = problem(CONFIGS[2])
+
+    class Skewed(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(x, w)
+            return ops.conv(x, w, None, *p)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w = ctx.saved_tensors
+            return (ops.conv_backward_input(g, w, list(x.shape), *p),
+                    1.001 * ops.conv_backward_weight(g, x, list(w.shape), *p))
+
+    assert not gradcheck(Skewed.apply, (x, w), raise_exception=False, **TIGHT)
+
+
+def _opcheck_cases():
+    x, w, b, p = problem(CONFIGS[3])
+    dy = torch.randn(ops.conv(x, w, b, *p).shape, dtype=torch.float64, requires_grad=True)
+    xt = rand(2, 6, 3, 3)
+    wt = rand(6, 2, 3, 3)
+    kernel, dilation, padding, stride = [2, 3], [1, 2], [1, 0], [2, 1]
+    cols = rand(*ops.im2col(x, kernel, dilation, padding, stride).shape)
+    return {
+        "conv": (ops.conv.default, (x, w, b, *p)),
+        "conv_nobias": (ops.conv.default, (x, w, None, *p)),
+        "conv_backward_input": (ops.conv_backward_input.default, (dy, w, list(x.shape), *p)),
+        "conv_backward_weight": (ops.conv_backward_weight.default, (dy, x, list(w.shape), *p)),
+        "conv_transpose": (ops.conv_transpose.default, (xt, wt, rand(6), [2, 1], [1, 1], [1, 0], [1, 1], 3)),
+        "im2col": (ops.im2col.default, (x, kernel, dilation, padding, stride)),
+        "col2im": (ops.col2im.default, (cols, list(x.shape[2:]), kernel, dilation, padding, stride)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_opcheck_cases()))
+def test_opcheck(name):
+    op, args = _opcheck_cases()[name]
+    torch.library.opcheck(op, args)
+
+
+def test_every_op_has_an_opcheck_case():
+    from convops._ops import OP_NAMES
+    covered = {op.__name__.split(".")[0] if hasattr(op, "__name__") else None for op, _ in _opcheck_cases().values()}
+    covered = {c.split("::")[-1] for c in covered if c}
+    assert set(OP_NAMES) <= covered, set(OP_NAMES) - covered

@@ -1,0 +1,192 @@
+"""convops against torch.nn.functional (and the slow reference for what torch
+lacks), forward and backward, over hypothesis-drawn problems with integer data
+so the comparison is exact. Each test runs on both CPU engines: 'row' (the
+fast CPU loops) and 'element' (the per-element code the CUDA kernels run)."""
+import pytest
+import torch
+import torch.nn.functional as tF
+from hypothesis import given, settings
+
+import convops.functional as F
+import reference
+from conftest import cpu_engine
+from strategies import conv_problems, conv_transpose_problems, integer_tensor, unfold_problems, with_layout
+
+EXAMPLES = {"row": 250, "element": 80}
+TORCH_CONV = {1: tF.conv1d, 2: tF.conv2d, 3: tF.conv3d}
+TORCH_CONV_T = {1: tF.conv_transpose1d, 2: tF.conv_transpose2d, 3: tF.conv_transpose3d}
+OURS_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+OURS_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def exact(actual, expected):
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+def run_both(ours, theirs, tensors, layout):
+    """Forward and backward of ours (inputs in `layout`) and theirs (contiguous) on the same values;
+    returns [(output, [gradient of each tensor])] for both."""
+    results = []
+    for fn, lay in ((ours, layout), (theirs, "contiguous")):
+        leaves = [None if t is None else t.clone().requires_grad_(True) for t in tensors]
+        out = fn(*[None if t is None else with_layout(t, lay) for t in leaves])
+        out.backward(integer_tensor(out.shape, out.dtype, generator=torch.Generator().manual_seed(7)))
+        results.append((out.detach(), [None if t is None else t.grad for t in leaves]))
+    return results
+
+
+def compare(results):
+    (out, grads), (ref_out, ref_grads) = results
+    exact(out, ref_out)
+    for g, rg in zip(grads, ref_grads):
+        if rg is not None:
+            exact(g, rg)
+
+
+def _conv_tensors(p):
+    gen = torch.Generator().manual_seed(hash(repr(p)) % (2 ** 31))
+    shape = (p["batch"], p["in_channels"], *p["sizes"])
+    if p["unbatched"]:
+        shape = shape[1:]
+    x = integer_tensor(shape, p["dtype"], generator=gen)
+    w = integer_tensor((p["out_channels"], p["in_channels"] // p["groups"], *p["kernel"]), p["dtype"],
+                       generator=gen)
+    b = integer_tensor((p["out_channels"],), p["dtype"], generator=gen) if p["bias"] else None
+    return x, w, b
+
+
+def _flipped(w, mode):
+    return w.flip(list(range(2, w.dim()))) if mode in ("convolution", 0) else w
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+def test_conv_matches_torch(engine):
+    @settings(max_examples=EXAMPLES[engine])
+    @given(conv_problems())
+    def check(p):
+        x, w, b = _conv_tensors(p)
+        args = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
+        ours = lambda x, w, b: OURS_CONV[p["spatial"]](x, w, b, mode=p["mode"], **args)  # noqa: E731
+        theirs = lambda x, w, b: TORCH_CONV[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
+        compare(run_both(ours, theirs, [x, w, b], p["layout"]))
+
+    with cpu_engine(engine):
+        check()
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+def test_generic_conv_matches_torch(engine):
+    @settings(max_examples=EXAMPLES[engine] // 4)
+    @given(conv_problems())
+    def check(p):
+        p = dict(p, unbatched=False)
+        x, w, b = _conv_tensors(p)
+        args = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
+        ours = lambda x, w, b: F.conv(x, w, b, mode=p["mode"], **args)  # noqa: E731
+        theirs = lambda x, w, b: TORCH_CONV[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
+        compare(run_both(ours, theirs, [x, w, b], p["layout"]))
+
+    with cpu_engine(engine):
+        check()
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+def test_conv_transpose_matches_torch(engine):
+    @settings(max_examples=EXAMPLES[engine])
+    @given(conv_transpose_problems())
+    def check(p):
+        gen = torch.Generator().manual_seed(hash(repr(p)) % (2 ** 31))
+        shape = (p["batch"], p["in_channels"], *p["sizes"])
+        if p["unbatched"]:
+            shape = shape[1:]
+        x = integer_tensor(shape, p["dtype"], generator=gen)
+        w = integer_tensor((p["in_channels"], p["out_channels"] // p["groups"], *p["kernel"]), p["dtype"],
+                           generator=gen)
+        b = integer_tensor((p["out_channels"],), p["dtype"], generator=gen) if p["bias"] else None
+        args = dict(stride=p["stride"], padding=p["padding"], output_padding=p["output_padding"],
+                    groups=p["groups"], dilation=p["dilation"])
+        ours = lambda x, w, b: OURS_CONV_T[p["spatial"]](x, w, b, mode=p["mode"], **args)  # noqa: E731
+        theirs = lambda x, w, b: TORCH_CONV_T[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
+        compare(run_both(ours, theirs, [x, w, b], p["layout"]))
+
+    with cpu_engine(engine):
+        check()
+
+
+def _unfold_input(p):
+    gen = torch.Generator().manual_seed(hash(repr(p)) % (2 ** 31))
+    return integer_tensor((p["batch"], p["channels"], *p["sizes"]), p["dtype"], generator=gen)
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+def test_unfold_and_fold_match_torch_and_reference(engine):
+    @settings(max_examples=EXAMPLES[engine])
+    @given(unfold_problems())
+    def check(p):
+        x = _unfold_input(p)
+        args = (p["kernel"], p["dilation"], p["padding"], p["stride"])
+        if p["spatial"] == 2:
+            ref_unfold = lambda x: tF.unfold(x, *args)  # noqa: E731
+        else:
+            ref_unfold = lambda x: reference.unfold(x, *args)  # noqa: E731
+        compare(run_both(lambda x: F.unfold(x, *args), ref_unfold, [x], p["layout"]))
+
+        cols = integer_tensor(F.unfold(x, *args).shape, p["dtype"])
+        if p["spatial"] == 2:
+            ref_fold = lambda c: tF.fold(c, p["sizes"], *args)  # noqa: E731
+        else:
+            ref_fold = lambda c: reference.fold(c, p["sizes"], *args)  # noqa: E731
+        compare(run_both(lambda c: F.fold(c, p["sizes"], *args), ref_fold, [cols], "strided"))
+
+    with cpu_engine(engine):
+        check()
+
+
+@settings(max_examples=60)
+@given(conv_problems())
+def test_reference_conv_matches_torch(p):
+    """The slow reference is itself checked against torch, so it can stand in where torch has no twin."""
+    p = dict(p, unbatched=False, padding=p["padding"] if not isinstance(p["padding"], str) else 0)
+    x, w, b = _conv_tensors(p)
+    pad = p["padding"] if isinstance(p["padding"], tuple) else (p["padding"],) * p["spatial"]
+    expected = TORCH_CONV[p["spatial"]](x, w, b, p["stride"], pad, p["dilation"], p["groups"])
+    exact(reference.conv(x, w, b, p["stride"], pad, p["dilation"], p["groups"]), expected)
+    exact(F.conv(x, w, b, p["stride"], pad, p["dilation"], p["groups"]), expected)
+
+
+@settings(max_examples=60)
+@given(conv_transpose_problems())
+def test_reference_conv_transpose_matches_torch(p):
+    gen = torch.Generator().manual_seed(1)
+    x = integer_tensor((p["batch"], p["in_channels"], *p["sizes"]), p["dtype"], generator=gen)
+    w = integer_tensor((p["in_channels"], p["out_channels"] // p["groups"], *p["kernel"]), p["dtype"], generator=gen)
+    args = (p["stride"], p["padding"], p["output_padding"], p["groups"], p["dilation"])
+    expected = TORCH_CONV_T[p["spatial"]](x, w, None, *args)
+    exact(reference.conv_transpose(x, w, None, p["stride"], p["padding"], p["output_padding"], p["dilation"],
+                                   p["groups"]), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("spatial", [1, 2, 3])
+def test_reduced_precision_accumulates_in_float(dtype, spatial):
+    """float16/bfloat16 in, same dtype out, and values as close to the float32 result as torch's own."""
+    gen = torch.Generator().manual_seed(spatial)
+    x = torch.randn(2, 6, *([9] * spatial), generator=gen).to(dtype)
+    w = torch.randn(4, 3, *([3] * spatial), generator=gen).to(dtype)
+    b = torch.randn(4, generator=gen).to(dtype)
+    args = dict(stride=1, padding=1, dilation=1, groups=2)
+    exact32 = TORCH_CONV[spatial](x.float(), w.float(), b.float(), **args)
+    ours = OURS_CONV[spatial](x, w, b, **args)
+    assert ours.dtype == dtype
+    err_ours = (ours.float() - exact32).abs().max().item()
+    err_torch = (TORCH_CONV[spatial](x, w, b, **args).float() - exact32).abs().max().item()
+    assert err_ours <= 2 * err_torch + 1e-2
+
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    OURS_CONV[spatial](xr, wr, None, **args).sum().backward()
+    x32, w32 = x.float().requires_grad_(), w.float().requires_grad_()
+    TORCH_CONV[spatial](x32, w32, None, **args).sum().backward()
+    assert xr.grad.dtype == dtype and wr.grad.dtype == dtype
+    tol = 1e-2 if dtype == torch.float16 else 8e-2
+    torch.testing.assert_close(xr.grad.float(), x32.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(wr.grad.float(), w32.grad, rtol=tol, atol=tol * 10)
