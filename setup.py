@@ -7,6 +7,7 @@ Environment switches:
   TORCH_CUDA_ARCH_LIST  GPU architectures; defaults to the local GPU, or 7.5+PTX without one
 """
 import glob
+import json
 import os
 import shutil
 import sys
@@ -57,6 +58,14 @@ def _nvidia_wheel_includes():
     return found
 
 
+def _write_build_info(cuda_home):
+    """What this build decided, for the tests: a CUDA build must register CUDA kernels for every op."""
+    info = {"cuda": bool(cuda_home), "cuda_home": cuda_home,
+            "arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if cuda_home else None}
+    with open(os.path.join(HERE, "convops", "_build_info.json"), "w") as f:
+        json.dump(info, f, indent=1)
+
+
 def _extensions():
     mode = os.environ.get("CONVOPS_CUDA", "auto")
     cuda_home = None if mode == "0" else _find_cuda_home()
@@ -88,6 +97,7 @@ def _extensions():
     else:
         ext_cls = cpp_extension.CppExtension
         print("setup.py: building CPU-only", file=sys.stderr)
+    _write_build_info(cuda_home)
     ext = ext_cls(
         name="convops._C",
         sources=sources,

@@ -269,8 +269,9 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
   TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
               grad_output.dim(), " values, got ", input_size);
   const auto p = conv_problem(op, input_size, weight.sizes(), stride, padding, dilation, groups);
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(p.output_sizes()), op, ": expected grad_output of shape ",
-              p.output_sizes(), " for input_size ", input_size, " and weight of shape ", weight.sizes(), ", got ",
+  const auto expected = p.output_sizes();
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of shape ",
+              at::IntArrayRef(expected), " for input_size ", input_size, " and weight of shape ", weight.sizes(), ", got ",
               grad_output.sizes());
   auto dx = at::empty(input_size, grad_output.options());
   if (dx.numel() == 0) return dx;
@@ -308,8 +309,9 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
   check_floating(op, "input", input);
   check_same(op, "grad_output", grad_output, "input", input);
   const auto p = conv_problem(op, input.sizes(), weight_size, stride, padding, dilation, groups);
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(p.output_sizes()), op, ": expected grad_output of shape ",
-              p.output_sizes(), " for input of shape ", input.sizes(), " and weight_size ", weight_size, ", got ",
+  const auto expected = p.output_sizes();
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of shape ",
+              at::IntArrayRef(expected), " for input of shape ", input.sizes(), " and weight_size ", weight_size, ", got ",
               grad_output.sizes());
   // The weight gradient sums over the whole batch: accumulate in float for half/bfloat16.
   const auto acc_type = at::toOpMathType(input.scalar_type());
