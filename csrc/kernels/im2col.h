@@ -8,8 +8,8 @@
 //
 // Two forms of the same math:
 //   *_element: one output element per call (what a CUDA thread computes);
-//   *_row:     one contiguous innermost row per call, branch-free inner loops
-//              (the fast CPU engine).
+//   im2col_row / col2im_plane: one (plane, tap) row or one image plane per call,
+//              index arithmetic hoisted, vectorisable inner loops (the fast CPU engine).
 // col2im is written as a gather: each image element is owned by exactly one
 // call, which sums every column entry that came from it. No atomics, so the
 // result is deterministic on every device.
@@ -94,73 +94,78 @@ CONVOPS_HOST_DEVICE inline Acc col2im_element(const T* columns, const ColumnGeom
   return sum;
 }
 
-// One innermost row of the columns: row in [0, B * C*K * L0*L1), writes L2 values.
+// One row of the columns, all L output positions of one (plane, kernel tap):
+// row in [0, B * C*K). The tap is decoded once; the innermost loop is a copy.
 template <typename T>
 inline void im2col_row(const T* image, T* columns, const ColumnGeometry& g, int64_t row) {
   int64_t r = row;
-  const int64_t l1 = r % g.cols[1]; r /= g.cols[1];
-  const int64_t l0 = r % g.cols[0]; r /= g.cols[0];
   const int64_t k2 = r % g.kernel[2]; r /= g.kernel[2];
   const int64_t k1 = r % g.kernel[1]; r /= g.kernel[1];
   const int64_t k0 = r % g.kernel[0]; r /= g.kernel[0];
   const int64_t plane = r;
-  T* dst = columns + row * g.cols[2];
-  const int64_t x0 = g.source(0, l0, k0), x1 = g.source(1, l1, k1);
-  if (x0 < 0 || x0 >= g.image[0] || x1 < 0 || x1 >= g.image[1]) {
-    for (int64_t l2 = 0; l2 < g.cols[2]; ++l2) dst[l2] = T(0);
-    return;
-  }
-  const T* src = image + ((plane * g.image[0] + x0) * g.image[1] + x1) * g.image[2];
-  const int64_t first = min64(g.first_valid(2, k2), g.cols[2]);
-  const int64_t last = max64(g.last_valid(2, k2), first);
-  const int64_t s = g.stride[2], offset = k2 * g.dil[2] - g.pad[2];
-  for (int64_t l2 = 0; l2 < first; ++l2) dst[l2] = T(0);
-  if (s == 1) {
-    const T* from = src + first + offset;  // contiguous when the stride is 1
-    T* to = dst + first;
+  const T* src_plane = image + plane * g.image_numel();
+  T* dst = columns + row * g.cols_numel();
+  const int64_t first2 = min64(g.first_valid(2, k2), g.cols[2]);
+  const int64_t last2 = max64(g.last_valid(2, k2), first2);
+  const int64_t s2 = g.stride[2], offset2 = k2 * g.dil[2] - g.pad[2];
+  for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
+    const int64_t x0 = g.source(0, l0, k0);
+    for (int64_t l1 = 0; l1 < g.cols[1]; ++l1, dst += g.cols[2]) {
+      const int64_t x1 = g.source(1, l1, k1);
+      if (x0 < 0 || x0 >= g.image[0] || x1 < 0 || x1 >= g.image[1]) {
+        for (int64_t l2 = 0; l2 < g.cols[2]; ++l2) dst[l2] = T(0);
+        continue;
+      }
+      const T* src = src_plane + (x0 * g.image[1] + x1) * g.image[2];
+      for (int64_t l2 = 0; l2 < first2; ++l2) dst[l2] = T(0);
+      if (s2 == 1) {
+        const T* from = src + first2 + offset2;  // contiguous when the stride is 1
+        T* to = dst + first2;
 #pragma omp simd
-    for (int64_t i = 0; i < last - first; ++i) to[i] = from[i];
-  } else {
-    for (int64_t l2 = first; l2 < last; ++l2) dst[l2] = src[l2 * s + offset];
+        for (int64_t i = 0; i < last2 - first2; ++i) to[i] = from[i];
+      } else {
+        for (int64_t l2 = first2; l2 < last2; ++l2) dst[l2] = src[l2 * s2 + offset2];
+      }
+      for (int64_t l2 = last2; l2 < g.cols[2]; ++l2) dst[l2] = T(0);
+    }
   }
-  for (int64_t l2 = last; l2 < g.cols[2]; ++l2) dst[l2] = T(0);
 }
 
-// One innermost image row: row in [0, B * C * X0*X1), writes X2 values.
-// acc is caller scratch of X2 values.
+// One whole image plane (X values): plane in [0, B * C). acc is caller scratch of X
+// values, zeroed here. The plane is owned by one call, which adds every column entry
+// read from it in a fixed order: deterministic, and no two calls write the same place.
 template <typename T, typename Acc>
-inline void col2im_row(const T* columns, T* image, Acc* acc, const ColumnGeometry& g, int64_t row) {
-  int64_t r = row;
-  const int64_t x1 = r % g.image[1]; r /= g.image[1];
-  const int64_t x0 = r % g.image[0]; r /= g.image[0];
-  const int64_t plane = r;
-  const int64_t K = g.kernel_numel(), L = g.cols_numel();
-  for (int64_t x2 = 0; x2 < g.image[2]; ++x2) acc[x2] = Acc(0);
+inline void col2im_plane(const T* columns, T* image, Acc* acc, const ColumnGeometry& g, int64_t plane) {
+  const int64_t X = g.image_numel(), L = g.cols_numel(), K = g.kernel_numel();
+  for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
+  const T* src = columns + plane * K * L;
   for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
-    const int64_t l0 = g.reader(0, x0, k0);
-    if (l0 < 0) continue;
     for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
-      const int64_t l1 = g.reader(1, x1, k1);
-      if (l1 < 0) continue;
-      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-        const int64_t krow = plane * K + (k0 * g.kernel[1] + k1) * g.kernel[2] + k2;
-        const T* src = columns + krow * L + (l0 * g.cols[1] + l1) * g.cols[2];
-        const int64_t first = min64(g.first_valid(2, k2), g.cols[2]);
-        const int64_t last = max64(g.last_valid(2, k2), first);
-        const int64_t s = g.stride[2], offset = k2 * g.dil[2] - g.pad[2];
-        if (s == 1) {
-          Acc* to = acc + first + offset;
-          const T* from = src + first;
+      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2, src += L) {
+        const int64_t first2 = min64(g.first_valid(2, k2), g.cols[2]);
+        const int64_t last2 = max64(g.last_valid(2, k2), first2);
+        const int64_t s2 = g.stride[2], offset2 = k2 * g.dil[2] - g.pad[2];
+        for (int64_t l0 = g.first_valid(0, k0); l0 < g.last_valid(0, k0); ++l0) {
+          const int64_t x0 = g.source(0, l0, k0);
+          for (int64_t l1 = g.first_valid(1, k1); l1 < g.last_valid(1, k1); ++l1) {
+            const int64_t x1 = g.source(1, l1, k1);
+            const T* from = src + (l0 * g.cols[1] + l1) * g.cols[2];
+            Acc* to = acc + (x0 * g.image[1] + x1) * g.image[2];
+            if (s2 == 1) {
+              Acc* dst = to + first2 + offset2;
+              const T* in = from + first2;
 #pragma omp simd
-          for (int64_t i = 0; i < last - first; ++i) to[i] += static_cast<Acc>(from[i]);
-        } else {
-          for (int64_t l2 = first; l2 < last; ++l2) acc[l2 * s + offset] += static_cast<Acc>(src[l2]);
+              for (int64_t i = 0; i < last2 - first2; ++i) dst[i] += static_cast<Acc>(in[i]);
+            } else {
+              for (int64_t l2 = first2; l2 < last2; ++l2) to[l2 * s2 + offset2] += static_cast<Acc>(from[l2]);
+            }
+          }
         }
       }
     }
   }
-  T* dst = image + row * g.image[2];
-  for (int64_t x2 = 0; x2 < g.image[2]; ++x2) dst[x2] = static_cast<T>(acc[x2]);
+  T* dst = image + plane * X;
+  for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
 }
 
 }  // namespace kernels

@@ -1,6 +1,6 @@
 // CPU launchers for the column kernels and the CPU registration of the
 // convolution family. Two engines run the same math from kernels/im2col.h:
-//   "row" (default): one contiguous innermost row per task, vectorisable loops;
+//   "row" (default): one (plane, tap) row or one image plane per task, vectorisable loops;
 //   "element": one output element per iteration, exactly what each CUDA thread
 //              runs. Set CONVOPS_CPU_ENGINE=element to use it; the tests do, so
 //              the GPU's kernel bodies are exercised on every CI run.
@@ -38,8 +38,8 @@ void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeomet
       });
       return;
     }
-    const int64_t rows = columns.numel() / g.cols[2];
-    at::parallel_for(0, rows, row_grain(g.cols[2]), [&](int64_t begin, int64_t end) {
+    const int64_t rows = columns.numel() / g.cols_numel();
+    at::parallel_for(0, rows, row_grain(g.cols_numel()), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) kernels::im2col_row(in, out, g, r);
     });
   });
@@ -56,10 +56,10 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
       });
       return;
     }
-    const int64_t rows = image.numel() / g.image[2];
-    at::parallel_for(0, rows, row_grain(g.image[2]), [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(g.image[2]);
-      for (int64_t r = begin; r < end; ++r) kernels::col2im_row(in, out, acc.data(), g, r);
+    const int64_t planes = image.numel() / g.image_numel();
+    at::parallel_for(0, planes, row_grain(g.image_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> acc(g.image_numel());
+      for (int64_t p = begin; p < end; ++p) kernels::col2im_plane(in, out, acc.data(), g, p);
     });
   });
 }
