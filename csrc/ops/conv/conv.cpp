@@ -256,14 +256,12 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
     const int64_t b = std::min(chunk, p.batch - start);
     const auto cols = by_group(columns_of(p, k, x.narrow(0, start, b), buffer), b, G, L);
     auto y = by_group(out.narrow(0, start, b).view({b, p.out_channels, L}), b, G, L);
-    for (int64_t i = 0; i < b; ++i) {
-      for (int64_t grp = 0; grp < G; ++grp) {
-        auto yg = y[i][grp];
-        if (has_bias) {
-          at::addmm_out(yg, bias_g[grp], w[grp], cols[i][grp]);
-        } else {
-          at::mm_out(yg, w[grp], cols[i][grp]);
-        }
+    for (int64_t i = 0; i < b; ++i) {  // one batched GEMM over the groups of each image
+      auto yi = y[i];
+      if (has_bias) {
+        at::baddbmm_out(yi, bias_g, w, cols[i]);
+      } else {
+        at::bmm_out(yi, w, cols[i]);
       }
     }
   }
@@ -302,10 +300,8 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
     const auto cols_g = by_group(cols, b, G, L);
     const auto dy_g = by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}), b, G, L);
     for (int64_t i = 0; i < b; ++i) {
-      for (int64_t grp = 0; grp < G; ++grp) {
-        auto c = cols_g[i][grp];
-        at::mm_out(c, wt[grp], dy_g[i][grp]);
-      }
+      auto ci = cols_g[i];
+      at::bmm_out(ci, wt, dy_g[i]);
     }
     if (!pointwise) k.col2im(cols, dx_chunk, p.g);
   }
@@ -339,11 +335,7 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
     const int64_t b = std::min(chunk, p.batch - start);
     const auto cols = by_group(columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type), b, G, L);
     const auto dy_g = by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type), b, G, L);
-    for (int64_t i = 0; i < b; ++i) {
-      for (int64_t grp = 0; grp < G; ++grp) {
-        dw[grp].addmm_(dy_g[i][grp], cols[i][grp].t());
-      }
-    }
+    for (int64_t i = 0; i < b; ++i) dw.baddbmm_(dy_g[i], cols[i].transpose(1, 2));
   }
   return dw.to(input.scalar_type()).view(weight_size);
 }
