@@ -59,6 +59,16 @@ def _check_groups(groups, op: str) -> int:
     return groups
 
 
+def _int_tuples(op: str, spatial: int, **params) -> list[tuple[int, ...]]:
+    """Each keyword is name=(value, minimum): the values as checked tuples of `spatial` ints, in order."""
+    out = []
+    for name, (value, minimum) in params.items():
+        value = ntuple(value, spatial, name, op)
+        check_at_least(value, minimum, name, op)
+        out.append(value)
+    return out
+
+
 def _flip(weight: torch.Tensor) -> torch.Tensor:
     return weight.flip(list(range(2, weight.dim())))
 
@@ -93,10 +103,7 @@ def _convnd(op: str, spatial: int, input, weight, bias, stride, padding, dilatio
     _check_weight(weight, spatial, op, "(out_channels, in_channels/groups, *kernel_size)")
     if bias is not None:
         _check_tensor(bias, "bias", op)
-    stride = ntuple(stride, spatial, "stride", op)
-    dilation = ntuple(dilation, spatial, "dilation", op)
-    check_at_least(stride, 1, "stride", op)
-    check_at_least(dilation, 1, "dilation", op)
+    stride, dilation = _int_tuples(op, spatial, stride=(stride, 1), dilation=(dilation, 1))
     groups = _check_groups(groups, op)
     input, padding = _conv_padding(padding, input, tuple(weight.shape[2:]), stride, dilation, op)
     out = _ops_ns.conv(input, _flip(weight) if flip else weight, bias, stride, padding, dilation, groups)
@@ -132,14 +139,9 @@ def _conv_transposend(op: str, spatial: int, input, weight, bias, stride, paddin
     _check_weight(weight, spatial, op, "(in_channels, out_channels/groups, *kernel_size)")
     if bias is not None:
         _check_tensor(bias, "bias", op)
-    stride = ntuple(stride, spatial, "stride", op)
-    dilation = ntuple(dilation, spatial, "dilation", op)
-    padding = ntuple(padding, spatial, "padding", op)
-    output_padding = ntuple(output_padding, spatial, "output_padding", op)
-    check_at_least(stride, 1, "stride", op)
-    check_at_least(dilation, 1, "dilation", op)
-    check_at_least(padding, 0, "padding", op)
-    check_at_least(output_padding, 0, "output_padding", op)
+    stride, dilation, padding, output_padding = _int_tuples(
+        op, spatial, stride=(stride, 1), dilation=(dilation, 1), padding=(padding, 0),
+        output_padding=(output_padding, 0))
     if any(op_ >= s and op_ >= d for op_, s, d in zip(output_padding, stride, dilation)):
         raise ValueError(f"{op}: expected output_padding smaller than stride or dilation in every dimension, got "
                          f"output_padding {output_padding}, stride {stride}, dilation {dilation}")
@@ -168,15 +170,8 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def _window_args(op: str, spatial: int, kernel_size, dilation, padding, stride):
-    kernel_size = ntuple(kernel_size, spatial, "kernel_size", op)
-    dilation = ntuple(dilation, spatial, "dilation", op)
-    padding = ntuple(padding, spatial, "padding", op)
-    stride = ntuple(stride, spatial, "stride", op)
-    check_at_least(kernel_size, 1, "kernel_size", op)
-    check_at_least(dilation, 1, "dilation", op)
-    check_at_least(padding, 0, "padding", op)
-    check_at_least(stride, 1, "stride", op)
-    return kernel_size, dilation, padding, stride
+    return _int_tuples(op, spatial, kernel_size=(kernel_size, 1), dilation=(dilation, 1), padding=(padding, 0),
+                       stride=(stride, 1))
 
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):

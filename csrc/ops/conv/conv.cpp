@@ -148,6 +148,14 @@ ConvProblem conv_problem(const char* op, at::IntArrayRef x_sizes, at::IntArrayRe
   return p;
 }
 
+void check_grad_output(const char* op, const at::Tensor& grad_output, const ConvProblem& p,
+                       at::IntArrayRef input_size, at::IntArrayRef weight_size) {
+  const auto expected = p.output_sizes();
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of shape ",
+              at::IntArrayRef(expected), " for input of shape ", input_size, " and weight of shape ", weight_size,
+              ", got ", grad_output.sizes());
+}
+
 void check_bias(const char* op, const c10::optional<at::Tensor>& bias, int64_t channels, const at::Tensor& ref) {
   if (!bias.has_value() || !bias->defined()) return;
   TORCH_CHECK(bias->dim() == 1 && bias->size(0) == channels, op, ": expected bias of shape (", channels,
@@ -278,10 +286,7 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
   TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
               grad_output.dim(), " values, got ", input_size);
   const auto p = conv_problem(op, input_size, weight.sizes(), stride, padding, dilation, groups);
-  const auto expected = p.output_sizes();
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of shape ",
-              at::IntArrayRef(expected), " for input_size ", input_size, " and weight of shape ", weight.sizes(), ", got ",
-              grad_output.sizes());
+  check_grad_output(op, grad_output, p, input_size, weight.sizes());
   auto dx = at::empty(input_size, grad_output.options());
   if (dx.numel() == 0) return dx;
   if (grad_output.numel() == 0) return dx.zero_();
@@ -316,10 +321,7 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
   check_floating(op, "input", input);
   check_same(op, "grad_output", grad_output, "input", input);
   const auto p = conv_problem(op, input.sizes(), weight_size, stride, padding, dilation, groups);
-  const auto expected = p.output_sizes();
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of shape ",
-              at::IntArrayRef(expected), " for input of shape ", input.sizes(), " and weight_size ", weight_size, ", got ",
-              grad_output.sizes());
+  check_grad_output(op, grad_output, p, input.sizes(), weight_size);
   // The weight gradient sums over the whole batch: accumulate in float for half/bfloat16.
   const auto acc_type = at::toOpMathType(input.scalar_type());
   auto dw = at::zeros({groups, p.out_per_group(), p.rows_per_group()}, input.options().dtype(acc_type));
