@@ -12,9 +12,7 @@
 #include <c10/core/DeviceGuard.h>
 
 #include <algorithm>
-#include <array>
-#include <mutex>
-#include <string>
+#include <vector>
 
 namespace convops {
 namespace ops {
@@ -23,46 +21,8 @@ namespace {
 // Upper bound on the column buffer of one batch chunk, in elements (16 MiB of float, about L3).
 constexpr int64_t kColumnBufferElements = int64_t(1) << 22;
 
-std::array<ColumnKernels, static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)>&
-kernel_table() {
-  static std::array<ColumnKernels, static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)> table{};
-  return table;
-}
-
 const ColumnKernels& column_kernels(const char* op, const at::Tensor& t) {
-  const auto& k = kernel_table()[static_cast<size_t>(t.device().type())];
-  TORCH_CHECK(k.im2col != nullptr, op, ": no kernels for device ", t.device(),
-              " (this build of convops supports CPU", kernel_table()[static_cast<size_t>(c10::kCUDA)].im2col ? " and CUDA" : "",
-              ")");
-  return k;
-}
-
-void check_floating(const char* op, const char* name, const at::Tensor& t) {
-  const auto s = t.scalar_type();
-  TORCH_CHECK(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16, op, ": expected ",
-              name, " to be float32, float64, float16 or bfloat16, got ", s);
-}
-
-void check_same(const char* op, const char* name, const at::Tensor& t, const char* ref_name, const at::Tensor& ref) {
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": expected ", name, " to have the dtype of ", ref_name,
-              " (", ref.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK(t.device() == ref.device(), op, ": expected ", name, " on the device of ", ref_name, " (",
-              ref.device(), "), got ", t.device());
-}
-
-void check_batched(const char* op, const char* name, const at::Tensor& t) {
-  TORCH_CHECK(t.dim() >= 3 && t.dim() <= 5, op, ": expected ", name,
-              " of shape (N, C, *spatial) with 1 to 3 spatial dims (3-D to 5-D), got ", t.dim(), "-D tensor of shape ",
-              t.sizes());
-}
-
-void check_param(const char* op, const char* name, at::IntArrayRef v, size_t spatial, int64_t min_value) {
-  TORCH_CHECK(v.size() == spatial, op, ": expected ", name, " with ", spatial, " values (one per spatial dim), got ",
-              v);
-  for (auto x : v) {
-    TORCH_CHECK(x >= min_value, op, ": expected ", name, min_value == 0 ? " >= 0" : " > 0",
-                " in every dimension, got ", v);
-  }
+  return DeviceTable<ColumnKernels>::get(op, t);
 }
 
 // Validates the sliding-window parameters and builds the 3-D geometry.
@@ -75,14 +35,12 @@ ColumnGeometry geometry(const char* op, int64_t channels, at::IntArrayRef image,
   check_param(op, "padding", padding, d, 0);
   ColumnGeometry g{};
   g.channels = channels;
-  const size_t front = kernels::kMaxSpatial - d;
+  pad_front(image, 1, g.image);
+  pad_front(kernel, 1, g.kernel);
+  pad_front(stride, 1, g.stride);
+  pad_front(padding, 0, g.pad);
+  pad_front(dilation, 1, g.dil);
   for (size_t i = 0; i < static_cast<size_t>(kernels::kMaxSpatial); ++i) {
-    const bool real = i >= front;
-    g.image[i] = real ? image[i - front] : 1;
-    g.kernel[i] = real ? kernel[i - front] : 1;
-    g.stride[i] = real ? stride[i - front] : 1;
-    g.pad[i] = real ? padding[i - front] : 0;
-    g.dil[i] = real ? dilation[i - front] : 1;
     const int64_t span = g.dil[i] * (g.kernel[i] - 1) + 1;
     TORCH_CHECK(g.image[i] + 2 * g.pad[i] >= span, op, ": kernel (size ", kernel, " with dilation ", dilation,
                 ") is larger than the padded input (size ", image, " with padding ", padding, ")");
@@ -194,11 +152,6 @@ at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& 
 }
 
 }  // namespace
-
-bool register_column_kernels(c10::DeviceType device, ColumnKernels kernels) {
-  kernel_table()[static_cast<size_t>(device)] = kernels;
-  return true;
-}
 
 at::Tensor im2col(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef dilation,
                   at::IntArrayRef padding, at::IntArrayRef stride) {

@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include "../../kernels/im2col.h"
+#include "../common.h"
 
 namespace convops {
 namespace ops {
@@ -22,8 +23,6 @@ struct ColumnKernels {
   void (*col2im)(const at::Tensor& columns, at::Tensor& image, const ColumnGeometry& g);
 };
 
-// Each launcher file registers its kernels at load time.
-bool register_column_kernels(c10::DeviceType device, ColumnKernels kernels);
 
 at::Tensor im2col(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef dilation,
                   at::IntArrayRef padding, at::IntArrayRef stride);

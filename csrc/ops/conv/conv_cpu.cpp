@@ -64,7 +64,7 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
   });
 }
 
-const bool registered = register_column_kernels(c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu});
+const bool registered = DeviceTable<ColumnKernels>::set(c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu});
 
 }  // namespace
 

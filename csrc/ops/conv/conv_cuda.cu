@@ -52,7 +52,7 @@ void col2im_cuda(const at::Tensor& columns, at::Tensor& image, const ColumnGeome
   });
 }
 
-const bool registered = register_column_kernels(c10::kCUDA, ColumnKernels{&im2col_cuda, &col2im_cuda});
+const bool registered = DeviceTable<ColumnKernels>::set(c10::kCUDA, ColumnKernels{&im2col_cuda, &col2im_cuda});
 
 }  // namespace
 

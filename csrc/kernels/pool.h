@@ -1,0 +1,363 @@
+// Max and average pooling for 1 to 3 spatial dims, torch-free.
+//
+// Shapes (spatial dims padded in front to 3): input plane (X0, X1, X2), output plane
+// (O0, O1, O2); tensors are (B*C planes, *plane) contiguous. Max-pool indices are
+// flat positions inside the input plane ((x0*X1 + x1)*X2 + x2), as torch returns them.
+//
+// Semantics, as torch: a max window scans its taps in row-major order and takes a
+// value if it is greater than the best so far or NaN (so ties keep the first maximum
+// and NaN propagates); starting from -inf at the first in-bounds tap. An average window
+// [o*s - p, o*s - p + k) is clipped to the padded input for count_include_pad and to
+// the input for the count that excludes padding; divisor_override replaces both.
+//
+// Two forms of the same math:
+//   *_element: one output (forward) or one input (backward, a gather) element per call:
+//              what a CUDA thread runs;
+//   *_plane:   one whole plane per call, separable passes (innermost dim, then the
+//              outer dims) with vectorisable inner loops: the fast CPU engine.
+#pragma once
+#include "common.h"
+
+namespace convops {
+namespace kernels {
+
+struct PoolGeometry {
+  int64_t image[kMaxSpatial];
+  int64_t out[kMaxSpatial];
+  int64_t kernel[kMaxSpatial];
+  int64_t stride[kMaxSpatial];
+  int64_t pad[kMaxSpatial];
+  int64_t dil[kMaxSpatial];
+  bool count_include_pad;
+  int64_t divisor_override;  // 0: none
+
+  CONVOPS_HOST_DEVICE int64_t image_numel() const { return image[0] * image[1] * image[2]; }
+  CONVOPS_HOST_DEVICE int64_t out_numel() const { return out[0] * out[1] * out[2]; }
+  CONVOPS_HOST_DEVICE int64_t start(int d, int64_t o) const { return o * stride[d] - pad[d]; }
+  // First in-bounds tap position of window o along d (max pooling, with dilation).
+  CONVOPS_HOST_DEVICE int64_t first_inside(int d, int64_t o) const {
+    const int64_t s = start(d, o);
+    return s >= 0 ? s : s + ceil_div(-s, dil[d]) * dil[d];
+  }
+  // The average window along d, clipped to the input: [lo, hi); returns its divisor factor.
+  CONVOPS_HOST_DEVICE int64_t avg_window(int d, int64_t o, int64_t* lo, int64_t* hi) const {
+    const int64_t s = start(d, o);
+    const int64_t padded_end = min64(s + kernel[d], image[d] + pad[d]);
+    *lo = max64(s, 0);
+    *hi = min64(padded_end, image[d]);
+    return count_include_pad ? padded_end - s : *hi - *lo;
+  }
+  CONVOPS_HOST_DEVICE int64_t avg_divisor(int64_t o0, int64_t o1, int64_t o2) const {
+    if (divisor_override != 0) return divisor_override;
+    int64_t lo, hi;
+    return avg_window(0, o0, &lo, &hi) * avg_window(1, o1, &lo, &hi) * avg_window(2, o2, &lo, &hi);
+  }
+  // Output window along d that reads position x through tap k (max pooling), or -1.
+  CONVOPS_HOST_DEVICE int64_t reader(int d, int64_t x, int64_t k) const {
+    const int64_t num = x + pad[d] - k * dil[d];
+    if (num < 0 || num % stride[d] != 0) return -1;
+    const int64_t o = num / stride[d];
+    return o < out[d] ? o : -1;
+  }
+};
+
+template <typename Acc>
+CONVOPS_HOST_DEVICE inline bool takes(Acc value, Acc best) {
+  return value > best || value != value;  // greater, or NaN
+}
+
+template <typename Acc>
+CONVOPS_HOST_DEVICE inline Acc lowest() {
+  return -static_cast<Acc>(__builtin_huge_valf());
+}
+
+// Output element index of (B*C, O) -> its max and argmax.
+template <typename T, typename Acc>
+CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeometry& g, int64_t index, T* out,
+                                                 int64_t* argmax) {
+  const int64_t o2 = index % g.out[2]; index /= g.out[2];
+  const int64_t o1 = index % g.out[1]; index /= g.out[1];
+  const int64_t o0 = index % g.out[0]; index /= g.out[0];
+  const T* plane = input + index * g.image_numel();
+  const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
+  const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
+  const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
+  const int64_t e2 = min64(g.start(2, o2) + (g.kernel[2] - 1) * g.dil[2] + 1, g.image[2]);
+  Acc best = lowest<Acc>();
+  int64_t best_at = (f0 * g.image[1] + f1) * g.image[2] + f2;
+  for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
+    for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
+      for (int64_t x2 = f2; x2 < e2; x2 += g.dil[2]) {
+        const int64_t at = (x0 * g.image[1] + x1) * g.image[2] + x2;
+        const Acc v = static_cast<Acc>(plane[at]);
+        if (takes(v, best)) {
+          best = v;
+          best_at = at;
+        }
+      }
+    }
+  }
+  *out = static_cast<T>(best);
+  *argmax = best_at;
+}
+
+// Input element index of (B*C, X): the sum of the output gradients whose argmax it is.
+template <typename T, typename Acc>
+CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, const int64_t* argmax,
+                                                         const PoolGeometry& g, int64_t index) {
+  const int64_t x2 = index % g.image[2]; index /= g.image[2];
+  const int64_t x1 = index % g.image[1]; index /= g.image[1];
+  const int64_t x0 = index % g.image[0]; index /= g.image[0];
+  const int64_t at = (x0 * g.image[1] + x1) * g.image[2] + x2;
+  const int64_t base = index * g.out_numel();
+  Acc sum = Acc(0);
+  for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+    const int64_t o0 = g.reader(0, x0, k0);
+    if (o0 < 0) continue;
+    for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+      const int64_t o1 = g.reader(1, x1, k1);
+      if (o1 < 0) continue;
+      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+        const int64_t o2 = g.reader(2, x2, k2);
+        if (o2 < 0) continue;
+        const int64_t o = base + (o0 * g.out[1] + o1) * g.out[2] + o2;
+        if (argmax[o] == at) sum += static_cast<Acc>(grad_output[o]);
+      }
+    }
+  }
+  return sum;
+}
+
+// Output element index of (B*C, O): the window average.
+template <typename T, typename Acc>
+CONVOPS_HOST_DEVICE inline Acc avg_pool_element(const T* input, const PoolGeometry& g, int64_t index) {
+  const int64_t o2 = index % g.out[2]; index /= g.out[2];
+  const int64_t o1 = index % g.out[1]; index /= g.out[1];
+  const int64_t o0 = index % g.out[0]; index /= g.out[0];
+  const T* plane = input + index * g.image_numel();
+  int64_t lo0, hi0, lo1, hi1, lo2, hi2;
+  g.avg_window(0, o0, &lo0, &hi0);
+  g.avg_window(1, o1, &lo1, &hi1);
+  g.avg_window(2, o2, &lo2, &hi2);
+  Acc sum = Acc(0);
+  for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+    for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+      for (int64_t x2 = lo2; x2 < hi2; ++x2) sum += static_cast<Acc>(plane[(x0 * g.image[1] + x1) * g.image[2] + x2]);
+    }
+  }
+  const int64_t divisor = g.avg_divisor(o0, o1, o2);
+  return divisor > 0 ? sum / static_cast<Acc>(divisor) : Acc(0);
+}
+
+// Output windows along d that contain input position x (average pooling): [first, last).
+CONVOPS_HOST_DEVICE inline void avg_readers(const PoolGeometry& g, int d, int64_t x, int64_t* first, int64_t* last) {
+  *first = max64(0, ceil_div(x + g.pad[d] - g.kernel[d] + 1, g.stride[d]));
+  *last = min64(g.out[d], (x + g.pad[d]) / g.stride[d] + 1);
+}
+
+// Input element index of (B*C, X): the sum of grad / divisor over the windows holding it.
+template <typename T, typename Acc>
+CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, const PoolGeometry& g, int64_t index) {
+  const int64_t x2 = index % g.image[2]; index /= g.image[2];
+  const int64_t x1 = index % g.image[1]; index /= g.image[1];
+  const int64_t x0 = index % g.image[0]; index /= g.image[0];
+  const T* plane = grad_output + index * g.out_numel();
+  int64_t a0, b0, a1, b1, a2, b2;
+  avg_readers(g, 0, x0, &a0, &b0);
+  avg_readers(g, 1, x1, &a1, &b1);
+  avg_readers(g, 2, x2, &a2, &b2);
+  Acc sum = Acc(0);
+  for (int64_t o0 = a0; o0 < b0; ++o0) {
+    for (int64_t o1 = a1; o1 < b1; ++o1) {
+      for (int64_t o2 = a2; o2 < b2; ++o2) {
+        const int64_t divisor = g.avg_divisor(o0, o1, o2);
+        if (divisor > 0) {
+          sum += static_cast<Acc>(plane[(o0 * g.out[1] + o1) * g.out[2] + o2]) / static_cast<Acc>(divisor);
+        }
+      }
+    }
+  }
+  return sum;
+}
+
+// ---------------------------------------------------------------- CPU plane engine
+// Output windows o along the innermost dim whose tap at offset `offset` (= k*dil - pad)
+// lands inside the row: [first, last).
+inline void inner_range(const PoolGeometry& g, int64_t offset, int64_t* first, int64_t* last) {
+  *first = min64(max64(0, ceil_div(-offset, g.stride[2])), g.out[2]);
+  *last = max64(min64(g.out[2], ceil_div(g.image[2] - offset, g.stride[2])), *first);
+}
+
+// Scratch for one plane: rows (X0*X1*O2) of values and positions, and three O2 rows.
+template <typename Acc>
+struct PoolScratch {
+  Acc* rows;
+  int64_t* row_at;
+  Acc* best;
+  int64_t* best_at;
+  Acc* factor;
+};
+
+// Max pooling of plane `plane`: a pass along each input row (max over the innermost
+// taps for every output column), then over the rows of each window in row-major order,
+// so ties and NaN resolve exactly as the element form scans.
+template <typename T, typename Acc>
+inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const PoolGeometry& g,
+                           const PoolScratch<Acc>& s, int64_t plane) {
+  const int64_t O2 = g.out[2], X2 = g.image[2];
+  const T* src = input + plane * g.image_numel();
+  for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
+    const T* row = src + r * X2;
+    Acc* hv = s.rows + r * O2;
+    int64_t* hat = s.row_at + r * O2;
+    for (int64_t o2 = 0; o2 < O2; ++o2) {
+      hv[o2] = lowest<Acc>();
+      hat[o2] = g.first_inside(2, o2);
+    }
+    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+      const int64_t offset = k2 * g.dil[2] - g.pad[2];
+      int64_t first, last;
+      inner_range(g, offset, &first, &last);
+      for (int64_t o2 = first; o2 < last; ++o2) {
+        const int64_t x2 = o2 * g.stride[2] + offset;
+        const Acc v = static_cast<Acc>(row[x2]);
+        const bool take = takes(v, hv[o2]);
+        hv[o2] = take ? v : hv[o2];
+        hat[o2] = take ? x2 : hat[o2];
+      }
+    }
+  }
+  T* dst = output + plane * g.out_numel();
+  int64_t* dst_at = argmax + plane * g.out_numel();
+  for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+    const int64_t f0 = g.first_inside(0, o0);
+    const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2, dst_at += O2) {
+      const int64_t f1 = g.first_inside(1, o1);
+      const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
+      const int64_t first_base = (f0 * g.image[1] + f1) * X2;
+      for (int64_t o2 = 0; o2 < O2; ++o2) {
+        s.best[o2] = lowest<Acc>();
+        s.best_at[o2] = first_base + g.first_inside(2, o2);
+      }
+      for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
+        for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
+          const int64_t r = x0 * g.image[1] + x1;
+          const Acc* hv = s.rows + r * O2;
+          const int64_t* hat = s.row_at + r * O2;
+          const int64_t base = r * X2;
+          for (int64_t o2 = 0; o2 < O2; ++o2) {
+            const bool take = takes(hv[o2], s.best[o2]);
+            s.best[o2] = take ? hv[o2] : s.best[o2];
+            s.best_at[o2] = take ? base + hat[o2] : s.best_at[o2];
+          }
+        }
+      }
+      for (int64_t o2 = 0; o2 < O2; ++o2) {
+        dst[o2] = static_cast<T>(s.best[o2]);
+        dst_at[o2] = s.best_at[o2];
+      }
+    }
+  }
+}
+
+// Average pooling of plane `plane`: row sums over the innermost window, then sums over
+// the rows of each window, times the reciprocal divisor (a product of per-dim factors).
+template <typename T, typename Acc>
+inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, const PoolScratch<Acc>& s,
+                           int64_t plane) {
+  const int64_t O2 = g.out[2], X2 = g.image[2];
+  const T* src = input + plane * g.image_numel();
+  for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
+    const T* row = src + r * X2;
+    Acc* hs = s.rows + r * O2;
+    for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] = Acc(0);
+    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+      int64_t first, last;
+      inner_range(g, k2 - g.pad[2], &first, &last);
+      if (g.stride[2] == 1) {
+        const T* from = row + first + k2 - g.pad[2];
+#pragma omp simd
+        for (int64_t i = 0; i < last - first; ++i) hs[first + i] += static_cast<Acc>(from[i]);
+      } else {
+        for (int64_t o2 = first; o2 < last; ++o2) hs[o2] += static_cast<Acc>(row[o2 * g.stride[2] + k2 - g.pad[2]]);
+      }
+    }
+  }
+  int64_t lo, hi;
+  for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
+  T* dst = output + plane * g.out_numel();
+  for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+    int64_t lo0, hi0;
+    const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
+      int64_t lo1, hi1;
+      const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
+      for (int64_t o2 = 0; o2 < O2; ++o2) s.best[o2] = Acc(0);
+      for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+        for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+          const Acc* hs = s.rows + (x0 * g.image[1] + x1) * O2;
+#pragma omp simd
+          for (int64_t o2 = 0; o2 < O2; ++o2) s.best[o2] += hs[o2];
+        }
+      }
+      for (int64_t o2 = 0; o2 < O2; ++o2) {
+        const Acc divisor = g.divisor_override != 0 ? static_cast<Acc>(g.divisor_override) : f01 * s.factor[o2];
+        dst[o2] = static_cast<T>(divisor > Acc(0) ? s.best[o2] / divisor : Acc(0));
+      }
+    }
+  }
+}
+
+// Max-pool gradient of plane `plane`. The plane belongs to this call alone, which adds
+// each output gradient at its argmax in output order: deterministic, no atomics.
+template <typename T, typename Acc>
+inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
+                                    const PoolGeometry& g, int64_t plane) {
+  const int64_t X = g.image_numel(), O = g.out_numel();
+  for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
+  const T* go = grad_output + plane * O;
+  const int64_t* at = argmax + plane * O;
+  for (int64_t o = 0; o < O; ++o) acc[at[o]] += static_cast<Acc>(go[o]);
+  T* dst = grad_input + plane * X;
+  for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
+}
+
+// Average-pool gradient of plane `plane`, owned by this call: each output gradient,
+// divided by its divisor, is added over its window, rows first.
+template <typename T, typename Acc>
+inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* acc, const PoolGeometry& g,
+                                    const PoolScratch<Acc>& s, int64_t plane) {
+  const int64_t X = g.image_numel(), O2 = g.out[2], X2 = g.image[2];
+  for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
+  int64_t lo, hi;
+  for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
+  const T* go = grad_output + plane * g.out_numel();
+  for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+    int64_t lo0, hi0;
+    const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, go += O2) {
+      int64_t lo1, hi1;
+      const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
+      for (int64_t o2 = 0; o2 < O2; ++o2) {
+        const Acc divisor = g.divisor_override != 0 ? static_cast<Acc>(g.divisor_override) : f01 * s.factor[o2];
+        s.best[o2] = divisor > Acc(0) ? static_cast<Acc>(go[o2]) / divisor : Acc(0);
+      }
+      for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+        for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+          Acc* row = acc + (x0 * g.image[1] + x1) * X2;
+          for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+            int64_t first, last;
+            inner_range(g, k2 - g.pad[2], &first, &last);
+            for (int64_t o2 = first; o2 < last; ++o2) row[o2 * g.stride[2] + k2 - g.pad[2]] += s.best[o2];
+          }
+        }
+      }
+    }
+  }
+  T* dst = grad_input + plane * X;
+  for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
+}
+
+}  // namespace kernels
+}  // namespace convops

@@ -1,0 +1,50 @@
+// Argument checks shared by every op family.
+#include "common.h"
+
+#include <c10/util/Exception.h>
+
+namespace convops {
+namespace ops {
+
+void check_floating(const char* op, const char* name, const at::Tensor& t) {
+  const auto s = t.scalar_type();
+  TORCH_CHECK(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16, op, ": expected ",
+              name, " to be float32, float64, float16 or bfloat16, got ", s);
+}
+
+void check_same(const char* op, const char* name, const at::Tensor& t, const char* ref_name, const at::Tensor& ref) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": expected ", name, " to have the dtype of ", ref_name,
+              " (", ref.scalar_type(), "), got ", t.scalar_type());
+  TORCH_CHECK(t.device() == ref.device(), op, ": expected ", name, " on the device of ", ref_name, " (",
+              ref.device(), "), got ", t.device());
+}
+
+void check_batched(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.dim() >= 3 && t.dim() <= 5, op, ": expected ", name,
+              " of shape (N, C, *spatial) with 1 to 3 spatial dims (3-D to 5-D), got ", t.dim(),
+              "-D tensor of shape ", t.sizes());
+}
+
+void check_param(const char* op, const char* name, at::IntArrayRef v, size_t spatial, int64_t min_value) {
+  TORCH_CHECK(v.size() == spatial, op, ": expected ", name, " with ", spatial, " values (one per spatial dim), got ",
+              v);
+  for (auto x : v) {
+    TORCH_CHECK(x >= min_value, op, ": expected ", name, min_value == 0 ? " >= 0" : " > 0",
+                " in every dimension, got ", v);
+  }
+}
+
+void pad_front(at::IntArrayRef v, int64_t fill, int64_t out[kernels::kMaxSpatial]) {
+  const size_t front = kernels::kMaxSpatial - v.size();
+  for (size_t i = 0; i < static_cast<size_t>(kernels::kMaxSpatial); ++i) out[i] = i >= front ? v[i - front] : fill;
+}
+
+at::MemoryFormat output_format(const at::Tensor& t) {
+  if (t.is_contiguous()) return at::MemoryFormat::Contiguous;
+  if (t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast)) return at::MemoryFormat::ChannelsLast;
+  if (t.dim() == 5 && t.is_contiguous(at::MemoryFormat::ChannelsLast3d)) return at::MemoryFormat::ChannelsLast3d;
+  return at::MemoryFormat::Contiguous;
+}
+
+}  // namespace ops
+}  // namespace convops
