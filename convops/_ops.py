@@ -8,10 +8,13 @@ The convolution family closes under differentiation:
   conv_backward_weight(g, x) -> dg = conv(x, ddw),                dx = conv_backward_input(g, ddw)
   conv_transpose(x, w)       =  conv_backward_input(x, w) (+ bias)
   im2col and col2im are each other's adjoint.
+Pooling: max_pool -> max_pool_backward (routes gradients to the argmax; its adjoint
+gathers at the argmax), avg_pool <-> avg_pool_backward (adjoints), and
+global_avg_pool's gradient is an expanded view divided by the number of positions.
 """
 import torch
 
-from ._shape import conv_output_sizes, conv_transpose_output_sizes, prod
+from ._shape import conv_output_sizes, conv_transpose_output_sizes, memory_format_of, pool_output_sizes, prod
 
 ops = torch.ops.convops
 
@@ -55,6 +58,36 @@ def _(input, weight, bias, stride, padding, output_padding, dilation, groups):
     spatial = conv_transpose_output_sizes(input.shape[2:], weight.shape[2:], stride, padding, output_padding,
                                           dilation)
     return input.new_empty((input.shape[0], weight.shape[1] * groups, *spatial))
+
+
+@torch.library.register_fake("convops::max_pool")
+def _(input, kernel_size, stride, padding, dilation, ceil_mode):
+    sizes = (*input.shape[:2], *pool_output_sizes(input.shape[2:], kernel_size, stride, padding, dilation, ceil_mode))
+    fmt = memory_format_of(input)
+    return (input.new_empty(sizes).contiguous(memory_format=fmt),
+            input.new_empty(sizes, dtype=torch.int64).contiguous(memory_format=fmt))
+
+
+@torch.library.register_fake("convops::max_pool_backward")
+def _(grad_output, indices, input_size, kernel_size, stride, padding, dilation, ceil_mode):
+    return grad_output.new_empty(input_size).contiguous(memory_format=memory_format_of(grad_output))
+
+
+@torch.library.register_fake("convops::avg_pool")
+def _(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    ones = [1] * len(kernel_size)
+    sizes = (*input.shape[:2], *pool_output_sizes(input.shape[2:], kernel_size, stride, padding, ones, ceil_mode))
+    return input.new_empty(sizes).contiguous(memory_format=memory_format_of(input))
+
+
+@torch.library.register_fake("convops::avg_pool_backward")
+def _(grad_output, input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    return grad_output.new_empty(input_size).contiguous(memory_format=memory_format_of(grad_output))
+
+
+@torch.library.register_fake("convops::global_avg_pool")
+def _(input):
+    return input.new_empty(input.shape[:2])
 
 
 # ---------------------------------------------------------------- autograd
@@ -154,6 +187,61 @@ def _col2im_backward(ctx, grad):
     return ops.im2col(grad, *ctx.args), None, None, None, None, None
 
 
+def _max_pool_setup(ctx, inputs, output):
+    input, kernel_size, stride, padding, dilation, ceil_mode = inputs
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1])
+    ctx.input_size = list(input.shape)
+    ctx.args = (kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _max_pool_backward(ctx, grad, _grad_indices):
+    (indices,) = ctx.saved_tensors
+    return ops.max_pool_backward(grad, indices, ctx.input_size, *ctx.args), None, None, None, None, None
+
+
+def _max_pool_backward_setup(ctx, inputs, output):
+    grad_output, indices, *_ = inputs
+    ctx.save_for_backward(indices)
+
+
+def _max_pool_backward_backward(ctx, grad):
+    # max_pool_backward routes each output gradient to its argmax: its adjoint reads them back.
+    (indices,) = ctx.saved_tensors
+    picked = grad.flatten(2).gather(2, indices.flatten(2)).view(indices.shape)
+    return picked, None, None, None, None, None, None, None
+
+
+def _avg_pool_setup(ctx, inputs, output):
+    input, *args = inputs
+    ctx.input_size = list(input.shape)
+    ctx.args = args
+
+
+def _avg_pool_backward(ctx, grad):
+    return (ops.avg_pool_backward(grad, ctx.input_size, *ctx.args),) + (None,) * 6
+
+
+def _avg_pool_backward_setup(ctx, inputs, output):
+    grad_output, input_size, *args = inputs
+    ctx.args = args
+
+
+def _avg_pool_backward_backward(ctx, grad):
+    # average pooling is linear: its backward's adjoint is the pooling itself
+    return (ops.avg_pool(grad, *ctx.args),) + (None,) * 7
+
+
+def _global_avg_pool_setup(ctx, inputs, output):
+    ctx.input_shape = inputs[0].shape
+
+
+def _global_avg_pool_backward(ctx, grad):
+    shape = ctx.input_shape
+    positions = prod(shape[2:])
+    return grad.view(*grad.shape, *([1] * (len(shape) - 2))).expand(shape) / positions
+
+
 torch.library.register_autograd("convops::conv", _conv_backward, setup_context=_conv_setup)
 torch.library.register_autograd("convops::conv_backward_input", _conv_backward_input_backward,
                                 setup_context=_conv_backward_input_setup)
@@ -164,5 +252,15 @@ torch.library.register_autograd("convops::conv_transpose", _conv_transpose_backw
 torch.library.register_autograd("convops::im2col", _im2col_backward, setup_context=_im2col_setup)
 torch.library.register_autograd("convops::col2im", _col2im_backward, setup_context=_col2im_setup)
 
+torch.library.register_autograd("convops::max_pool", _max_pool_backward, setup_context=_max_pool_setup)
+torch.library.register_autograd("convops::max_pool_backward", _max_pool_backward_backward,
+                                setup_context=_max_pool_backward_setup)
+torch.library.register_autograd("convops::avg_pool", _avg_pool_backward, setup_context=_avg_pool_setup)
+torch.library.register_autograd("convops::avg_pool_backward", _avg_pool_backward_backward,
+                                setup_context=_avg_pool_backward_setup)
+torch.library.register_autograd("convops::global_avg_pool", _global_avg_pool_backward,
+                                setup_context=_global_avg_pool_setup)
+
 #: Every op this library registers, for the tests and `python -m convops check`.
-OP_NAMES = ("im2col", "col2im", "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose")
+OP_NAMES = ("im2col", "col2im", "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose",
+            "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "global_avg_pool")

@@ -3,6 +3,8 @@ the functional API and the modules. One place for each formula."""
 from __future__ import annotations
 
 import math
+
+import torch
 from collections.abc import Sequence
 
 
@@ -45,3 +47,27 @@ def conv_transpose_output_sizes(sizes, kernel, stride, padding, output_padding, 
 
 def prod(values) -> int:
     return math.prod(values)
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
+    """torch's pooling output size: floor or ceil, and a ceil window must start inside the input or its
+    left padding."""
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def pool_output_sizes(sizes, kernel, stride, padding, dilation, ceil_mode) -> list[int]:
+    return [pool_output_size(s, k, st, p, d, ceil_mode) for s, k, st, p, d in zip(sizes, kernel, stride, padding, dilation)]
+
+
+def memory_format_of(t):
+    """The layout convops' pooling returns for t, mirroring csrc/ops/common.cpp output_format()."""
+    if t.is_contiguous():
+        return torch.contiguous_format
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format

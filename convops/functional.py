@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as _torch_F
 
 from . import _ops  # noqa: F401  (registrations)
-from ._shape import check_at_least, ntuple
+from ._shape import check_at_least, ntuple, pool_output_sizes
 
 __all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-           "unfold", "fold"]
+           "unfold", "fold", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+           "pool", "global_avg_pool"]
 
 _ops_ns = torch.ops.convops
 
@@ -209,3 +210,123 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     args = _window_args(op, spatial, kernel_size, dilation, padding, stride)
     out = _ops_ns.col2im(input.unsqueeze(0) if unbatched else input, output_size, *args)
     return out.squeeze(0) if unbatched else out
+
+
+# ---------------------------------------------------------------- pooling
+
+_POOL_MODES = {"max": "max", 0: "max", "avg_include_padding": "avg_include", 1: "avg_include",
+               "avg_exclude_padding": "avg_exclude", 2: "avg_exclude"}
+
+
+def _pool_window(op: str, spatial: int, kernel_size, stride, padding, dilation, *, is_max: bool):
+    """Checked (kernel, stride, padding, dilation) tuples, as torch checks them."""
+    kernel_size, padding, dilation = _int_tuples(op, spatial, kernel_size=(kernel_size, 1), padding=(padding, 0),
+                                                 dilation=(dilation, 1))
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride = kernel_size
+    (stride,) = _int_tuples(op, spatial, stride=(stride, 1))
+    for k, p, d in zip(kernel_size, padding, dilation):
+        effective = (k - 1) * d + 1 if is_max else k
+        if p > effective // 2:
+            what = "effective kernel size" if is_max else "kernel size"
+            raise ValueError(f"{op}: pad should be at most half of {what}, but got padding={padding}, "
+                             f"kernel_size={kernel_size}" + (f" and dilation={dilation}" if is_max else ""))
+    return kernel_size, stride, padding, dilation
+
+
+def _check_pool_input(input, spatial: int, op: str):
+    batched, unbatched = _batched(input, spatial, op)
+    if any(s == 0 for s in batched.shape[1:]):
+        raise ValueError(f"{op}: expected input with non-zero channel and spatial sizes (only the batch may be "
+                         f"empty), got input of shape {tuple(input.shape)}")
+    return batched, unbatched
+
+
+def _check_pool_output(op: str, input, window, ceil_mode):
+    kernel, stride, padding, dilation = window
+    out = pool_output_sizes(input.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    if any(o < 1 for o in out):
+        raise ValueError(f"{op}: given input of shape {tuple(input.shape)}, the calculated output size is "
+                         f"{tuple(out)}: output size is too small")
+
+
+def _max_poolnd(op, spatial, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    input, unbatched = _check_pool_input(input, spatial, op)
+    window = _pool_window(op, spatial, kernel_size, stride, padding, dilation, is_max=True)
+    _check_pool_output(op, input, window, ceil_mode)
+    out, indices = _ops_ns.max_pool(input, *window, bool(ceil_mode))
+    if unbatched:
+        out, indices = out.squeeze(0), indices.squeeze(0)
+    return (out, indices) if return_indices else out
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    return _max_poolnd("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    return _max_poolnd("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    return _max_poolnd("max_pool3d", 3, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def _avg_poolnd(op, spatial, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    input, unbatched = _check_pool_input(input, spatial, op)
+    window = _pool_window(op, spatial, kernel_size, stride, padding, 1, is_max=False)
+    _check_pool_output(op, input, window, ceil_mode)
+    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
+                                         or divisor_override == 0):
+        raise ValueError(f"{op}: expected divisor_override to be a non-zero int or None, got {divisor_override!r}")
+    out = _ops_ns.avg_pool(input, *window[:3], bool(ceil_mode), bool(count_include_pad), divisor_override)
+    return out.squeeze(0) if unbatched else out
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    return _avg_poolnd("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       divisor_override)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    return _avg_poolnd("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       divisor_override)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    return _avg_poolnd("avg_pool3d", 3, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       divisor_override)
+
+
+def pool(input, window=2, stride=None, padding=0, *, mode="max", ceil_mode=False):
+    """Knet-style pooling over the input.dim() - 2 spatial dims (1 to 3); stride defaults to window.
+    mode: "max" (0), "avg_include_padding" (1) or "avg_exclude_padding" (2)."""
+    op = "pool"
+    _check_tensor(input, "input", op)
+    if isinstance(mode, bool) or mode not in _POOL_MODES:
+        raise ValueError(f"{op}: expected mode to be 'max' (or 0), 'avg_include_padding' (or 1) or "
+                         f"'avg_exclude_padding' (or 2), got {mode!r}")
+    spatial = input.dim() - 2
+    if spatial not in (1, 2, 3):
+        raise ValueError(f"{op}: expected a 3-D, 4-D or 5-D input (N, C, *spatial), got {input.dim()}-D input of "
+                         f"shape {tuple(input.shape)}")
+    kind = _POOL_MODES[mode]
+    if kind == "max":
+        return _max_poolnd(op, spatial, input, window, stride, padding, 1, ceil_mode, False)
+    return _avg_poolnd(op, spatial, input, window, stride, padding, ceil_mode, kind == "avg_include", None)
+
+
+def global_avg_pool(input, keepdim=False):
+    """Mean over every spatial dim of (N, C, *spatial): (N, C), or (N, C, 1, ...) with keepdim."""
+    op = "global_avg_pool"
+    _check_tensor(input, "input", op)
+    if input.dim() not in (3, 4, 5):
+        raise ValueError(f"{op}: expected a 3-D, 4-D or 5-D input (N, C, *spatial), got {input.dim()}-D input of "
+                         f"shape {tuple(input.shape)}")
+    if any(s == 0 for s in input.shape[2:]):
+        raise ValueError(f"{op}: expected non-empty spatial dims, got input of shape {tuple(input.shape)}")
+    out = _ops_ns.global_avg_pool(input)
+    return out.view(*out.shape, *([1] * (input.dim() - 2))) if keepdim else out

@@ -16,6 +16,18 @@ TORCH_LIBRARY(convops, m) {
         "int[] padding, int[] dilation, int groups) -> Tensor");
   m.def("conv_transpose(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, "
         "int[] output_padding, int[] dilation, int groups) -> Tensor");
+
+  // Pooling family. Tensors are (N, C, *spatial), 1 to 3 spatial dims; max-pool indices
+  // are flat positions inside each input plane, as torch's.
+  m.def("max_pool(Tensor input, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode) "
+        "-> (Tensor, Tensor)");
+  m.def("max_pool_backward(Tensor grad_output, Tensor indices, int[] input_size, int[] kernel_size, int[] stride, "
+        "int[] padding, int[] dilation, bool ceil_mode) -> Tensor");
+  m.def("avg_pool(Tensor input, int[] kernel_size, int[] stride, int[] padding, bool ceil_mode, "
+        "bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def("avg_pool_backward(Tensor grad_output, int[] input_size, int[] kernel_size, int[] stride, int[] padding, "
+        "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def("global_avg_pool(Tensor input) -> Tensor");
 }
 
 // convops._C is imported as a Python module only to load this library, which

@@ -359,5 +359,40 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
   for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
 }
 
+// ---------------------------------------------------------------- global average pooling
+// Input (N, C, S spatial positions) addressed through strides, so one form serves NCHW
+// (spatial stride 1) and channels_last (spatial stride C). index in [0, N*C).
+template <typename T, typename Acc>
+CONVOPS_HOST_DEVICE inline Acc global_avg_element(const T* input, int64_t channels, int64_t positions,
+                                                  int64_t stride_n, int64_t stride_c, int64_t stride_s,
+                                                  int64_t index) {
+  const int64_t n = index / channels, c = index % channels;
+  const T* p = input + n * stride_n + c * stride_c;
+  Acc sum = Acc(0);
+  for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(p[i * stride_s]);
+  return sum / static_cast<Acc>(positions);
+}
+
+// CPU: the mean of one contiguous plane.
+template <typename T, typename Acc>
+inline Acc plane_mean(const T* plane, int64_t positions) {
+  Acc sum = Acc(0);
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(plane[i]);
+  return sum / static_cast<Acc>(positions);
+}
+
+// CPU, channels_last: the means of all channels of one image, (S, C) rows summed.
+template <typename T, typename Acc>
+inline void image_channel_means(const T* image, T* out, Acc* acc, int64_t channels, int64_t positions) {
+  for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
+  for (int64_t i = 0; i < positions; ++i) {
+    const T* row = image + i * channels;
+#pragma omp simd
+    for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<Acc>(row[c]);
+  }
+  for (int64_t c = 0; c < channels; ++c) out[c] = static_cast<T>(acc[c] / static_cast<Acc>(positions));
+}
+
 }  // namespace kernels
 }  // namespace convops

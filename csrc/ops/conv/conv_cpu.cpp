@@ -1,32 +1,17 @@
 // CPU launchers for the column kernels and the CPU registration of the
-// convolution family. Two engines run the same math from kernels/im2col.h:
-//   "row" (default): one (plane, tap) row or one image plane per task, vectorisable loops;
-//   "element": one output element per iteration, exactly what each CUDA thread
-//              runs. Set CONVOPS_CPU_ENGINE=element to use it; the tests do, so
-//              the GPU's kernel bodies are exercised on every CI run.
+// convolution family. Both engines of cpu_engine.h run the math of kernels/im2col.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
+#include "../cpu_engine.h"
 #include "conv.h"
 
 namespace convops {
 namespace ops {
 namespace {
-
-bool use_element_engine() {
-  const char* engine = std::getenv("CONVOPS_CPU_ENGINE");
-  return engine != nullptr && std::strcmp(engine, "element") == 0;
-}
-
-// Enough work per task that threads are worth waking.
-constexpr int64_t kElementGrain = 32768;
-
-int64_t row_grain(int64_t row_length) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(row_length, 1)); }
 
 void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
@@ -39,7 +24,7 @@ void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeomet
       return;
     }
     const int64_t rows = columns.numel() / g.cols_numel();
-    at::parallel_for(0, rows, row_grain(g.cols_numel()), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, rows, grain_for(g.cols_numel()), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) kernels::im2col_row(in, out, g, r);
     });
   });
@@ -57,7 +42,7 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
       return;
     }
     const int64_t planes = image.numel() / g.image_numel();
-    at::parallel_for(0, planes, row_grain(g.image_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, planes, grain_for(g.image_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.image_numel());
       for (int64_t p = begin; p < end; ++p) kernels::col2im_plane(in, out, acc.data(), g, p);
     });

@@ -1,0 +1,192 @@
+// Pooling family orchestration, written once for every device: torch's argument rules,
+// output sizes (ceil_mode included), memory formats, then the device's kernels.
+#include "pool.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
+
+#include <vector>
+
+namespace convops {
+namespace ops {
+namespace {
+
+const PoolKernels& pool_kernels(const char* op, const at::Tensor& t) { return DeviceTable<PoolKernels>::get(op, t); }
+
+// torch's pooling_output_shape: floor or ceil, and a ceil window must start inside the
+// input or its left padding.
+int64_t pooled_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad, int64_t dil, bool ceil_mode) {
+  const int64_t span = size + 2 * pad - dil * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  int64_t out = (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;
+  if (ceil_mode && (out - 1) * stride >= size + pad) --out;
+  return out;
+}
+
+struct PoolArgs {
+  at::IntArrayRef kernel, stride, padding, dilation;
+  bool ceil_mode = false;
+  bool is_max = true;
+  bool count_include_pad = true;
+  std::optional<int64_t> divisor_override;
+};
+
+PoolGeometry pool_geometry(const char* op, at::IntArrayRef sizes, const PoolArgs& a) {
+  const size_t d = sizes.size() - 2;
+  check_param(op, "kernel_size", a.kernel, d, 1);
+  check_param(op, "stride", a.stride, d, 1);
+  check_param(op, "padding", a.padding, d, 0);
+  check_param(op, "dilation", a.dilation, d, 1);
+  for (size_t i = 1; i < sizes.size(); ++i) {
+    TORCH_CHECK(sizes[i] > 0, op, ": expected input with non-zero channel and spatial sizes (only the batch may be "
+                "empty), got input of shape ", sizes);
+  }
+  TORCH_CHECK(!a.divisor_override.has_value() || *a.divisor_override != 0, op, ": divisor must be not zero");
+  PoolGeometry g{};
+  pad_front(sizes.slice(2), 1, g.image);
+  pad_front(a.kernel, 1, g.kernel);
+  pad_front(a.stride, 1, g.stride);
+  pad_front(a.padding, 0, g.pad);
+  pad_front(a.dilation, 1, g.dil);
+  g.count_include_pad = a.count_include_pad;
+  g.divisor_override = a.divisor_override.value_or(0);
+  std::vector<int64_t> out;
+  for (int i = 0; i < kernels::kMaxSpatial; ++i) {
+    const int64_t effective = a.is_max ? (g.kernel[i] - 1) * g.dil[i] + 1 : g.kernel[i];
+    TORCH_CHECK(g.pad[i] <= effective / 2, op, ": pad should be at most half of effective kernel size, but got pad ",
+                a.padding, ", kernel_size ", a.kernel, (a.is_max ? " and dilation " : ""),
+                (a.is_max ? c10::str(a.dilation) : std::string()));
+    g.out[i] = pooled_size(g.image[i], g.kernel[i], g.stride[i], g.pad[i], g.dil[i], a.ceil_mode);
+  }
+  for (int i = kernels::kMaxSpatial - static_cast<int>(d); i < kernels::kMaxSpatial; ++i) out.push_back(g.out[i]);
+  for (int i = 0; i < kernels::kMaxSpatial; ++i) {
+    TORCH_CHECK(g.out[i] >= 1, op, ": given input of shape ", sizes, ", the calculated output size is ",
+                at::IntArrayRef(out), ": output size is too small");
+  }
+  return g;
+}
+
+std::vector<int64_t> pooled_sizes(at::IntArrayRef sizes, const PoolGeometry& g) {
+  std::vector<int64_t> out{sizes[0], sizes[1]};
+  const size_t d = sizes.size() - 2;
+  for (size_t i = kernels::kMaxSpatial - d; i < static_cast<size_t>(kernels::kMaxSpatial); ++i) out.push_back(g.out[i]);
+  return out;
+}
+
+// A result computed in NCHW, returned in the memory format the op promises.
+at::Tensor in_format(const at::Tensor& t, at::MemoryFormat format) {
+  return format == at::MemoryFormat::Contiguous ? t : t.contiguous(format);
+}
+
+void check_input(const char* op, const at::Tensor& input) {
+  check_batched(op, "input", input);
+  check_floating(op, "input", input);
+}
+
+void check_shape(const char* op, const char* name, const at::Tensor& t, at::IntArrayRef expected) {
+  TORCH_CHECK(t.sizes() == expected, op, ": expected ", name, " of shape ", expected, ", got ", t.sizes());
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                            at::IntArrayRef stride, at::IntArrayRef padding,
+                                            at::IntArrayRef dilation, bool ceil_mode) {
+  const char* op = "convops::max_pool";
+  check_input(op, input);
+  const auto g = pool_geometry(op, input.sizes(), PoolArgs{kernel_size, stride, padding, dilation, ceil_mode, true});
+  const auto sizes = pooled_sizes(input.sizes(), g);
+  auto out = at::empty(sizes, input.options());
+  auto indices = at::empty(sizes, input.options().dtype(at::kLong));
+  if (out.numel() > 0) {
+    c10::DeviceGuard guard(input.device());
+    pool_kernels(op, input).max_pool(input.contiguous(), out, indices, g);
+  }
+  const auto format = output_format(input);
+  return {in_format(out, format), in_format(indices, format)};
+}
+
+at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef input_size,
+                             at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                             at::IntArrayRef dilation, bool ceil_mode) {
+  const char* op = "convops::max_pool_backward";
+  check_batched(op, "grad_output", grad_output);
+  check_floating(op, "grad_output", grad_output);
+  TORCH_CHECK(indices.scalar_type() == at::kLong && indices.device() == grad_output.device(), op,
+              ": expected int64 indices on ", grad_output.device(), ", got ", indices.scalar_type(), " on ",
+              indices.device());
+  TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
+              grad_output.dim(), " values, got ", input_size);
+  const auto g = pool_geometry(op, input_size, PoolArgs{kernel_size, stride, padding, dilation, ceil_mode, true});
+  const auto sizes = pooled_sizes(input_size, g);
+  check_shape(op, "grad_output", grad_output, sizes);
+  check_shape(op, "indices", indices, sizes);
+  auto grad_input = at::empty(input_size, grad_output.options());
+  if (grad_input.numel() > 0) {
+    c10::DeviceGuard guard(grad_output.device());
+    pool_kernels(op, grad_output).max_pool_backward(grad_output.contiguous(), indices.contiguous(), grad_input, g);
+  }
+  return in_format(grad_input, output_format(grad_output));
+}
+
+at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                    std::optional<int64_t> divisor_override) {
+  const char* op = "convops::avg_pool";
+  check_input(op, input);
+  const std::vector<int64_t> ones(kernel_size.size(), 1);
+  const auto g = pool_geometry(
+      op, input.sizes(), PoolArgs{kernel_size, stride, padding, ones, ceil_mode, false, count_include_pad, divisor_override});
+  auto out = at::empty(pooled_sizes(input.sizes(), g), input.options());
+  if (out.numel() > 0) {
+    c10::DeviceGuard guard(input.device());
+    pool_kernels(op, input).avg_pool(input.contiguous(), out, g);
+  }
+  return in_format(out, output_format(input));
+}
+
+at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef input_size, at::IntArrayRef kernel_size,
+                             at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
+                             bool count_include_pad, std::optional<int64_t> divisor_override) {
+  const char* op = "convops::avg_pool_backward";
+  check_batched(op, "grad_output", grad_output);
+  check_floating(op, "grad_output", grad_output);
+  TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
+              grad_output.dim(), " values, got ", input_size);
+  const std::vector<int64_t> ones(kernel_size.size(), 1);
+  const auto g = pool_geometry(
+      op, input_size, PoolArgs{kernel_size, stride, padding, ones, ceil_mode, false, count_include_pad, divisor_override});
+  check_shape(op, "grad_output", grad_output, pooled_sizes(input_size, g));
+  auto grad_input = at::empty(input_size, grad_output.options());
+  if (grad_input.numel() > 0) {
+    c10::DeviceGuard guard(grad_output.device());
+    pool_kernels(op, grad_output).avg_pool_backward(grad_output.contiguous(), grad_input, g);
+  }
+  return in_format(grad_input, output_format(grad_output));
+}
+
+at::Tensor global_avg_pool(const at::Tensor& input) {
+  const char* op = "convops::global_avg_pool";
+  check_input(op, input);
+  for (int64_t i = 2; i < input.dim(); ++i) {
+    TORCH_CHECK(input.size(i) > 0, op, ": expected non-empty spatial dims, got input of shape ", input.sizes());
+  }
+  auto out = at::empty({input.size(0), input.size(1)}, input.options());
+  if (out.numel() == 0) return out;
+  c10::DeviceGuard guard(input.device());
+  // (N, C, S) as a view when the spatial dims are dense (NCHW or channels_last), else a copy
+  const auto flat = output_format(input) == at::MemoryFormat::Contiguous ? input.contiguous().flatten(2)
+                                                                         : input.flatten(2);
+  pool_kernels(op, input).global_avg_pool(flat, out);
+  return out;
+}
+
+void register_pool_impls(torch::Library& m) {
+  m.impl("max_pool", &max_pool);
+  m.impl("max_pool_backward", &max_pool_backward);
+  m.impl("avg_pool", &avg_pool);
+  m.impl("avg_pool_backward", &avg_pool_backward);
+  m.impl("global_avg_pool", &global_avg_pool);
+}
+
+}  // namespace ops
+}  // namespace convops

@@ -1,0 +1,47 @@
+// The pooling family, device-agnostic: shape checks (torch's rules and messages),
+// memory formats, and the pooling kernels of the tensor's device. Tensors are
+// (N, C, *spatial) with 1 to 3 spatial dims; unbatched inputs are handled in Python.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+
+#include "../../kernels/pool.h"
+#include "../common.h"
+
+namespace convops {
+namespace ops {
+
+using kernels::PoolGeometry;
+
+// Device kernels over contiguous (B*C planes, *plane) tensors; global_avg_pool reads
+// (N, C, S) through the input's strides.
+struct PoolKernels {
+  void (*max_pool)(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g);
+  void (*max_pool_backward)(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
+                            const PoolGeometry& g);
+  void (*avg_pool)(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g);
+  void (*avg_pool_backward)(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g);
+  void (*global_avg_pool)(const at::Tensor& input, at::Tensor& output);  // input (N, C, S), output (N, C)
+};
+
+std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                            at::IntArrayRef stride, at::IntArrayRef padding,
+                                            at::IntArrayRef dilation, bool ceil_mode);
+at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef input_size,
+                             at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                             at::IntArrayRef dilation, bool ceil_mode);
+at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                    std::optional<int64_t> divisor_override);
+at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef input_size, at::IntArrayRef kernel_size,
+                             at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
+                             bool count_include_pad, std::optional<int64_t> divisor_override);
+at::Tensor global_avg_pool(const at::Tensor& input);
+
+void register_pool_impls(torch::Library& m);
+
+}  // namespace ops
+}  // namespace convops

@@ -1,0 +1,144 @@
+// CPU launchers for the pooling kernels and the CPU registration of the pooling
+// family. Both engines of cpu_engine.h run the math of kernels/pool.h: the element
+// functions (as on the GPU) or the per-plane separable forms.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "../cpu_engine.h"
+#include "pool.h"
+
+namespace convops {
+namespace ops {
+namespace {
+
+#define CONVOPS_DISPATCH_FLOATS(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
+
+// Per-task scratch for the plane engine.
+template <typename Acc>
+struct PlaneBuffers {
+  std::vector<Acc> rows, best, factor;
+  std::vector<int64_t> row_at, best_at;
+  explicit PlaneBuffers(const PoolGeometry& g, bool with_positions)
+      : rows(g.image[0] * g.image[1] * g.out[2]), best(g.out[2]), factor(g.out[2]),
+        row_at(with_positions ? rows.size() : 0), best_at(with_positions ? g.out[2] : 0) {}
+  kernels::PoolScratch<Acc> view() {
+    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data()};
+  }
+};
+
+int64_t planes_of(const at::Tensor& t, int64_t plane_numel) { return t.numel() / plane_numel; }
+
+void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    int64_t* at_ = indices.mutable_data_ptr<int64_t>();
+    if (use_element_engine()) {
+      at::parallel_for(0, output.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ + i);
+      });
+      return;
+    }
+    at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+      PlaneBuffers<acc_t> buffers(g, true);
+      for (int64_t p = b; p < e; ++p) kernels::max_pool_plane<scalar_t, acc_t>(in, out, at_, g, buffers.view(), p);
+    });
+  });
+}
+
+void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
+                           const PoolGeometry& g) {
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    const int64_t* at_ = indices.const_data_ptr<int64_t>();
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    if (use_element_engine()) {
+      at::parallel_for(0, grad_input.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t>(go, at_, g, i));
+      });
+      return;
+    }
+    at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+      std::vector<acc_t> acc(g.image_numel());
+      for (int64_t p = b; p < e; ++p) kernels::max_pool_backward_plane<scalar_t, acc_t>(go, at_, gi, acc.data(), g, p);
+    });
+  });
+}
+
+void avg_pool_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    if (use_element_engine()) {
+      at::parallel_for(0, output.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::avg_pool_element<scalar_t, acc_t>(in, g, i));
+      });
+      return;
+    }
+    at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+      PlaneBuffers<acc_t> buffers(g, false);
+      for (int64_t p = b; p < e; ++p) kernels::avg_pool_plane<scalar_t, acc_t>(in, out, g, buffers.view(), p);
+    });
+  });
+}
+
+void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    if (use_element_engine()) {
+      at::parallel_for(0, grad_input.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) gi[i] = static_cast<scalar_t>(kernels::avg_pool_backward_element<scalar_t, acc_t>(go, g, i));
+      });
+      return;
+    }
+    at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+      PlaneBuffers<acc_t> buffers(g, false);
+      std::vector<acc_t> acc(g.image_numel());
+      for (int64_t p = b; p < e; ++p) kernels::avg_pool_backward_plane<scalar_t, acc_t>(go, gi, acc.data(), g, buffers.view(), p);
+    });
+  });
+}
+
+void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::global_avg_pool", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    const int64_t N = input.size(0), C = input.size(1), S = input.size(2);
+    const int64_t sn = input.stride(0), sc = input.stride(1), ss = input.stride(2);
+    if (use_element_engine()) {
+      at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::global_avg_element<scalar_t, acc_t>(in, C, S, sn, sc, ss, i));
+      });
+    } else if (ss == 1) {  // NCHW: one contiguous plane per output
+      at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::plane_mean<scalar_t, acc_t>(in + (i / C) * sn + (i % C) * sc, S));
+      });
+    } else {  // channels_last: rows of C channels
+      at::parallel_for(0, N, grain_for(S * C), [&](int64_t b, int64_t e) {
+        std::vector<acc_t> acc(C);
+        for (int64_t n = b; n < e; ++n) kernels::image_channel_means<scalar_t, acc_t>(in + n * sn, out + n * C, acc.data(), C, S);
+      });
+    }
+  });
+}
+
+const bool registered = DeviceTable<PoolKernels>::set(
+    c10::kCPU, PoolKernels{&max_pool_cpu, &max_pool_backward_cpu, &avg_pool_cpu, &avg_pool_backward_cpu,
+                           &global_avg_pool_cpu});
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(convops, CPU, m) { register_pool_impls(m); }
+
+}  // namespace ops
+}  // namespace convops

@@ -1,0 +1,110 @@
+// CUDA launchers for the pooling kernels and the CUDA registration of the pooling
+// family: 64-bit grid-stride loops around the element functions of kernels/pool.h,
+// which the CPU tests also run.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "pool.h"
+
+namespace convops {
+namespace ops {
+namespace {
+
+constexpr int kThreads = 256;
+
+int64_t blocks_for(int64_t n) {
+  return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(1) << 16));
+}
+
+#define CONVOPS_GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
+
+template <typename T, typename Acc>
+__global__ void max_pool_kernel(const T* in, T* out, int64_t* argmax, PoolGeometry g, int64_t n) {
+  CONVOPS_GRID_STRIDE(i, n) { kernels::max_pool_element<T, Acc>(in, g, i, out + i, argmax + i); }
+}
+
+template <typename T, typename Acc>
+__global__ void max_pool_backward_kernel(const T* grad_out, const int64_t* argmax, T* grad_in, PoolGeometry g,
+                                         int64_t n) {
+  CONVOPS_GRID_STRIDE(i, n) { grad_in[i] = static_cast<T>(kernels::max_pool_backward_element<T, Acc>(grad_out, argmax, g, i)); }
+}
+
+template <typename T, typename Acc>
+__global__ void avg_pool_kernel(const T* in, T* out, PoolGeometry g, int64_t n) {
+  CONVOPS_GRID_STRIDE(i, n) { out[i] = static_cast<T>(kernels::avg_pool_element<T, Acc>(in, g, i)); }
+}
+
+template <typename T, typename Acc>
+__global__ void avg_pool_backward_kernel(const T* grad_out, T* grad_in, PoolGeometry g, int64_t n) {
+  CONVOPS_GRID_STRIDE(i, n) { grad_in[i] = static_cast<T>(kernels::avg_pool_backward_element<T, Acc>(grad_out, g, i)); }
+}
+
+template <typename T, typename Acc>
+__global__ void global_avg_pool_kernel(const T* in, T* out, int64_t C, int64_t S, int64_t sn, int64_t sc, int64_t ss,
+                                       int64_t n) {
+  CONVOPS_GRID_STRIDE(i, n) { out[i] = static_cast<T>(kernels::global_avg_element<T, Acc>(in, C, S, sn, sc, ss, i)); }
+}
+
+#define CONVOPS_DISPATCH_FLOATS(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
+
+void max_pool_cuda(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
+  const int64_t n = output.numel();
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
+    max_pool_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), indices.mutable_data_ptr<int64_t>(), g, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void max_pool_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
+                            const PoolGeometry& g) {
+  const int64_t n = grad_input.numel();
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
+    max_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(), grad_input.mutable_data_ptr<scalar_t>(), g, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void avg_pool_cuda(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
+  const int64_t n = output.numel();
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
+    avg_pool_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), g, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void avg_pool_backward_cuda(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
+  const int64_t n = grad_input.numel();
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {
+    avg_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        grad_output.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), g, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void global_avg_pool_cuda(const at::Tensor& input, at::Tensor& output) {
+  const int64_t n = output.numel();
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::global_avg_pool", [&] {
+    global_avg_pool_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), input.size(1), input.size(2),
+        input.stride(0), input.stride(1), input.stride(2), n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+const bool registered = DeviceTable<PoolKernels>::set(
+    c10::kCUDA, PoolKernels{&max_pool_cuda, &max_pool_backward_cuda, &avg_pool_cuda, &avg_pool_backward_cuda,
+                            &global_avg_pool_cuda});
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(convops, CUDA, m) { register_pool_impls(m); }
+
+}  // namespace ops
+}  // namespace convops
