@@ -27,6 +27,7 @@ class Case:
     ours: Callable
     theirs: Callable
     shapes: tuple  # shapes of the tensor arguments (float64, random)
+    distinct: bool = False  # values far apart (max pooling: no argmax flips inside gradcheck's step)
 
 
 def _flip(w):
@@ -69,9 +70,29 @@ def _cases_for(d: int, conv, conv_t) -> list[Case]:
     ]
 
 
+def _pool_cases_for(d: int) -> list[Case]:
+    size = {1: (11,), 2: (7, 8), 3: (5, 4, 5)}[d]
+    k, s, p, dl = (3,) * d, (2,) * d, (1,) * d, (1,) * (d - 1) + (2,)
+    ours_max, ours_avg = getattr(F, f"max_pool{d}d"), getattr(F, f"avg_pool{d}d")
+    torch_max, torch_avg = getattr(tF, f"max_pool{d}d"), getattr(tF, f"avg_pool{d}d")
+    shape = ((2, 3, *size),)
+    return [
+        Case(f"max_pool{d}d ceil_mode", lambda x: ours_max(x, k, s, p, dl, ceil_mode=True),
+             lambda x: torch_max(x, k, s, p, dl, ceil_mode=True), shape, distinct=True),
+        Case(f"avg_pool{d}d count_include_pad", lambda x: ours_avg(x, k, s, p, ceil_mode=True),
+             lambda x: torch_avg(x, k, s, p, ceil_mode=True), shape),
+        Case(f"avg_pool{d}d exclude padding", lambda x: ours_avg(x, k, s, p, count_include_pad=False),
+             lambda x: torch_avg(x, k, s, p, count_include_pad=False), shape),
+        Case(f"pool{d}d mode=max", lambda x: F.pool(x, 2), lambda x: torch_max(x, 2), shape, distinct=True),
+        Case(f"global_avg_pool {d}-D", lambda x: F.global_avg_pool(x), lambda x: x.mean(dim=list(range(2, 2 + d))),
+             shape),
+    ]
+
+
 def cases() -> list[Case]:
     return (_cases_for(1, tF.conv1d, tF.conv_transpose1d) + _cases_for(2, tF.conv2d, tF.conv_transpose2d)
-            + _cases_for(3, tF.conv3d, tF.conv_transpose3d))
+            + _cases_for(3, tF.conv3d, tF.conv_transpose3d)
+            + _pool_cases_for(1) + _pool_cases_for(2) + _pool_cases_for(3))
 
 
 def opcheck_cases(device):
@@ -81,6 +102,9 @@ def opcheck_cases(device):
     p = ([2, 1], [1, 1], [1, 2], 2)
     dy = r(*ops.conv(x, w, b, *p).shape)
     win = ([2, 3], [1, 1], [1, 0], [1, 2])
+    max_win = ([3, 2], [2, 1], [1, 1], [1, 2], True)
+    avg_win = ([3, 2], [2, 1], [1, 1], True, False, None)
+    pooled, indices = ops.max_pool(x, *max_win)
     return [
         ("conv", ops.conv.default, (x, w, b, *p)),
         ("conv_backward_input", ops.conv_backward_input.default, (dy, w, list(x.shape), *p)),
@@ -88,7 +112,18 @@ def opcheck_cases(device):
         ("conv_transpose", ops.conv_transpose.default, (x, r(4, 3, 3, 3), r(6), [2, 1], [1, 1], [1, 0], [1, 1], 2)),
         ("im2col", ops.im2col.default, (x, *win)),
         ("col2im", ops.col2im.default, (r(*ops.im2col(x, *win).shape), [6, 5], *win)),
+        ("max_pool", ops.max_pool.default, (x, *max_win)),
+        ("max_pool_backward", ops.max_pool_backward.default, (r(*pooled.shape), indices, list(x.shape), *max_win)),
+        ("avg_pool", ops.avg_pool.default, (x, *avg_win)),
+        ("avg_pool_backward", ops.avg_pool_backward.default,
+         (r(*ops.avg_pool(x, *avg_win).shape), list(x.shape), *avg_win)),
+        ("global_avg_pool", ops.global_avg_pool.default, (x,)),
     ]
+
+
+def _distinct(shape, gen):
+    n = math.prod(shape)
+    return (torch.randperm(n, generator=gen, dtype=torch.float64) / 7).view(shape)
 
 
 def _max_error(ours, theirs, tensors):
@@ -125,7 +160,9 @@ def run(devices=None) -> bool:
 
     for device in devices:
         for case in cases():
-            tensors = [torch.randn(s, generator=gen, dtype=torch.float64).to(device) for s in case.shapes]
+            tensors = [_distinct(s, gen) if case.distinct else torch.randn(s, generator=gen, dtype=torch.float64)
+                       for s in case.shapes]
+            tensors = [t.to(device) for t in tensors]
 
             def vs_torch():
                 err = _max_error(case.ours, case.theirs, tensors)

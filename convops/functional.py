@@ -218,19 +218,16 @@ _POOL_MODES = {"max": "max", 0: "max", "avg_include_padding": "avg_include", 1: 
                "avg_exclude_padding": "avg_exclude", 2: "avg_exclude"}
 
 
-def _pool_window(op: str, spatial: int, kernel_size, stride, padding, dilation, *, is_max: bool):
+def _pool_window(op: str, spatial: int, kernel_size, stride, padding, dilation):
     """Checked (kernel, stride, padding, dilation) tuples, as torch checks them."""
     kernel_size, padding, dilation = _int_tuples(op, spatial, kernel_size=(kernel_size, 1), padding=(padding, 0),
                                                  dilation=(dilation, 1))
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
         stride = kernel_size
     (stride,) = _int_tuples(op, spatial, stride=(stride, 1))
-    for k, p, d in zip(kernel_size, padding, dilation):
-        effective = (k - 1) * d + 1 if is_max else k
-        if p > effective // 2:
-            what = "effective kernel size" if is_max else "kernel size"
-            raise ValueError(f"{op}: pad should be at most half of {what}, but got padding={padding}, "
-                             f"kernel_size={kernel_size}" + (f" and dilation={dilation}" if is_max else ""))
+    if any(p > k // 2 for k, p in zip(kernel_size, padding)):  # torch's rule, whatever the dilation
+        raise ValueError(f"{op}: pad should be at most half of kernel size, but got padding={padding} and "
+                         f"kernel_size={kernel_size}")
     return kernel_size, stride, padding, dilation
 
 
@@ -252,7 +249,7 @@ def _check_pool_output(op: str, input, window, ceil_mode):
 
 def _max_poolnd(op, spatial, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     input, unbatched = _check_pool_input(input, spatial, op)
-    window = _pool_window(op, spatial, kernel_size, stride, padding, dilation, is_max=True)
+    window = _pool_window(op, spatial, kernel_size, stride, padding, dilation)
     _check_pool_output(op, input, window, ceil_mode)
     out, indices = _ops_ns.max_pool(input, *window, bool(ceil_mode))
     if unbatched:
@@ -274,7 +271,7 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def _avg_poolnd(op, spatial, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
     input, unbatched = _check_pool_input(input, spatial, op)
-    window = _pool_window(op, spatial, kernel_size, stride, padding, 1, is_max=False)
+    window = _pool_window(op, spatial, kernel_size, stride, padding, 1)
     _check_pool_output(op, input, window, ceil_mode)
     if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
                                          or divisor_override == 0):

@@ -96,3 +96,29 @@ def unfold_problems(draw):
     return dict(spatial=spatial, batch=draw(st.integers(0, 3)), channels=draw(st.integers(1, 3)),
                 sizes=tuple(sizes), kernel=kernel, stride=stride, dilation=dilation, padding=padding,
                 layout=draw(st.sampled_from(LAYOUTS)), dtype=draw(st.sampled_from([torch.float32, torch.float64])))
+
+
+@st.composite
+def pool_problems(draw, is_max: bool):
+    """A pooling problem as torch accepts it: padding at most half the (effective) kernel,
+    and a non-empty output."""
+    spatial = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(spatial))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(spatial)) if is_max else (1,) * spatial
+    stride = tuple(draw(st.integers(1, 4)) for _ in range(spatial))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    ceil_mode = draw(st.booleans())
+    sizes = []
+    for k, d, p in zip(kernel, dilation, padding):
+        span = (k - 1) * d + 1
+        low = max(1, span - 2 * p)
+        sizes.append(draw(st.integers(low, low + _max_size(spatial) + 2)))
+    return dict(
+        spatial=spatial, batch=draw(st.integers(0, 3)), channels=draw(st.integers(1, 3)),
+        unbatched=draw(st.booleans()), sizes=tuple(sizes), kernel=kernel, stride=stride, padding=padding,
+        dilation=dilation, ceil_mode=ceil_mode, stride_none=draw(st.booleans()),
+        count_include_pad=draw(st.booleans()),
+        divisor_override=draw(st.sampled_from([None, None, 1, 3, -2])),
+        layout=draw(st.sampled_from(LAYOUTS)), dtype=draw(st.sampled_from([torch.float32, torch.float64])),
+        specials=draw(st.sampled_from([None, None, "nan", "inf", "ties"])),
+    )

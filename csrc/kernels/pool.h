@@ -146,7 +146,7 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_element(const T* input, const PoolGeomet
     }
   }
   const int64_t divisor = g.avg_divisor(o0, o1, o2);
-  return divisor > 0 ? sum / static_cast<Acc>(divisor) : Acc(0);
+  return divisor != 0 ? sum / static_cast<Acc>(divisor) : Acc(0);
 }
 
 // Output windows along d that contain input position x (average pooling): [first, last).
@@ -171,7 +171,7 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, c
     for (int64_t o1 = a1; o1 < b1; ++o1) {
       for (int64_t o2 = a2; o2 < b2; ++o2) {
         const int64_t divisor = g.avg_divisor(o0, o1, o2);
-        if (divisor > 0) {
+        if (divisor != 0) {
           sum += static_cast<Acc>(plane[(o0 * g.out[1] + o1) * g.out[2] + o2]) / static_cast<Acc>(divisor);
         }
       }
@@ -303,7 +303,7 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
       }
       for (int64_t o2 = 0; o2 < O2; ++o2) {
         const Acc divisor = g.divisor_override != 0 ? static_cast<Acc>(g.divisor_override) : f01 * s.factor[o2];
-        dst[o2] = static_cast<T>(divisor > Acc(0) ? s.best[o2] / divisor : Acc(0));
+        dst[o2] = static_cast<T>(divisor != Acc(0) ? s.best[o2] / divisor : Acc(0));
       }
     }
   }
@@ -341,7 +341,7 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
       const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
       for (int64_t o2 = 0; o2 < O2; ++o2) {
         const Acc divisor = g.divisor_override != 0 ? static_cast<Acc>(g.divisor_override) : f01 * s.factor[o2];
-        s.best[o2] = divisor > Acc(0) ? static_cast<Acc>(go[o2]) / divisor : Acc(0);
+        s.best[o2] = divisor != Acc(0) ? static_cast<Acc>(go[o2]) / divisor : Acc(0);
       }
       for (int64_t x0 = lo0; x0 < hi0; ++x0) {
         for (int64_t x1 = lo1; x1 < hi1; ++x1) {

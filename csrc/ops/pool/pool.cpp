@@ -25,7 +25,6 @@ int64_t pooled_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad, i
 struct PoolArgs {
   at::IntArrayRef kernel, stride, padding, dilation;
   bool ceil_mode = false;
-  bool is_max = true;
   bool count_include_pad = true;
   std::optional<int64_t> divisor_override;
 };
@@ -51,10 +50,8 @@ PoolGeometry pool_geometry(const char* op, at::IntArrayRef sizes, const PoolArgs
   g.divisor_override = a.divisor_override.value_or(0);
   std::vector<int64_t> out;
   for (int i = 0; i < kernels::kMaxSpatial; ++i) {
-    const int64_t effective = a.is_max ? (g.kernel[i] - 1) * g.dil[i] + 1 : g.kernel[i];
-    TORCH_CHECK(g.pad[i] <= effective / 2, op, ": pad should be at most half of effective kernel size, but got pad ",
-                a.padding, ", kernel_size ", a.kernel, (a.is_max ? " and dilation " : ""),
-                (a.is_max ? c10::str(a.dilation) : std::string()));
+    TORCH_CHECK(g.pad[i] <= g.kernel[i] / 2, op, ": pad should be at most half of kernel size, but got padding ",
+                a.padding, " and kernel_size ", a.kernel);
     g.out[i] = pooled_size(g.image[i], g.kernel[i], g.stride[i], g.pad[i], g.dil[i], a.ceil_mode);
   }
   for (int i = kernels::kMaxSpatial - static_cast<int>(d); i < kernels::kMaxSpatial; ++i) out.push_back(g.out[i]);
@@ -93,7 +90,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArra
                                             at::IntArrayRef dilation, bool ceil_mode) {
   const char* op = "convops::max_pool";
   check_input(op, input);
-  const auto g = pool_geometry(op, input.sizes(), PoolArgs{kernel_size, stride, padding, dilation, ceil_mode, true});
+  const auto g = pool_geometry(op, input.sizes(), PoolArgs{kernel_size, stride, padding, dilation, ceil_mode});
   const auto sizes = pooled_sizes(input.sizes(), g);
   auto out = at::empty(sizes, input.options());
   auto indices = at::empty(sizes, input.options().dtype(at::kLong));
@@ -116,7 +113,7 @@ at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& in
               indices.device());
   TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
               grad_output.dim(), " values, got ", input_size);
-  const auto g = pool_geometry(op, input_size, PoolArgs{kernel_size, stride, padding, dilation, ceil_mode, true});
+  const auto g = pool_geometry(op, input_size, PoolArgs{kernel_size, stride, padding, dilation, ceil_mode});
   const auto sizes = pooled_sizes(input_size, g);
   check_shape(op, "grad_output", grad_output, sizes);
   check_shape(op, "indices", indices, sizes);
@@ -135,7 +132,7 @@ at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel_size, at::In
   check_input(op, input);
   const std::vector<int64_t> ones(kernel_size.size(), 1);
   const auto g = pool_geometry(
-      op, input.sizes(), PoolArgs{kernel_size, stride, padding, ones, ceil_mode, false, count_include_pad, divisor_override});
+      op, input.sizes(), PoolArgs{kernel_size, stride, padding, ones, ceil_mode, count_include_pad, divisor_override});
   auto out = at::empty(pooled_sizes(input.sizes(), g), input.options());
   if (out.numel() > 0) {
     c10::DeviceGuard guard(input.device());
@@ -154,7 +151,7 @@ at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef inpu
               grad_output.dim(), " values, got ", input_size);
   const std::vector<int64_t> ones(kernel_size.size(), 1);
   const auto g = pool_geometry(
-      op, input_size, PoolArgs{kernel_size, stride, padding, ones, ceil_mode, false, count_include_pad, divisor_override});
+      op, input_size, PoolArgs{kernel_size, stride, padding, ones, ceil_mode, count_include_pad, divisor_override});
   check_shape(op, "grad_output", grad_output, pooled_sizes(input_size, g));
   auto grad_input = at::empty(input_size, grad_output.options());
   if (grad_input.numel() > 0) {

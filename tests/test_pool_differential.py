@@ -1,0 +1,169 @@
+"""Pooling against torch.nn.functional, forward and backward (values, indices,
+gradients) over hypothesis-drawn problems with integer data (exact comparison),
+NaN/inf inputs and ties; on both CPU engines."""
+import pytest
+import torch
+import torch.nn.functional as tF
+from hypothesis import assume, given, settings
+
+import convops.functional as F
+from conftest import cpu_engine
+from strategies import integer_tensor, pool_problems, with_layout
+
+EXAMPLES = {"row": 250, "element": 80}
+TORCH_MAX = {1: tF.max_pool1d, 2: tF.max_pool2d, 3: tF.max_pool3d}
+TORCH_AVG = {1: tF.avg_pool1d, 2: tF.avg_pool2d, 3: tF.avg_pool3d}
+OURS_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+OURS_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+def pool_input(p):
+    gen = torch.Generator().manual_seed(hash(repr(p)) % (2 ** 31))
+    shape = (p["batch"], p["channels"], *p["sizes"])
+    if p["unbatched"]:
+        shape = shape[1:]
+    x = integer_tensor(shape, p["dtype"], generator=gen)
+    if p["specials"] == "ties":
+        x = (x > 0).to(p["dtype"])
+    elif p["specials"] in ("nan", "inf") and x.numel():
+        mask = torch.rand(shape, generator=gen) < 0.2
+        x[mask] = float("nan") if p["specials"] == "nan" else float("-inf")
+        if p["specials"] == "inf":
+            x[torch.rand(shape, generator=gen) < 0.1] = float("inf")
+    return x
+
+
+def forward_backward(fn, x, layout, with_indices=False):
+    leaf = x.clone().requires_grad_(True)
+    result = fn(with_layout(leaf, layout))
+    out, indices = result if with_indices else (result, None)
+    grad = integer_tensor(out.shape, out.dtype, generator=torch.Generator().manual_seed(3))
+    out.backward(grad)
+    return out.detach(), indices, leaf.grad
+
+
+def same(a, b):
+    torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+def test_max_pool_matches_torch(engine):
+    @settings(max_examples=EXAMPLES[engine])
+    @given(pool_problems(is_max=True))
+    def check(p):
+        x = pool_input(p)
+        stride = None if p["stride_none"] else p["stride"]
+        args = (p["kernel"], stride, p["padding"], p["dilation"], p["ceil_mode"], True)
+        ours = forward_backward(lambda t: OURS_MAX[p["spatial"]](t, *args), x, p["layout"], True)
+        theirs = forward_backward(lambda t: TORCH_MAX[p["spatial"]](t, *args), x, "contiguous", True)
+        for a, b in zip(ours, theirs):
+            same(a, b)
+        if p["layout"] == "channels_last" and p["spatial"] >= 2 and not p["unbatched"] and x.numel():
+            fmt = torch.channels_last if p["spatial"] == 2 else torch.channels_last_3d
+            assert ours[0].is_contiguous(memory_format=fmt) and ours[1].is_contiguous(memory_format=fmt)
+
+    with cpu_engine(engine):
+        check()
+
+
+def torch_avg_accepts(p):
+    """torch's avg_pool3d (alone) refuses inputs smaller than the kernel; convops pools them."""
+    return p["spatial"] != 3 or all(s >= k for s, k in zip(p["sizes"], p["kernel"]))
+
+
+def _torch_avg(p, t, stride):
+    """torch's avg_pool1d has no divisor_override: run 1-D as 2-D with a unit dim then."""
+    if p["spatial"] == 1 and p["divisor_override"] is not None:
+        out = tF.avg_pool2d(t.unsqueeze(-2), (1, p["kernel"][0]), (1, (stride or p["kernel"])[0]),
+                            (0, p["padding"][0]), p["ceil_mode"], p["count_include_pad"], p["divisor_override"])
+        return out.squeeze(-2)
+    extra = () if p["spatial"] == 1 else (p["divisor_override"],)
+    return TORCH_AVG[p["spatial"]](t, p["kernel"], stride, p["padding"], p["ceil_mode"], p["count_include_pad"],
+                                   *extra)
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+def test_avg_pool_matches_torch(engine):
+    @settings(max_examples=EXAMPLES[engine])
+    @given(pool_problems(is_max=False))
+    def check(p):
+        assume(torch_avg_accepts(p))
+        x = pool_input(p)
+        stride = None if p["stride_none"] else p["stride"]
+        ours_fn = lambda t: OURS_AVG[p["spatial"]](t, p["kernel"], stride, p["padding"], p["ceil_mode"],  # noqa
+                                                   p["count_include_pad"], p["divisor_override"])
+        ours = forward_backward(ours_fn, x, p["layout"])
+        theirs = forward_backward(lambda t: _torch_avg(p, t, stride), x, "contiguous")
+        # sums of small integers are exact; the division rounds the same way up to one ulp
+        tol = 1e-6 if p["dtype"] == torch.float32 else 1e-12
+        torch.testing.assert_close(ours[0], theirs[0], rtol=tol, atol=tol, equal_nan=True)
+        torch.testing.assert_close(ours[2], theirs[2], rtol=tol, atol=tol, equal_nan=True)
+        assert not torch.isnan(ours[0]).any() or p["specials"] == "nan" or p["specials"] == "inf"
+
+    with cpu_engine(engine):
+        check()
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+def test_knet_pool_matches_torch(engine):
+    @settings(max_examples=EXAMPLES[engine] // 2)
+    @given(pool_problems(is_max=False))
+    def check(p):
+        assume(torch_avg_accepts(p))
+        p = dict(p, unbatched=False)
+        x = pool_input(p)
+        stride = None if p["stride_none"] else p["stride"]
+        for mode, torch_fn in ((0, lambda t: TORCH_MAX[p["spatial"]](t, p["kernel"], stride, p["padding"], 1,
+                                                                       p["ceil_mode"])),
+                               (1, lambda t: TORCH_AVG[p["spatial"]](t, p["kernel"], stride, p["padding"],
+                                                                       p["ceil_mode"], True)),
+                               (2, lambda t: TORCH_AVG[p["spatial"]](t, p["kernel"], stride, p["padding"],
+                                                                       p["ceil_mode"], False))):
+            names = {0: "max", 1: "avg_include_padding", 2: "avg_exclude_padding"}
+            for m in (mode, names[mode]):
+                ours = F.pool(x, p["kernel"], stride, p["padding"], mode=m, ceil_mode=p["ceil_mode"])
+                torch.testing.assert_close(ours, torch_fn(x), rtol=1e-6, atol=1e-6, equal_nan=True)
+
+    with cpu_engine(engine):
+        check()
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+@pytest.mark.parametrize("spatial", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_global_avg_pool_matches_mean(engine, spatial, layout):
+    with cpu_engine(engine):
+        for batch, channels in ((0, 3), (1, 1), (3, 5)):
+            x = integer_tensor((batch, channels, *[5, 4, 3][:spatial]), torch.float64)
+            leaf = x.clone().requires_grad_(True)
+            out = F.global_avg_pool(with_layout(leaf, layout))
+            ref_leaf = x.clone().requires_grad_(True)
+            ref = ref_leaf.mean(dim=list(range(2, 2 + spatial)))
+            same(out, ref)
+            grad = integer_tensor(out.shape, out.dtype)
+            out.backward(grad)
+            ref.backward(grad)
+            same(leaf.grad, ref_leaf.grad)
+            kept = F.global_avg_pool(x, keepdim=True)
+            assert kept.shape == (batch, channels, *([1] * spatial))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("spatial", [1, 2, 3])
+def test_reduced_precision_pooling(dtype, spatial):
+    x = torch.randn(2, 3, *([7] * spatial)).to(dtype)
+    for ours, theirs in ((OURS_MAX[spatial], TORCH_MAX[spatial]), (OURS_AVG[spatial], TORCH_AVG[spatial])):
+        out = ours(x, 3, 2, 1)
+        assert out.dtype == dtype
+        ref = theirs(x.float(), 3, 2, 1)
+        torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
+    out = F.global_avg_pool(x)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), x.float().mean(dim=list(range(2, 2 + spatial))), rtol=1e-2, atol=1e-2)
+
+
+def test_max_pool_indices_feed_max_unpool():
+    x = torch.randn(2, 3, 8, 8)
+    out, indices = F.max_pool2d(x, 2, return_indices=True)
+    restored = tF.max_unpool2d(out, indices, 2)
+    assert torch.equal(restored, tF.max_unpool2d(*tF.max_pool2d(x, 2, return_indices=True), 2))

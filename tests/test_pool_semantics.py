@@ -1,0 +1,253 @@
+"""Pooling: the seed's worked examples, torch's edge-case semantics (each one a
+test), gradcheck/gradgradcheck with tight tolerances, opcheck, and argument errors."""
+import math
+
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+import convops.functional as F
+
+ops = torch.ops.convops
+TIGHT = dict(atol=1e-7, rtol=1e-5, eps=1e-6)
+
+
+def seq(*values):
+    return torch.tensor(values, dtype=torch.float64).view(1, 1, -1)
+
+
+def flat(t):
+    return t.flatten().tolist()
+
+
+# ---------------------------------------------------------------- worked examples (seed 004)
+
+def test_seed_pool_modes_with_padding():
+    x = seq(1, 2, 3, 4, 5, 6)
+    assert flat(F.pool(x, 2, padding=1, mode=0)) == [1, 3, 5, 6]
+    assert flat(F.pool(x, 2, padding=1, mode="max")) == [1, 3, 5, 6]
+    assert flat(F.pool(x, 2, padding=1, mode=1)) == [0.5, 2.5, 4.5, 3.0]
+    assert flat(F.pool(x, 2, padding=1, mode="avg_include_padding")) == [0.5, 2.5, 4.5, 3.0]
+    assert flat(F.pool(x, 2, padding=1, mode=2)) == [1.0, 2.5, 4.5, 6.0]
+    assert flat(F.pool(x, 2, padding=1, mode="avg_exclude_padding")) == [1.0, 2.5, 4.5, 6.0]
+
+
+def test_seed_pool_defaults_window_and_stride():
+    assert flat(F.pool(seq(1, 2, 3, 4, 5, 6))) == [2, 4, 6]
+    assert flat(F.pool(seq(1, 2, 3, 4, 5, 6), window=3)) == [3, 6]
+    assert flat(F.pool(seq(*range(1, 11)), stride=4)) == [2, 6, 10]
+
+
+def test_seed_pool_2d_default():
+    x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
+    assert F.pool(x).view(-1).tolist() == [6, 8, 14, 16]
+
+
+# ---------------------------------------------------------------- semantics
+
+def test_ceil_mode_divisor_never_counts_the_overhang():
+    assert torch.allclose(F.avg_pool1d(torch.ones(1, 1, 4), 3, 2, 1, ceil_mode=True),
+                          torch.tensor([[[2 / 3, 1.0, 0.5]]]))
+    assert flat(F.avg_pool1d(torch.arange(7.0).view(1, 1, 7), 2, 3, ceil_mode=True)) == [0.5, 3.5, 6.0]
+
+
+def test_ceil_mode_keeps_a_last_window_only_if_it_starts_inside():
+    # 5 + 2*1 padding, kernel 2, stride 2: ceil would give 4 windows but the 4th starts in the right padding
+    x = torch.arange(5.0).view(1, 1, 5)
+    assert F.max_pool1d(x, 2, 2, 1, ceil_mode=True).shape[-1] == 3
+    assert F.max_pool1d(torch.arange(6.0).view(1, 1, 6), 2, 2, 0, ceil_mode=True).shape[-1] == 3
+    assert F.max_pool1d(torch.arange(7.0).view(1, 1, 7), 2, 2, 0, ceil_mode=True).shape[-1] == 4
+
+
+def test_no_nan_from_an_empty_count():
+    x = torch.ones(1, 1, 3, 3)
+    out = F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+    assert not torch.isnan(out).any()
+
+
+def test_max_pool_padding_is_minus_infinity():
+    x = -torch.ones(1, 1, 4) * 5
+    out, idx = F.max_pool1d(x, 2, 2, 1, return_indices=True)
+    assert flat(out) == [-5, -5, -5] and flat(idx) == [0, 1, 3]  # the padding never wins
+
+
+def test_max_pool_nan_propagates_as_in_torch():
+    x = torch.tensor([[[1.0, float("nan"), 3.0, 2.0, float("nan"), float("nan")]]])
+    out, idx = F.max_pool1d(x, 3, 3, return_indices=True)
+    ref, ref_idx = torch.nn.functional.max_pool1d(x, 3, 3, return_indices=True)
+    assert torch.isnan(out).all() and torch.equal(idx, ref_idx)
+
+
+def test_max_pool_ties_pick_the_first_maximum():
+    x = torch.tensor([[[[0.0, 5.0], [5.0, 0.0]]]])
+    _, idx = F.max_pool2d(x, 2, return_indices=True)
+    assert idx.item() == 1  # row-major first: (0, 1), not (1, 0)
+
+
+def test_overlapping_windows_add_their_gradients():
+    x = torch.tensor([[[1.0, 9.0, 2.0, 3.0]]], requires_grad=True)
+    F.max_pool1d(x, 3, 1).sum().backward()   # windows [1,9,2] and [9,2,3] both pick 9
+    assert flat(x.grad) == [0, 2, 0, 0]
+
+
+def test_all_minus_infinity_window_points_at_its_first_position():
+    x = torch.full((1, 1, 5), float("-inf"))
+    _, idx = F.max_pool1d(x, 2, 2, 1, return_indices=True)
+    assert flat(idx) == flat(torch.nn.functional.max_pool1d(x, 2, 2, 1, return_indices=True)[1])
+
+
+def test_empty_batch_has_zero_gradients():
+    x = torch.randn(0, 3, 6, 6, requires_grad=True)
+    out = F.max_pool2d(x, 2) + F.avg_pool2d(x, 2)
+    out.sum().backward()
+    assert out.shape == (0, 3, 3, 3) and x.grad.shape == x.shape
+    assert F.global_avg_pool(torch.randn(0, 4, 2, 2)).shape == (0, 4)
+
+
+def test_unbatched_inputs():
+    x = torch.randn(3, 8, 8)
+    assert F.max_pool2d(x, 2).shape == (3, 4, 4)
+    out, idx = F.max_pool2d(x, 2, return_indices=True)
+    assert idx.shape == (3, 4, 4)
+    torch.testing.assert_close(F.avg_pool2d(x, 2), torch.nn.functional.avg_pool2d(x, 2))
+
+
+def test_channels_last_output_format():
+    x = torch.randn(2, 8, 9, 9).to(memory_format=torch.channels_last)
+    for out in (F.max_pool2d(x, 3, 2, 1), F.avg_pool2d(x, 3, 2, 1)):
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        assert out.is_contiguous(memory_format=torch.channels_last) == \
+            torch.nn.functional.max_pool2d(x, 3, 2, 1).is_contiguous(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------- gradients
+
+POOL_CONFIGS = [  # sizes, kernel, stride, padding, dilation, ceil_mode
+    ((9,), (3,), (2,), (1,), (1,), False),
+    ((8,), (2,), (3,), (1,), (2,), True),
+    ((6, 7), (3, 2), (2, 1), (1, 1), (1, 2), True),
+    ((5, 6), (2, 3), (2, 2), (0, 1), (1, 1), False),
+    ((4, 5, 4), (2, 3, 2), (2, 1, 2), (1, 1, 0), (1, 1, 2), True),
+]
+
+
+def distinct(*shape):
+    """Values far apart, so no max-pool tie sits within gradcheck's finite-difference step."""
+    n = math.prod(shape)
+    return (torch.randperm(n, dtype=torch.float64) / 7).view(*shape).requires_grad_()
+
+
+@pytest.mark.parametrize("config", POOL_CONFIGS)
+def test_max_pool_gradcheck_and_gradgradcheck(config, engine):
+    sizes, kernel, stride, padding, dilation, ceil_mode = config
+    x = distinct(2, 3, *sizes)
+    fn = lambda x: ops.max_pool(x, kernel, stride, padding, dilation, ceil_mode)[0]  # noqa: E731
+    assert gradcheck(fn, (x,), **TIGHT)
+    assert gradgradcheck(fn, (x,), **TIGHT)
+    out, idx = ops.max_pool(x, kernel, stride, padding, dilation, ceil_mode)
+    g = torch.randn(out.shape, dtype=torch.float64, requires_grad=True)
+    bwd = lambda g: ops.max_pool_backward(g, idx, list(x.shape), kernel, stride, padding, dilation, ceil_mode)  # noqa
+    assert gradcheck(bwd, (g,), **TIGHT)
+    assert gradgradcheck(bwd, (g,), **TIGHT)
+
+
+@pytest.mark.parametrize("count_include_pad,divisor", [(True, None), (False, None), (True, 5)])
+@pytest.mark.parametrize("config", POOL_CONFIGS)
+def test_avg_pool_gradcheck_and_gradgradcheck(config, count_include_pad, divisor, engine):
+    sizes, kernel, stride, padding, _, ceil_mode = config
+    x = torch.randn(2, 3, *sizes, dtype=torch.float64, requires_grad=True)
+    args = (kernel, stride, padding, ceil_mode, count_include_pad, divisor)
+    assert gradcheck(lambda x: ops.avg_pool(x, *args), (x,), **TIGHT)
+    assert gradgradcheck(lambda x: ops.avg_pool(x, *args), (x,), **TIGHT)
+    g = torch.randn(ops.avg_pool(x, *args).shape, dtype=torch.float64, requires_grad=True)
+    bwd = lambda g: ops.avg_pool_backward(g, list(x.shape), *args)  # noqa: E731
+    assert gradcheck(bwd, (g,), **TIGHT)
+    assert gradgradcheck(bwd, (g,), **TIGHT)
+
+
+@pytest.mark.parametrize("spatial", [1, 2, 3])
+def test_global_avg_pool_gradcheck_and_gradgradcheck(spatial, engine):
+    x = torch.randn(2, 3, *[4, 3, 2][:spatial], dtype=torch.float64, requires_grad=True)
+    assert gradcheck(ops.global_avg_pool, (x,), **TIGHT)
+    assert gradgradcheck(ops.global_avg_pool, (x,), **TIGHT)
+
+
+def _pool_opcheck_cases():
+    x = distinct(2, 3, 7, 6)
+    win = ([3, 2], [2, 1], [1, 1], [1, 2], True)
+    out, idx = ops.max_pool(x, *win)
+    g = torch.randn(out.shape, dtype=torch.float64, requires_grad=True)
+    avg = ([3, 2], [2, 1], [1, 1], True, False, None)
+    avg_out = ops.avg_pool(x, *avg)
+    xcl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    return {
+        "max_pool": (ops.max_pool.default, (x, *win)),
+        "max_pool_channels_last": (ops.max_pool.default, (xcl, *win)),
+        "max_pool_backward": (ops.max_pool_backward.default, (g, idx, list(x.shape), *win)),
+        "avg_pool": (ops.avg_pool.default, (x, *avg)),
+        "avg_pool_divisor": (ops.avg_pool.default, (xcl, [2, 2], [2, 2], [0, 1], False, True, 3)),
+        "avg_pool_backward": (ops.avg_pool_backward.default,
+                              (torch.randn(avg_out.shape, dtype=torch.float64, requires_grad=True), list(x.shape),
+                               *avg)),
+        "global_avg_pool": (ops.global_avg_pool.default, (x,)),
+        "global_avg_pool_channels_last": (ops.global_avg_pool.default, (xcl,)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_pool_opcheck_cases()))
+def test_pool_opcheck(name):
+    op, args = _pool_opcheck_cases()[name]
+    torch.library.opcheck(op, args)
+
+
+# ---------------------------------------------------------------- errors
+
+x4 = torch.randn(2, 3, 8, 8)
+ERRORS = [
+    (lambda: F.max_pool2d(x4, 0), ValueError, r"max_pool2d: expected kernel_size to be positive"),
+    (lambda: F.max_pool2d(x4, 2, stride=0), ValueError, r"max_pool2d: expected stride to be positive"),
+    (lambda: F.max_pool2d(x4, 2, padding=-1), ValueError, r"max_pool2d: expected padding to be >= 0"),
+    (lambda: F.max_pool2d(x4, 2, dilation=0), ValueError, r"max_pool2d: expected dilation to be positive"),
+    (lambda: F.max_pool2d(x4, 3, padding=2), ValueError, r"max_pool2d: pad should be at most half of kernel size"),
+    (lambda: F.avg_pool1d(torch.randn(1, 1, 5), 2, padding=2), ValueError, r"avg_pool1d: pad should be at most half"),
+    (lambda: F.max_pool2d(torch.randn(1, 1, 2, 2), 3), ValueError,
+     r"max_pool2d: given input of shape \(1, 1, 2, 2\), the calculated output size is \(0, 0\): output size is too small"),
+    (lambda: F.avg_pool2d(x4, 2, divisor_override=0), ValueError, r"avg_pool2d: expected divisor_override to be a non-zero int"),
+    (lambda: F.max_pool2d(torch.randn(8, 8), 2), ValueError, r"max_pool2d: expected 3-D \(unbatched\) or 4-D"),
+    (lambda: F.avg_pool3d(torch.randn(3, 8, 8), 2), ValueError, r"avg_pool3d: expected 4-D \(unbatched\) or 5-D"),
+    (lambda: F.max_pool2d(torch.randn(2, 0, 4, 4), 2), ValueError, r"non-zero channel and spatial sizes"),
+    (lambda: F.pool(x4, mode="median"), ValueError, r"pool: expected mode to be 'max' \(or 0\).*got 'median'"),
+    (lambda: F.pool(x4, mode=3), ValueError, r"pool: expected mode .* got 3"),
+    (lambda: F.pool(torch.randn(4, 4)), ValueError, r"pool: expected a 3-D, 4-D or 5-D input"),
+    (lambda: F.max_pool2d(x4.int(), 2), RuntimeError, r"convops::max_pool: expected input to be float32"),
+    (lambda: F.global_avg_pool(torch.randn(4, 4)), ValueError, r"global_avg_pool: expected a 3-D, 4-D or 5-D input"),
+    (lambda: F.global_avg_pool(torch.randn(2, 3, 0)), ValueError, r"global_avg_pool: expected non-empty spatial dims"),
+    (lambda: ops.max_pool(x4, [2, 2], [0, 1], [0, 0], [1, 1], False), RuntimeError,
+     r"convops::max_pool: expected stride > 0 in every dimension, got \[0, 1\]"),
+    (lambda: ops.avg_pool(x4, [3, 3], [1, 1], [2, 2], False, True, None), RuntimeError,
+     r"convops::avg_pool: pad should be at most half of kernel size"),
+    (lambda: ops.avg_pool(x4, [2, 2], [1, 1], [0, 0], False, True, 0), RuntimeError,
+     r"convops::avg_pool: divisor must be not zero"),
+    (lambda: ops.max_pool(torch.randn(1, 1, 2, 2), [3, 3], [1, 1], [0, 0], [1, 1], False), RuntimeError,
+     r"convops::max_pool: given input of shape \[1, 1, 2, 2\].*output size is too small"),
+    (lambda: ops.max_pool_backward(torch.randn(2, 3, 3, 3), torch.zeros(2, 3, 4, 4, dtype=torch.long), [2, 3, 8, 8],
+                                   [2, 2], [2, 2], [0, 0], [1, 1], False), RuntimeError,
+     r"convops::max_pool_backward: expected grad_output of shape \[2, 3, 4, 4\], got \[2, 3, 3, 3\]"),
+    (lambda: ops.max_pool_backward(torch.randn(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), [2, 3, 8, 8],
+                                   [2, 2], [2, 2], [0, 0], [1, 1], False), RuntimeError,
+     r"convops::max_pool_backward: expected int64 indices"),
+]
+
+
+@pytest.mark.parametrize("call,exc,pattern", ERRORS, ids=[f"case{i}" for i in range(len(ERRORS))])
+def test_pool_bad_input_raises_a_clear_error(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_pool_meta_shapes():
+    x = torch.empty(2, 3, 9, 9, device="meta")
+    out, idx = F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)
+    assert out.shape == idx.shape == (2, 3, 5, 5) and idx.dtype == torch.int64
+    assert F.avg_pool2d(x, 2).shape == (2, 3, 4, 4)
+    assert F.global_avg_pool(x, keepdim=True).shape == (2, 3, 1, 1)
