@@ -83,7 +83,7 @@ def _extensions():
         cuda_home = None
 
     sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
-    cxx = ["-O3", "-g0", "-fopenmp"]
+    cxx = ["-O3", "-g0", "-fopenmp"] + os.environ.get("CONVOPS_EXTRA_CFLAGS", "").split()
     extra = {"cxx": cxx}
     if cuda_home:
         cpp_extension.CUDA_HOME = cuda_home

@@ -85,3 +85,49 @@ def test_cuda_gradcheck(config):
     assert gradcheck(fn, (x, w), atol=1e-7, rtol=1e-5)
     fn = lambda x: F.unfold(x, kernel, dilation, padding, stride)  # noqa: E731
     assert gradcheck(fn, (x,), atol=1e-7, rtol=1e-5)
+
+
+POOL_CONFIGS = [  # sizes, kernel, stride, padding, dilation, ceil_mode
+    ((31,), (3,), (2,), (1,), (2,), True),
+    ((17, 15), (3, 3), (2, 2), (1, 1), (1, 1), False),
+    ((9, 8, 7), (2, 3, 2), (2, 1, 2), (1, 1, 0), (1, 2, 1), True),
+]
+
+
+def _run_pools(device, dtype, config, x, layout):
+    sizes, kernel, stride, padding, dilation, ceil_mode = config
+    xs = x.to(device, dtype)
+    if layout == "channels_last" and xs.dim() in (4, 5):
+        xs = xs.contiguous(memory_format=torch.channels_last if xs.dim() == 4 else torch.channels_last_3d)
+    xs.requires_grad_()
+    out, idx = torch.ops.convops.max_pool(xs, list(kernel), list(stride), list(padding), list(dilation), ceil_mode)
+    avg = torch.ops.convops.avg_pool(xs, list(kernel), list(stride), list(padding), ceil_mode, False, None)
+    glob = F.global_avg_pool(xs)
+    (out.sum() + (avg * 2).sum() + (glob * 3).sum()).backward()
+    return [t.float().cpu() for t in (out, avg, glob, xs.grad)] + [idx.cpu()]
+
+
+@cuda_only
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("config", POOL_CONFIGS)
+def test_cuda_pooling_matches_cpu(config, dtype, layout):
+    x = (torch.randperm(3 * 4 * torch.Size(config[0]).numel()).double() / 7).view(3, 4, *config[0])
+    tol = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 2e-2, torch.bfloat16: 1e-1}[dtype]
+    for a, c in zip(_run_pools("cpu", dtype, config, x, layout), _run_pools("cuda", dtype, config, x, layout)):
+        if a.dtype == torch.int64:
+            assert torch.equal(a, c)
+        else:
+            torch.testing.assert_close(c, a, rtol=tol, atol=tol * 10)
+
+
+@cuda_only
+@pytest.mark.parametrize("config", POOL_CONFIGS)
+def test_cuda_pooling_gradcheck(config):
+    sizes, kernel, stride, padding, dilation, ceil_mode = config
+    small = tuple(min(s, 7) for s in sizes)
+    x = (torch.randperm(2 * 2 * torch.Size(small).numel()).double() / 7).view(2, 2, *small).cuda().requires_grad_()
+    assert gradcheck(lambda x: torch.ops.convops.max_pool(x, list(kernel), list(stride), list(padding),
+                                                          list(dilation), ceil_mode)[0], (x,), atol=1e-7, rtol=1e-5)
+    assert gradcheck(lambda x: torch.ops.convops.avg_pool(x, list(kernel), list(stride), list(padding), ceil_mode,
+                                                          True, None), (x,), atol=1e-7, rtol=1e-5)

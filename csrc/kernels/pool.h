@@ -16,6 +16,8 @@
 //   *_plane:   one whole plane per call, separable passes (innermost dim, then the
 //              outer dims) with vectorisable inner loops: the fast CPU engine.
 #pragma once
+#include <type_traits>
+
 #include "common.h"
 
 namespace convops {
@@ -188,43 +190,85 @@ inline void inner_range(const PoolGeometry& g, int64_t offset, int64_t* first, i
   *last = max64(min64(g.out[2], ceil_div(g.image[2] - offset, g.stride[2])), *first);
 }
 
-// Scratch for one plane: rows (X0*X1*O2) of values and positions, and three O2 rows.
+// Window starts along the innermost dim in padded coordinates, and the padded row
+// width that every window of the row fits in.
+inline int64_t inner_starts(const PoolGeometry& g) { return (g.out[2] - 1) * g.stride[2] + 1; }
+inline int64_t inner_width(const PoolGeometry& g) {
+  return max64(inner_starts(g) + (g.kernel[2] - 1) * g.dil[2], g.pad[2] + g.image[2]);
+}
+
+// In-plane positions as the CPU plane engine tracks them: as wide as the values, so a
+// compare-and-select vectorises on any x86-64 (float with int32, double with int64).
+// Planes of 2^31 or more elements go to the element engine.
+template <typename Acc>
+using PlanePos = typename std::conditional<sizeof(Acc) == 8, int64_t, int32_t>::type;
+
+// Scratch for one plane: rows (X0*X1*O2) of values and positions, three O2 rows (best_at
+// holds two), and three rows of the padded width.
 template <typename Acc>
 struct PoolScratch {
   Acc* rows;
-  int64_t* row_at;
+  PlanePos<Acc>* row_at;
   Acc* best;
-  int64_t* best_at;
+  PlanePos<Acc>* best_at;
   Acc* factor;
+  Acc* line;       // one input row with its padding filled in
+  Acc* line_best;  // per window start: the running max (or sum) over the taps
+  PlanePos<Acc>* line_at;
 };
 
+// Copies an input row into s.line between `fill` values: padding and the ceil-mode overhang.
+template <typename T, typename Acc>
+inline void padded_line(const T* row, const PoolGeometry& g, const PoolScratch<Acc>& s, Acc fill) {
+  const int64_t width = inner_width(g), p = g.pad[2], X2 = g.image[2];
+  for (int64_t j = 0; j < p; ++j) s.line[j] = fill;
+  for (int64_t x = 0; x < X2; ++x) s.line[p + x] = static_cast<Acc>(row[x]);
+  for (int64_t j = p + X2; j < width; ++j) s.line[j] = fill;
+}
+
 // Max pooling of plane `plane`: a pass along each input row (max over the innermost
-// taps for every output column), then over the rows of each window in row-major order,
-// so ties and NaN resolve exactly as the element form scans.
+// taps for every window start, at unit stride so the loops vectorise, then one pick per
+// output column), then over the rows of each window in row-major order, so ties and NaN
+// resolve exactly as the element form scans. Starting each window from its first tap
+// instead of -inf changes nothing but the position of an all -inf window, which is
+// reset to the window's first inside position, as the element form leaves it.
 template <typename T, typename Acc>
 inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const PoolGeometry& g,
                            const PoolScratch<Acc>& s, int64_t plane) {
-  const int64_t O2 = g.out[2], X2 = g.image[2];
+  using Pos = PlanePos<Acc>;
+  const int64_t O2 = g.out[2], X2 = g.image[2], starts = inner_starts(g);
   const T* src = input + plane * g.image_numel();
+  Acc* __restrict__ line_best = s.line_best;
+  Pos* __restrict__ line_at = s.line_at;
+  Pos* __restrict__ first2 = s.best_at + O2;  // first inside position of each innermost window
+  for (int64_t o2 = 0; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(g.first_inside(2, o2));
   for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
-    const T* row = src + r * X2;
-    Acc* hv = s.rows + r * O2;
-    int64_t* hat = s.row_at + r * O2;
-    for (int64_t o2 = 0; o2 < O2; ++o2) {
-      hv[o2] = lowest<Acc>();
-      hat[o2] = g.first_inside(2, o2);
+    padded_line(src + r * X2, g, s, lowest<Acc>());
+    for (int64_t j = 0; j < starts; ++j) {
+      line_best[j] = s.line[j];
+      line_at[j] = static_cast<Pos>(j);
     }
-    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-      const int64_t offset = k2 * g.dil[2] - g.pad[2];
-      int64_t first, last;
-      inner_range(g, offset, &first, &last);
-      for (int64_t o2 = first; o2 < last; ++o2) {
-        const int64_t x2 = o2 * g.stride[2] + offset;
-        const Acc v = static_cast<Acc>(row[x2]);
-        const bool take = takes(v, hv[o2]);
-        hv[o2] = take ? v : hv[o2];
-        hat[o2] = take ? x2 : hat[o2];
+    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
+      const Pos offset = static_cast<Pos>(k2 * g.dil[2]);
+      const Acc* __restrict__ tap = s.line + offset;
+#pragma omp simd
+      for (int64_t j = 0; j < starts; ++j) {
+        const Acc v = tap[j], b = line_best[j];
+        const Pos candidate = static_cast<Pos>(j) + offset, current = line_at[j];
+        const bool take = (v > b) | (v != v);
+        line_best[j] = take ? v : b;
+        line_at[j] = take ? candidate : current;
       }
+    }
+    Acc* hv = s.rows + r * O2;
+    Pos* hat = s.row_at + r * O2;
+    const Pos pad2 = static_cast<Pos>(g.pad[2]);
+    for (int64_t o2 = 0; o2 < O2; ++o2) {
+      const int64_t j = o2 * g.stride[2];
+      const Acc v = line_best[j];
+      const Pos at = line_at[j] - pad2, first = first2[o2];
+      hv[o2] = v;
+      hat[o2] = v == lowest<Acc>() ? first : at;
     }
   }
   T* dst = output + plane * g.out_numel();
@@ -236,20 +280,25 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
       const int64_t f1 = g.first_inside(1, o1);
       const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
       const int64_t first_base = (f0 * g.image[1] + f1) * X2;
+      Acc* __restrict__ best = s.best;
+      Pos* __restrict__ best_at = s.best_at;
       for (int64_t o2 = 0; o2 < O2; ++o2) {
-        s.best[o2] = lowest<Acc>();
-        s.best_at[o2] = first_base + g.first_inside(2, o2);
+        best[o2] = lowest<Acc>();
+        best_at[o2] = static_cast<Pos>(first_base) + first2[o2];
       }
       for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
         for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
           const int64_t r = x0 * g.image[1] + x1;
-          const Acc* hv = s.rows + r * O2;
-          const int64_t* hat = s.row_at + r * O2;
-          const int64_t base = r * X2;
-          for (int64_t o2 = 0; o2 < O2; ++o2) {
-            const bool take = takes(hv[o2], s.best[o2]);
-            s.best[o2] = take ? hv[o2] : s.best[o2];
-            s.best_at[o2] = take ? base + hat[o2] : s.best_at[o2];
+          const Acc* __restrict__ hv = s.rows + r * O2;
+          const Pos* __restrict__ hat = s.row_at + r * O2;
+          const Pos base = static_cast<Pos>(r * X2);
+#pragma omp simd
+          for (int64_t o2 = 0; o2 < O2; ++o2) {  // loads first, then selects: if-convertible
+            const Acc v = hv[o2], b = best[o2];
+            const Pos candidate = base + hat[o2], current = best_at[o2];
+            const bool take = (v > b) | (v != v);
+            best[o2] = take ? v : b;
+            best_at[o2] = take ? candidate : current;
           }
         }
       }
@@ -261,28 +310,24 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
   }
 }
 
-// Average pooling of plane `plane`: row sums over the innermost window, then sums over
-// the rows of each window, times the reciprocal divisor (a product of per-dim factors).
+// Average pooling of plane `plane`: row sums over the innermost window (at unit stride
+// over the zero-padded row, then one pick per output column), then sums over the rows
+// of each window, times the reciprocal divisor (a product of per-dim factors).
 template <typename T, typename Acc>
 inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, const PoolScratch<Acc>& s,
                            int64_t plane) {
-  const int64_t O2 = g.out[2], X2 = g.image[2];
+  const int64_t O2 = g.out[2], X2 = g.image[2], starts = inner_starts(g);
   const T* src = input + plane * g.image_numel();
   for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
-    const T* row = src + r * X2;
-    Acc* hs = s.rows + r * O2;
-    for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] = Acc(0);
-    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-      int64_t first, last;
-      inner_range(g, k2 - g.pad[2], &first, &last);
-      if (g.stride[2] == 1) {
-        const T* from = row + first + k2 - g.pad[2];
+    padded_line(src + r * X2, g, s, Acc(0));
+    for (int64_t j = 0; j < starts; ++j) s.line_best[j] = s.line[j];
+    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
+      const Acc* tap = s.line + k2;
 #pragma omp simd
-        for (int64_t i = 0; i < last - first; ++i) hs[first + i] += static_cast<Acc>(from[i]);
-      } else {
-        for (int64_t o2 = first; o2 < last; ++o2) hs[o2] += static_cast<Acc>(row[o2 * g.stride[2] + k2 - g.pad[2]]);
-      }
+      for (int64_t j = 0; j < starts; ++j) s.line_best[j] += tap[j];
     }
+    Acc* hs = s.rows + r * O2;
+    for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] = s.line_best[o2 * g.stride[2]];
   }
   int64_t lo, hi;
   for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));

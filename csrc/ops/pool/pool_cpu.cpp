@@ -5,6 +5,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <limits>
 #include <vector>
 
 #include "../cpu_engine.h"
@@ -20,13 +21,16 @@ namespace {
 // Per-task scratch for the plane engine.
 template <typename Acc>
 struct PlaneBuffers {
-  std::vector<Acc> rows, best, factor;
-  std::vector<int64_t> row_at, best_at;
+  std::vector<Acc> rows, best, factor, line, line_best;
+  std::vector<kernels::PlanePos<Acc>> row_at, best_at, line_at;
   explicit PlaneBuffers(const PoolGeometry& g, bool with_positions)
       : rows(g.image[0] * g.image[1] * g.out[2]), best(g.out[2]), factor(g.out[2]),
-        row_at(with_positions ? rows.size() : 0), best_at(with_positions ? g.out[2] : 0) {}
+        line(kernels::inner_width(g)), line_best(kernels::inner_starts(g)),
+        row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
+        line_at(with_positions ? line_best.size() : 0) {}
   kernels::PoolScratch<Acc> view() {
-    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data()};
+    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(),
+            line.data(), line_best.data(), line_at.data()};
   }
 };
 
@@ -38,7 +42,8 @@ void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indic
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     int64_t* at_ = indices.mutable_data_ptr<int64_t>();
-    if (use_element_engine()) {
+    const bool positions_fit = g.image_numel() < std::numeric_limits<kernels::PlanePos<acc_t>>::max();
+    if (use_element_engine() || !positions_fit) {
       at::parallel_for(0, output.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ + i);
       });
