@@ -61,11 +61,12 @@ def _(input, weight, bias, stride, padding, output_padding, dilation, groups):
 
 
 @torch.library.register_fake("convops::max_pool")
-def _(input, kernel_size, stride, padding, dilation, ceil_mode):
+def _(input, kernel_size, stride, padding, dilation, ceil_mode, with_indices=True):
     sizes = (*input.shape[:2], *pool_output_sizes(input.shape[2:], kernel_size, stride, padding, dilation, ceil_mode))
     fmt = memory_format_of(input)
-    return (input.new_empty(sizes).contiguous(memory_format=fmt),
-            input.new_empty(sizes, dtype=torch.int64).contiguous(memory_format=fmt))
+    indices = (input.new_empty(sizes, dtype=torch.int64).contiguous(memory_format=fmt) if with_indices
+               else input.new_empty((0,), dtype=torch.int64))
+    return input.new_empty(sizes).contiguous(memory_format=fmt), indices
 
 
 @torch.library.register_fake("convops::max_pool_backward")
@@ -188,16 +189,20 @@ def _col2im_backward(ctx, grad):
 
 
 def _max_pool_setup(ctx, inputs, output):
-    input, kernel_size, stride, padding, dilation, ceil_mode = inputs
+    input, kernel_size, stride, padding, dilation, ceil_mode, *with_indices = inputs
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(output[1])
+    ctx.with_indices = with_indices[0] if with_indices else True
     ctx.input_size = list(input.shape)
     ctx.args = (kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def _max_pool_backward(ctx, grad, _grad_indices):
+    if not ctx.with_indices:
+        raise RuntimeError("convops::max_pool: called with with_indices=False, so it has no gradient; "
+                           "call it with with_indices=True to differentiate it")
     (indices,) = ctx.saved_tensors
-    return ops.max_pool_backward(grad, indices, ctx.input_size, *ctx.args), None, None, None, None, None
+    return ops.max_pool_backward(grad, indices, ctx.input_size, *ctx.args), None, None, None, None, None, None
 
 
 def _max_pool_backward_setup(ctx, inputs, output):

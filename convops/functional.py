@@ -251,7 +251,9 @@ def _max_poolnd(op, spatial, input, kernel_size, stride, padding, dilation, ceil
     input, unbatched = _check_pool_input(input, spatial, op)
     window = _pool_window(op, spatial, kernel_size, stride, padding, dilation)
     _check_pool_output(op, input, window, ceil_mode)
-    out, indices = _ops_ns.max_pool(input, *window, bool(ceil_mode))
+    # the argmax is only needed for the gradient or when asked for
+    with_indices = bool(return_indices) or (torch.is_grad_enabled() and input.requires_grad)
+    out, indices = _ops_ns.max_pool(input, *window, bool(ceil_mode), with_indices)
     if unbatched:
         out, indices = out.squeeze(0), indices.squeeze(0)
     return (out, indices) if return_indices else out

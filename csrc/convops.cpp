@@ -19,8 +19,9 @@ TORCH_LIBRARY(convops, m) {
 
   // Pooling family. Tensors are (N, C, *spatial), 1 to 3 spatial dims; max-pool indices
   // are flat positions inside each input plane, as torch's.
-  m.def("max_pool(Tensor input, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode) "
-        "-> (Tensor, Tensor)");
+  // with_indices=False (inference) skips the argmax and returns an empty indices tensor.
+  m.def("max_pool(Tensor input, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode, "
+        "bool with_indices=True) -> (Tensor, Tensor)");
   m.def("max_pool_backward(Tensor grad_output, Tensor indices, int[] input_size, int[] kernel_size, int[] stride, "
         "int[] padding, int[] dilation, bool ceil_mode) -> Tensor");
   m.def("avg_pool(Tensor input, int[] kernel_size, int[] stride, int[] padding, bool ceil_mode, "

@@ -183,6 +183,7 @@ def _pool_opcheck_cases():
     return {
         "max_pool": (ops.max_pool.default, (x, *win)),
         "max_pool_channels_last": (ops.max_pool.default, (xcl, *win)),
+        "max_pool_without_indices": (ops.max_pool.default, (x.detach(), *win, False)),  # inference
         "max_pool_backward": (ops.max_pool_backward.default, (g, idx, list(x.shape), *win)),
         "avg_pool": (ops.avg_pool.default, (x, *avg)),
         "avg_pool_divisor": (ops.avg_pool.default, (xcl, [2, 2], [2, 2], [0, 1], False, True, 3)),
@@ -243,6 +244,17 @@ ERRORS = [
 def test_pool_bad_input_raises_a_clear_error(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_inference_max_pool_skips_indices_but_not_values():
+    x = torch.randn(2, 3, 9, 9)
+    out, idx = ops.max_pool(x, [3, 3], [2, 2], [1, 1], [1, 1], False, False)
+    assert idx.numel() == 0
+    assert torch.equal(out, torch.nn.functional.max_pool2d(x, 3, 2, 1))
+    with torch.no_grad():
+        assert torch.equal(F.max_pool2d(x.requires_grad_(), 3, 2, 1), out)
+    with pytest.raises(RuntimeError, match="with_indices=False, so it has no gradient"):
+        ops.max_pool(x.requires_grad_(), [3, 3], [2, 2], [1, 1], [1, 1], False, False)[0].sum().backward()
 
 
 def test_pool_meta_shapes():

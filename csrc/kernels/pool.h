@@ -73,7 +73,7 @@ CONVOPS_HOST_DEVICE inline Acc lowest() {
   return -static_cast<Acc>(__builtin_huge_valf());
 }
 
-// Output element index of (B*C, O) -> its max and argmax.
+// Output element index of (B*C, O) -> its max and (unless argmax is null) its argmax.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeometry& g, int64_t index, T* out,
                                                  int64_t* argmax) {
@@ -100,7 +100,7 @@ CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeome
     }
   }
   *out = static_cast<T>(best);
-  *argmax = best_at;
+  if (argmax != nullptr) *argmax = best_at;
 }
 
 // Input element index of (B*C, X): the sum of the output gradients whose argmax it is.
@@ -272,11 +272,11 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
     }
   }
   T* dst = output + plane * g.out_numel();
-  int64_t* dst_at = argmax + plane * g.out_numel();
+  int64_t* dst_at = argmax != nullptr ? argmax + plane * g.out_numel() : nullptr;
   for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
     const int64_t f0 = g.first_inside(0, o0);
     const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
-    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2, dst_at += O2) {
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
       const int64_t f1 = g.first_inside(1, o1);
       const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
       const int64_t first_base = (f0 * g.image[1] + f1) * X2;
@@ -302,9 +302,10 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
           }
         }
       }
-      for (int64_t o2 = 0; o2 < O2; ++o2) {
-        dst[o2] = static_cast<T>(s.best[o2]);
-        dst_at[o2] = s.best_at[o2];
+      for (int64_t o2 = 0; o2 < O2; ++o2) dst[o2] = static_cast<T>(s.best[o2]);
+      if (dst_at != nullptr) {
+        for (int64_t o2 = 0; o2 < O2; ++o2) dst_at[o2] = s.best_at[o2];
+        dst_at += O2;
       }
     }
   }
@@ -402,6 +403,138 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
   }
   T* dst = grad_input + plane * X;
   for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
+}
+
+// ---------------------------------------------------------------- CPU channels_last engine
+// Tensors (N, *spatial, C) in memory: every window tap is a contiguous run of C
+// channels, so the loops over channels vectorise. position in [0, N * O).
+
+// Input position (n, x0, x1, x2) of tap offset (x0, x1, x2) as a flat (N, X) index.
+inline int64_t cl_image_index(const PoolGeometry& g, int64_t n, int64_t x0, int64_t x1, int64_t x2) {
+  return ((n * g.image[0] + x0) * g.image[1] + x1) * g.image[2] + x2;
+}
+
+inline void cl_output_coords(const PoolGeometry& g, int64_t position, int64_t* n, int64_t* o0, int64_t* o1,
+                             int64_t* o2) {
+  *o2 = position % g.out[2]; position /= g.out[2];
+  *o1 = position % g.out[1]; position /= g.out[1];
+  *o0 = position % g.out[0];
+  *n = position / g.out[0];
+}
+
+template <typename T, typename Acc>
+inline void max_pool_cl_position(const T* input, T* output, int64_t* argmax, Acc* best, PlanePos<Acc>* best_at,
+                                 int64_t channels, const PoolGeometry& g, int64_t position) {
+  using Pos = PlanePos<Acc>;
+  int64_t n, o0, o1, o2;
+  cl_output_coords(g, position, &n, &o0, &o1, &o2);
+  const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
+  const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
+  const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
+  const int64_t e2 = min64(g.start(2, o2) + (g.kernel[2] - 1) * g.dil[2] + 1, g.image[2]);
+  const Pos first = static_cast<Pos>((f0 * g.image[1] + f1) * g.image[2] + f2);
+  for (int64_t c = 0; c < channels; ++c) {
+    best[c] = lowest<Acc>();
+    best_at[c] = first;
+  }
+  for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
+    for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
+      for (int64_t x2 = f2; x2 < e2; x2 += g.dil[2]) {
+        const T* __restrict__ tap = input + cl_image_index(g, n, x0, x1, x2) * channels;
+        const Pos here = static_cast<Pos>((x0 * g.image[1] + x1) * g.image[2] + x2);
+        Acc* __restrict__ b_ = best;
+        Pos* __restrict__ a_ = best_at;
+#pragma omp simd
+        for (int64_t c = 0; c < channels; ++c) {
+          const Acc v = static_cast<Acc>(tap[c]), b = b_[c];
+          const Pos current = a_[c];
+          const bool take = (v > b) | (v != v);
+          b_[c] = take ? v : b;
+          a_[c] = take ? here : current;
+        }
+      }
+    }
+  }
+  T* dst = output + position * channels;
+  for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<T>(best[c]);
+  if (argmax != nullptr) {
+    int64_t* at = argmax + position * channels;
+    for (int64_t c = 0; c < channels; ++c) at[c] = best_at[c];
+  }
+}
+
+// One output row (n, o0, o1) of average pooling: the outer window bounds and divisor
+// factors are found once per row, the innermost per column.
+template <typename T, typename Acc>
+inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channels, const PoolGeometry& g,
+                            int64_t row) {
+  const int64_t o1 = row % g.out[1], o0 = (row / g.out[1]) % g.out[0], n = row / (g.out[1] * g.out[0]);
+  int64_t lo0, hi0, lo1, hi1;
+  const int64_t f01 = g.avg_window(0, o0, &lo0, &hi0) * g.avg_window(1, o1, &lo1, &hi1);
+  T* dst = output + row * g.out[2] * channels;
+  for (int64_t o2 = 0; o2 < g.out[2]; ++o2, dst += channels) {
+    int64_t lo2, hi2;
+    const int64_t f2 = g.avg_window(2, o2, &lo2, &hi2);
+    Acc* __restrict__ acc = sum;
+    for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
+    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+        const T* __restrict__ tap = input + cl_image_index(g, n, x0, x1, lo2) * channels;
+        for (int64_t x2 = lo2; x2 < hi2; ++x2, tap += channels) {
+#pragma omp simd
+          for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<Acc>(tap[c]);
+        }
+      }
+    }
+    const int64_t d = g.divisor_override != 0 ? g.divisor_override : f01 * f2;
+    const Acc divisor = static_cast<Acc>(d);
+#pragma omp simd
+    for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<T>(d != 0 ? acc[c] / divisor : Acc(0));
+  }
+}
+
+// Gradients of image n, owned by this call: each output gradient is added where it came from.
+template <typename T, typename Acc>
+inline void max_pool_backward_cl_image(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
+                                       int64_t channels, const PoolGeometry& g, int64_t n) {
+  const int64_t X = g.image_numel(), O = g.out_numel();
+  for (int64_t i = 0; i < X * channels; ++i) acc[i] = Acc(0);
+  const T* go = grad_output + n * O * channels;
+  const int64_t* at = argmax + n * O * channels;
+  for (int64_t o = 0; o < O; ++o) {
+    for (int64_t c = 0; c < channels; ++c) acc[at[o * channels + c] * channels + c] += static_cast<Acc>(go[o * channels + c]);
+  }
+  T* dst = grad_input + n * X * channels;
+  for (int64_t i = 0; i < X * channels; ++i) dst[i] = static_cast<T>(acc[i]);
+}
+
+template <typename T, typename Acc>
+inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc* acc, Acc* share, int64_t channels,
+                                       const PoolGeometry& g, int64_t n) {
+  const int64_t X = g.image_numel();
+  for (int64_t i = 0; i < X * channels; ++i) acc[i] = Acc(0);
+  for (int64_t o = 0; o < g.out_numel(); ++o) {
+    int64_t nn, o0, o1, o2, lo0, hi0, lo1, hi1, lo2, hi2;
+    cl_output_coords(g, n * g.out_numel() + o, &nn, &o0, &o1, &o2);
+    g.avg_window(0, o0, &lo0, &hi0);
+    g.avg_window(1, o1, &lo1, &hi1);
+    g.avg_window(2, o2, &lo2, &hi2);
+    const int64_t d = g.avg_divisor(o0, o1, o2);
+    const Acc divisor = static_cast<Acc>(d);
+    const T* go = grad_output + (n * g.out_numel() + o) * channels;
+    for (int64_t c = 0; c < channels; ++c) share[c] = d != 0 ? static_cast<Acc>(go[c]) / divisor : Acc(0);
+    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+        for (int64_t x2 = lo2; x2 < hi2; ++x2) {
+          Acc* __restrict__ row = acc + ((x0 * g.image[1] + x1) * g.image[2] + x2) * channels;
+#pragma omp simd
+          for (int64_t c = 0; c < channels; ++c) row[c] += share[c];
+        }
+      }
+    }
+  }
+  T* dst = grad_input + n * X * channels;
+  for (int64_t i = 0; i < X * channels; ++i) dst[i] = static_cast<T>(acc[i]);
 }
 
 // ---------------------------------------------------------------- global average pooling

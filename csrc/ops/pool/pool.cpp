@@ -87,19 +87,27 @@ void check_shape(const char* op, const char* name, const at::Tensor& t, at::IntA
 
 std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel_size,
                                             at::IntArrayRef stride, at::IntArrayRef padding,
-                                            at::IntArrayRef dilation, bool ceil_mode) {
+                                            at::IntArrayRef dilation, bool ceil_mode, bool with_indices) {
   const char* op = "convops::max_pool";
   check_input(op, input);
   const auto g = pool_geometry(op, input.sizes(), PoolArgs{kernel_size, stride, padding, dilation, ceil_mode});
   const auto sizes = pooled_sizes(input.sizes(), g);
-  auto out = at::empty(sizes, input.options());
-  auto indices = at::empty(sizes, input.options().dtype(at::kLong));
+  const auto& k = pool_kernels(op, input);
+  const auto format = output_format(input);
+  const bool cl = format != at::MemoryFormat::Contiguous && k.max_pool_cl != nullptr;
+  const auto layout = cl ? format : at::MemoryFormat::Contiguous;
+  auto out = at::empty(sizes, input.options().memory_format(layout));
+  auto indices = with_indices ? at::empty(sizes, input.options().dtype(at::kLong).memory_format(layout))
+                              : at::empty({0}, input.options().dtype(at::kLong));
   if (out.numel() > 0) {
     c10::DeviceGuard guard(input.device());
-    pool_kernels(op, input).max_pool(input.contiguous(), out, indices, g);
+    if (cl) {
+      k.max_pool_cl(input, out, indices, g);
+    } else {
+      k.max_pool(input.contiguous(), out, indices, g);
+    }
   }
-  const auto format = output_format(input);
-  return {in_format(out, format), in_format(indices, format)};
+  return {in_format(out, format), with_indices ? in_format(indices, format) : indices};
 }
 
 at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef input_size,
@@ -117,12 +125,19 @@ at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& in
   const auto sizes = pooled_sizes(input_size, g);
   check_shape(op, "grad_output", grad_output, sizes);
   check_shape(op, "indices", indices, sizes);
-  auto grad_input = at::empty(input_size, grad_output.options());
+  const auto& k = pool_kernels(op, grad_output);
+  const auto format = output_format(grad_output);
+  const bool cl = format != at::MemoryFormat::Contiguous && k.max_pool_backward_cl != nullptr;
+  auto grad_input = at::empty(input_size, grad_output.options().memory_format(cl ? format : at::MemoryFormat::Contiguous));
   if (grad_input.numel() > 0) {
     c10::DeviceGuard guard(grad_output.device());
-    pool_kernels(op, grad_output).max_pool_backward(grad_output.contiguous(), indices.contiguous(), grad_input, g);
+    if (cl) {
+      k.max_pool_backward_cl(grad_output, indices.contiguous(format), grad_input, g);
+    } else {
+      k.max_pool_backward(grad_output.contiguous(), indices.contiguous(), grad_input, g);
+    }
   }
-  return in_format(grad_input, output_format(grad_output));
+  return in_format(grad_input, format);
 }
 
 at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
@@ -133,12 +148,19 @@ at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel_size, at::In
   const std::vector<int64_t> ones(kernel_size.size(), 1);
   const auto g = pool_geometry(
       op, input.sizes(), PoolArgs{kernel_size, stride, padding, ones, ceil_mode, count_include_pad, divisor_override});
-  auto out = at::empty(pooled_sizes(input.sizes(), g), input.options());
+  const auto& k = pool_kernels(op, input);
+  const auto format = output_format(input);
+  const bool cl = format != at::MemoryFormat::Contiguous && k.avg_pool_cl != nullptr;
+  auto out = at::empty(pooled_sizes(input.sizes(), g), input.options().memory_format(cl ? format : at::MemoryFormat::Contiguous));
   if (out.numel() > 0) {
     c10::DeviceGuard guard(input.device());
-    pool_kernels(op, input).avg_pool(input.contiguous(), out, g);
+    if (cl) {
+      k.avg_pool_cl(input, out, g);
+    } else {
+      k.avg_pool(input.contiguous(), out, g);
+    }
   }
-  return in_format(out, output_format(input));
+  return in_format(out, format);
 }
 
 at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef input_size, at::IntArrayRef kernel_size,
@@ -153,12 +175,19 @@ at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef inpu
   const auto g = pool_geometry(
       op, input_size, PoolArgs{kernel_size, stride, padding, ones, ceil_mode, count_include_pad, divisor_override});
   check_shape(op, "grad_output", grad_output, pooled_sizes(input_size, g));
-  auto grad_input = at::empty(input_size, grad_output.options());
+  const auto& k = pool_kernels(op, grad_output);
+  const auto format = output_format(grad_output);
+  const bool cl = format != at::MemoryFormat::Contiguous && k.avg_pool_backward_cl != nullptr;
+  auto grad_input = at::empty(input_size, grad_output.options().memory_format(cl ? format : at::MemoryFormat::Contiguous));
   if (grad_input.numel() > 0) {
     c10::DeviceGuard guard(grad_output.device());
-    pool_kernels(op, grad_output).avg_pool_backward(grad_output.contiguous(), grad_input, g);
+    if (cl) {
+      k.avg_pool_backward_cl(grad_output, grad_input, g);
+    } else {
+      k.avg_pool_backward(grad_output.contiguous(), grad_input, g);
+    }
   }
-  return in_format(grad_input, output_format(grad_output));
+  return in_format(grad_input, format);
 }
 
 at::Tensor global_avg_pool(const at::Tensor& input) {

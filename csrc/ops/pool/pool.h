@@ -25,11 +25,18 @@ struct PoolKernels {
   void (*avg_pool)(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g);
   void (*avg_pool_backward)(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g);
   void (*global_avg_pool)(const at::Tensor& input, at::Tensor& output);  // input (N, C, S), output (N, C)
+  // Optional channels_last forms: every tensor dense in channels_last(_3d). Where a device
+  // has none, channels_last tensors go through the forms above.
+  void (*max_pool_cl)(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g);
+  void (*max_pool_backward_cl)(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
+                               const PoolGeometry& g);
+  void (*avg_pool_cl)(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g);
+  void (*avg_pool_backward_cl)(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g);
 };
 
 std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel_size,
                                             at::IntArrayRef stride, at::IntArrayRef padding,
-                                            at::IntArrayRef dilation, bool ceil_mode);
+                                            at::IntArrayRef dilation, bool ceil_mode, bool with_indices);
 at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef input_size,
                              at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
                              at::IntArrayRef dilation, bool ceil_mode);

@@ -3,6 +3,7 @@
 // functions (as on the GPU) or the per-plane separable forms.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <limits>
@@ -41,11 +42,13 @@ void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indic
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    int64_t* at_ = indices.mutable_data_ptr<int64_t>();
+    int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
     const bool positions_fit = g.image_numel() < std::numeric_limits<kernels::PlanePos<acc_t>>::max();
     if (use_element_engine() || !positions_fit) {
       at::parallel_for(0, output.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ + i);
+        for (int64_t i = b; i < e; ++i) {
+          kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
+        }
       });
       return;
     }
@@ -137,9 +140,101 @@ void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
   });
 }
 
+// ---------------------------------------------------------------- channels_last
+// With the element engine selected, channels_last tensors take the element path on NCHW
+// copies, so that engine is what the tests exercise for every layout.
+int64_t channels_of(const at::Tensor& t) { return t.size(1); }
+
+void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
+  const bool positions_fit = g.image_numel() < std::numeric_limits<int32_t>::max();
+  if (use_element_engine() || !positions_fit) {
+    auto out = at::empty_like(output, at::MemoryFormat::Contiguous);
+    auto idx = at::empty_like(indices, at::MemoryFormat::Contiguous);
+    max_pool_cpu(input.contiguous(), out, idx, g);
+    output.copy_(out);
+    if (indices.numel() > 0) indices.copy_(idx);
+    return;
+  }
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const int64_t C = channels_of(input);
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
+    at::parallel_for(0, output.numel() / C, grain_for(C * g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+      std::vector<acc_t> best(C);
+      std::vector<kernels::PlanePos<acc_t>> best_at(C);
+      for (int64_t p = b; p < e; ++p) {
+        kernels::max_pool_cl_position<scalar_t, acc_t>(in, out, at_, best.data(), best_at.data(), C, g, p);
+      }
+    });
+  });
+}
+
+void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
+                              const PoolGeometry& g) {
+  if (use_element_engine()) {
+    auto gi = at::empty_like(grad_input, at::MemoryFormat::Contiguous);
+    max_pool_backward_cpu(grad_output.contiguous(), indices.contiguous(), gi, g);
+    grad_input.copy_(gi);
+    return;
+  }
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const int64_t C = channels_of(grad_output);
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    const int64_t* at_ = indices.const_data_ptr<int64_t>();
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
+      std::vector<acc_t> acc(g.image_numel() * C);
+      for (int64_t n = b; n < e; ++n) kernels::max_pool_backward_cl_image<scalar_t, acc_t>(go, at_, gi, acc.data(), C, g, n);
+    });
+  });
+}
+
+void avg_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
+  if (use_element_engine()) {
+    auto out = at::empty_like(output, at::MemoryFormat::Contiguous);
+    avg_pool_cpu(input.contiguous(), out, g);
+    output.copy_(out);
+    return;
+  }
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const int64_t C = channels_of(input);
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    const int64_t rows = output.numel() / (C * g.out[2]);
+    at::parallel_for(0, rows, grain_for(C * g.out[2] * g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+      std::vector<acc_t> sum(C);
+      for (int64_t r = b; r < e; ++r) kernels::avg_pool_cl_row<scalar_t, acc_t>(in, out, sum.data(), C, g, r);
+    });
+  });
+}
+
+void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
+  if (use_element_engine()) {
+    auto gi = at::empty_like(grad_input, at::MemoryFormat::Contiguous);
+    avg_pool_backward_cpu(grad_output.contiguous(), gi, g);
+    grad_input.copy_(gi);
+    return;
+  }
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const int64_t C = channels_of(grad_output);
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
+      std::vector<acc_t> acc(g.image_numel() * C), share(C);
+      for (int64_t n = b; n < e; ++n) kernels::avg_pool_backward_cl_image<scalar_t, acc_t>(go, gi, acc.data(), share.data(), C, g, n);
+    });
+  });
+}
+
 const bool registered = DeviceTable<PoolKernels>::set(
     c10::kCPU, PoolKernels{&max_pool_cpu, &max_pool_backward_cpu, &avg_pool_cpu, &avg_pool_backward_cpu,
-                           &global_avg_pool_cpu});
+                           &global_avg_pool_cpu, &max_pool_cl_cpu, &max_pool_backward_cl_cpu, &avg_pool_cl_cpu,
+                           &avg_pool_backward_cl_cpu});
 
 }  // namespace
 

@@ -23,7 +23,7 @@ int64_t blocks_for(int64_t n) {
 
 template <typename T, typename Acc>
 __global__ void max_pool_kernel(const T* in, T* out, int64_t* argmax, PoolGeometry g, int64_t n) {
-  CONVOPS_GRID_STRIDE(i, n) { kernels::max_pool_element<T, Acc>(in, g, i, out + i, argmax + i); }
+  CONVOPS_GRID_STRIDE(i, n) { kernels::max_pool_element<T, Acc>(in, g, i, out + i, argmax ? argmax + i : nullptr); }
 }
 
 template <typename T, typename Acc>
@@ -55,7 +55,8 @@ void max_pool_cuda(const at::Tensor& input, at::Tensor& output, at::Tensor& indi
   const int64_t n = output.numel();
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
     max_pool_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), indices.mutable_data_ptr<int64_t>(), g, n);
+        input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
+        indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr, g, n);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -100,7 +101,7 @@ void global_avg_pool_cuda(const at::Tensor& input, at::Tensor& output) {
 
 const bool registered = DeviceTable<PoolKernels>::set(
     c10::kCUDA, PoolKernels{&max_pool_cuda, &max_pool_backward_cuda, &avg_pool_cuda, &avg_pool_backward_cuda,
-                            &global_avg_pool_cuda});
+                            &global_avg_pool_cuda, nullptr, nullptr, nullptr, nullptr});
 
 }  // namespace
 
