@@ -238,37 +238,47 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
   using Pos = PlanePos<Acc>;
   const int64_t O2 = g.out[2], X2 = g.image[2], starts = inner_starts(g);
   const T* src = input + plane * g.image_numel();
+  const bool positions = argmax != nullptr;  // inference needs the values only
   Acc* __restrict__ line_best = s.line_best;
   Pos* __restrict__ line_at = s.line_at;
   Pos* __restrict__ first2 = s.best_at + O2;  // first inside position of each innermost window
   for (int64_t o2 = 0; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(g.first_inside(2, o2));
   for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
     padded_line(src + r * X2, g, s, lowest<Acc>());
-    for (int64_t j = 0; j < starts; ++j) {
-      line_best[j] = s.line[j];
-      line_at[j] = static_cast<Pos>(j);
+    for (int64_t j = 0; j < starts; ++j) line_best[j] = s.line[j];
+    if (positions) {
+      for (int64_t j = 0; j < starts; ++j) line_at[j] = static_cast<Pos>(j);
     }
     for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
       const Pos offset = static_cast<Pos>(k2 * g.dil[2]);
       const Acc* __restrict__ tap = s.line + offset;
+      if (positions) {
 #pragma omp simd
-      for (int64_t j = 0; j < starts; ++j) {
-        const Acc v = tap[j], b = line_best[j];
-        const Pos candidate = static_cast<Pos>(j) + offset, current = line_at[j];
-        const bool take = (v > b) | (v != v);
-        line_best[j] = take ? v : b;
-        line_at[j] = take ? candidate : current;
+        for (int64_t j = 0; j < starts; ++j) {
+          const Acc v = tap[j], b = line_best[j];
+          const Pos candidate = static_cast<Pos>(j) + offset, current = line_at[j];
+          const bool take = (v > b) | (v != v);
+          line_best[j] = take ? v : b;
+          line_at[j] = take ? candidate : current;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < starts; ++j) {
+          const Acc v = tap[j], b = line_best[j];
+          line_best[j] = (v > b) | (v != v) ? v : b;
+        }
       }
     }
     Acc* hv = s.rows + r * O2;
-    Pos* hat = s.row_at + r * O2;
-    const Pos pad2 = static_cast<Pos>(g.pad[2]);
-    for (int64_t o2 = 0; o2 < O2; ++o2) {
-      const int64_t j = o2 * g.stride[2];
-      const Acc v = line_best[j];
-      const Pos at = line_at[j] - pad2, first = first2[o2];
-      hv[o2] = v;
-      hat[o2] = v == lowest<Acc>() ? first : at;
+    for (int64_t o2 = 0; o2 < O2; ++o2) hv[o2] = line_best[o2 * g.stride[2]];
+    if (positions) {
+      Pos* hat = s.row_at + r * O2;
+      const Pos pad2 = static_cast<Pos>(g.pad[2]);
+      for (int64_t o2 = 0; o2 < O2; ++o2) {
+        const int64_t j = o2 * g.stride[2];
+        const Pos at = line_at[j] - pad2, first = first2[o2];
+        hat[o2] = line_best[j] == lowest<Acc>() ? first : at;
+      }
     }
   }
   T* dst = output + plane * g.out_numel();
@@ -290,6 +300,14 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
         for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
           const int64_t r = x0 * g.image[1] + x1;
           const Acc* __restrict__ hv = s.rows + r * O2;
+          if (!positions) {
+#pragma omp simd
+            for (int64_t o2 = 0; o2 < O2; ++o2) {
+              const Acc v = hv[o2], b = best[o2];
+              best[o2] = (v > b) | (v != v) ? v : b;
+            }
+            continue;
+          }
           const Pos* __restrict__ hat = s.row_at + r * O2;
           const Pos base = static_cast<Pos>(r * X2);
 #pragma omp simd
