@@ -26,5 +26,15 @@ CONVOPS_HOST_DEVICE inline int64_t ceil_div(int64_t num, int64_t den) {
   return num >= 0 ? (num + den - 1) / den : -((-num) / den);
 }
 
+// The window o (of `count`) whose tap k reads position x, for windows starting at
+// o*stride - pad with taps k*dil apart; -1 if no window does.
+CONVOPS_HOST_DEVICE inline int64_t tap_reader(int64_t x, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                                              int64_t count) {
+  const int64_t num = x + pad - k * dil;
+  if (num < 0 || num % stride != 0) return -1;
+  const int64_t o = num / stride;
+  return o < count ? o : -1;
+}
+
 }  // namespace kernels
 }  // namespace convops

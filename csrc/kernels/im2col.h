@@ -44,10 +44,7 @@ struct ColumnGeometry {
   }
   // Output position that reads image coordinate x through tap k, or -1 if none.
   CONVOPS_HOST_DEVICE int64_t reader(int d, int64_t x, int64_t k) const {
-    const int64_t num = x + pad[d] - k * dil[d];
-    if (num < 0 || num % stride[d] != 0) return -1;
-    const int64_t l = num / stride[d];
-    return l < cols[d] ? l : -1;
+    return tap_reader(x, k, stride[d], pad[d], dil[d], cols[d]);
   }
 };
 

@@ -56,10 +56,7 @@ struct PoolGeometry {
   }
   // Output window along d that reads position x through tap k (max pooling), or -1.
   CONVOPS_HOST_DEVICE int64_t reader(int d, int64_t x, int64_t k) const {
-    const int64_t num = x + pad[d] - k * dil[d];
-    if (num < 0 || num % stride[d] != 0) return -1;
-    const int64_t o = num / stride[d];
-    return o < out[d] ? o : -1;
+    return tap_reader(x, k, stride[d], pad[d], dil[d], out[d]);
   }
 };
 

@@ -6,30 +6,22 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "../cuda_launch.cuh"
 #include "conv.h"
 
 namespace convops {
 namespace ops {
 namespace {
 
-constexpr int kThreads = 256;
-
-int64_t blocks_for(int64_t n) {
-  return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(1) << 16));
-}
 
 template <typename T>
 __global__ void im2col_kernel(const T* image, T* columns, ColumnGeometry g, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x) {
-    columns[i] = kernels::im2col_element(image, g, i);
-  }
+  CONVOPS_GRID_STRIDE(i, n) { columns[i] = kernels::im2col_element(image, g, i); }
 }
 
 template <typename T, typename Acc>
 __global__ void col2im_kernel(const T* columns, T* image, ColumnGeometry g, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x) {
-    image[i] = static_cast<T>(kernels::col2im_element<T, Acc>(columns, g, i));
-  }
+  CONVOPS_GRID_STRIDE(i, n) { image[i] = static_cast<T>(kernels::col2im_element<T, Acc>(columns, g, i)); }
 }
 
 void im2col_cuda(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {

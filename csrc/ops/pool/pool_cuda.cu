@@ -6,20 +6,13 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "../cuda_launch.cuh"
 #include "pool.h"
 
 namespace convops {
 namespace ops {
 namespace {
 
-constexpr int kThreads = 256;
-
-int64_t blocks_for(int64_t n) {
-  return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(1) << 16));
-}
-
-#define CONVOPS_GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
 
 template <typename T, typename Acc>
 __global__ void max_pool_kernel(const T* in, T* out, int64_t* argmax, PoolGeometry g, int64_t n) {
