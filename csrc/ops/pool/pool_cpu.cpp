@@ -127,14 +127,18 @@ void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::global_avg_element<scalar_t, acc_t>(in, C, S, sn, sc, ss, i));
       });
-    } else if (ss == 1) {  // NCHW: one contiguous plane per output
+    } else if (ss == 1 && sc == S && sn == C * S) {  // dense NCHW: plane i starts at i * S
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::plane_mean<scalar_t, acc_t>(in + (i / C) * sn + (i % C) * sc, S));
+        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::plane_mean<scalar_t, acc_t>(in + i * S, S));
       });
-    } else {  // channels_last: rows of C channels
+    } else if (sc == 1 && ss == C) {  // channels_last: rows of C channels
       at::parallel_for(0, N, grain_for(S * C), [&](int64_t b, int64_t e) {
         std::vector<acc_t> acc(C);
         for (int64_t n = b; n < e; ++n) kernels::image_channel_means<scalar_t, acc_t>(in + n * sn, out + n * C, acc.data(), C, S);
+      });
+    } else {  // any other strides: the element form reads through them
+      at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::global_avg_element<scalar_t, acc_t>(in, C, S, sn, sc, ss, i));
       });
     }
   });
