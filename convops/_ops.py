@@ -269,3 +269,34 @@ torch.library.register_autograd("convops::global_avg_pool", _global_avg_pool_bac
 #: Every op this library registers, for the tests and `python -m convops check`.
 OP_NAMES = ("im2col", "col2im", "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose",
             "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "global_avg_pool")
+
+
+# ---------------------------------------------------------------- autocast
+# Under torch.autocast the convolutions run in the autocast dtype, as torch's do
+# (torch's "lower precision" list); pooling, im2col/col2im and the backward ops follow
+# their inputs (the autocast keys fall through to the kernels).
+
+_autocast_lib = torch.library.Library("convops", "IMPL")
+
+
+def _register_autocast(name: str, device_type: str) -> None:
+    key = "Autocast" + torch._C._dispatch_key_for_device(device_type)
+    excluded = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
+    op = getattr(ops, name).default
+
+    def cast(value, dtype):
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.device.type == device_type:
+            return value.to(dtype)
+        return value
+
+    def kernel(_keyset, *args):
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch._C._ExcludeDispatchKeyGuard(excluded):
+            return op(*[cast(a, dtype) for a in args])
+
+    _autocast_lib.impl(name, kernel, key, with_keyset=True)
+
+
+for _name in ("conv", "conv_transpose"):
+    for _device in ("cpu", "cuda"):
+        _register_autocast(_name, _device)
