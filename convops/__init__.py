@@ -5,5 +5,6 @@ from . import _C  # noqa: F401  (loading the library registers the convops:: ops
 from . import _ops  # noqa: F401  (fake kernels and autograd)
 from . import functional
 from . import functional as F
+from . import nn
 
-__all__ = ["functional", "F"]
+__all__ = ["functional", "F", "nn"]
