@@ -28,6 +28,7 @@ test: build
 
 demo: build
 	$(PY) -m convops tour
+	$(PY) -m models.demo
 	$(PY) -m convops check
 
 check: build
