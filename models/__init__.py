@@ -2,7 +2,7 @@
 (backend="convops", the default) or torch.nn layers (backend="torch"), and
 `python -m models.train` to train them on torchvision datasets."""
 from .alexnet import AlexNet, LocalResponseNorm, alexnet
-from .googlenet import GoogLeNet, InceptionBlock, NaiveInceptionBlock, googlenet
+from .googlenet import GoogLeNet, GoogLeNetOutputs, InceptionBlock, NaiveInceptionBlock, googlenet
 from .lenet import LeNet5, lenet5
 from .resnet import ResNet, resnet18, resnet34, resnet50
 from .summary import summary
@@ -13,4 +13,4 @@ BUILDERS = {"lenet5": lenet5, "alexnet": alexnet, "googlenet": googlenet, "resne
 
 __all__ = ["lenet5", "alexnet", "InceptionBlock", "NaiveInceptionBlock", "googlenet", "resnet18", "resnet34",
            "resnet50", "vgg11", "summary", "BUILDERS", "LeNet5", "AlexNet", "GoogLeNet", "ResNet", "VGG",
-           "LocalResponseNorm"]
+           "LocalResponseNorm", "GoogLeNetOutputs"]
