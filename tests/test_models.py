@@ -207,3 +207,10 @@ def test_two_process_ddp_on_cpu_keeps_replicas_equal(tmp_path):
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert all(r["equal"] for r in results)
     assert (tmp_path / "out" / "last.pt").exists()
+
+
+def test_amp_and_channels_last_training(tmp_path):
+    trainer = train.run(_args(tmp_path, "--amp", "--channels-last", "--model", "resnet18", "--batch-size", "32",
+                              "--epochs", "1", "--limit", "64", "--no-plots"))
+    assert trainer.history and trainer.history[0]["train_loss"] > 0
+    assert trainer.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
