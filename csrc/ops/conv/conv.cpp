@@ -121,9 +121,38 @@ void check_bias(const char* op, const c10::optional<at::Tensor>& bias, int64_t c
   check_same(op, "bias", *bias, "input", ref);
 }
 
-// View of a contiguous (B, G*rows, L) tensor as (B, G, rows, L).
+// View of a contiguous (B, G*rows, L) tensor as a (B*G, rows, L) batch of matrices.
 at::Tensor by_group(const at::Tensor& t, int64_t b, int64_t groups, int64_t l) {
-  return t.view({b, groups, -1, l});
+  return t.view({b * groups, -1, l});
+}
+
+// Per-group matrices (G, M, K) repeated for each of b images as a (b*G, M, K) batch, so one
+// batched GEMM covers a whole chunk: a stride-0 view when G == 1, else a copy that is
+// small next to the columns.
+at::Tensor per_image(const at::Tensor& w, int64_t b) {
+  if (w.size(0) == 1) return w.expand({b, w.size(1), w.size(2)});
+  return w.unsqueeze(0).expand({b, w.size(0), w.size(1), w.size(2)}).reshape({b * w.size(0), w.size(1), w.size(2)});
+}
+
+// Below this many multiply-adds per image and group, a chunk's GEMMs run as one batched
+// GEMM (call overhead dominates small ones); above it, one GEMM call per image, which MKL
+// runs faster than its batched path.
+constexpr int64_t kSmallGemm = int64_t(1) << 21;
+
+bool small_gemms(const ConvProblem& p) {
+  return p.out_per_group() * p.rows_per_group() * p.g.cols_numel() < kSmallGemm;
+}
+
+// out[i] = a[i] @ b[i] over a (B*G) batch, as one call or one call per image of G groups.
+void batched_mm(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, int64_t groups, bool one_call) {
+  if (one_call) {
+    at::bmm_out(out, a, b);
+    return;
+  }
+  for (int64_t i = 0; i < out.size(0); i += groups) {
+    auto o = out.narrow(0, i, groups);
+    at::bmm_out(o, a.narrow(0, i, groups), b.narrow(0, i, groups));
+  }
 }
 
 // Columns of a contiguous image chunk; a 1x1, stride-1, unpadded kernel needs no copy.
@@ -209,22 +238,15 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
   const auto x = input.contiguous();
   const auto w = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()});
   const bool has_bias = bias.has_value() && bias->defined();
-  const int64_t L = p.g.cols_numel(), G = groups;
-  const auto bias_g = has_bias ? bias->view({G, p.out_per_group(), 1}).expand({G, p.out_per_group(), L}) : at::Tensor();
+  const int64_t L = p.g.cols_numel(), G = groups, O = p.out_channels;
   const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
   auto buffer = column_buffer(p, chunk, x);
   for (int64_t start = 0; start < p.batch; start += chunk) {
     const int64_t b = std::min(chunk, p.batch - start);
     const auto cols = by_group(columns_of(p, k, x.narrow(0, start, b), buffer), b, G, L);
-    auto y = by_group(out.narrow(0, start, b).view({b, p.out_channels, L}), b, G, L);
-    for (int64_t i = 0; i < b; ++i) {  // one batched GEMM over the groups of each image
-      auto yi = y[i];
-      if (has_bias) {
-        at::baddbmm_out(yi, bias_g, w, cols[i]);
-      } else {
-        at::bmm_out(yi, w, cols[i]);
-      }
-    }
+    auto y = by_group(out.narrow(0, start, b).view({b, O, L}), b, G, L);
+    batched_mm(y, per_image(w, b), cols, G, small_gemms(p));
+    if (has_bias) y.view({b, O, L}).add_(bias->view({1, O, 1}));
   }
   return out;
 }
@@ -255,12 +277,9 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
     const int64_t b = std::min(chunk, p.batch - start);
     auto dx_chunk = dx.narrow(0, start, b);
     auto cols = pointwise ? dx_chunk.view({b, p.in_channels, L}) : buffer.narrow(0, 0, b);
-    const auto cols_g = by_group(cols, b, G, L);
-    const auto dy_g = by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}), b, G, L);
-    for (int64_t i = 0; i < b; ++i) {
-      auto ci = cols_g[i];
-      at::bmm_out(ci, wt, dy_g[i]);
-    }
+    auto cols_g = by_group(cols, b, G, L);
+    batched_mm(cols_g, per_image(wt, b), by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}), b, G, L), G,
+               small_gemms(p));
     if (!pointwise) k.col2im(cols, dx_chunk, p.g);
   }
   return dx;
@@ -290,7 +309,13 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
     const int64_t b = std::min(chunk, p.batch - start);
     const auto cols = by_group(columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type), b, G, L);
     const auto dy_g = by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type), b, G, L);
-    for (int64_t i = 0; i < b; ++i) dw.baddbmm_(dy_g[i], cols[i].transpose(1, 2));
+    if (small_gemms(p)) {
+      dw += at::bmm(dy_g, cols.transpose(1, 2)).view({b, G, p.out_per_group(), p.rows_per_group()}).sum(0);
+    } else {
+      for (int64_t i = 0; i < b; ++i) {
+        dw.baddbmm_(dy_g.narrow(0, i * G, G), cols.narrow(0, i * G, G).transpose(1, 2));
+      }
+    }
   }
   return dw.to(input.scalar_type()).view(weight_size);
 }
