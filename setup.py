@@ -5,6 +5,7 @@ Environment switches:
   CONVOPS_CUDA=1   require a CUDA build (fail if no toolkit is found)
   CUDA_HOME        the toolkit folder (must hold bin/nvcc and include/cuda_runtime.h)
   TORCH_CUDA_ARCH_LIST  GPU architectures; defaults to the local GPU, or 7.5+PTX without one
+  CONVOPS_EXTRA_CFLAGS  extra C++ flags, e.g. -march=native for a build tuned to this machine only
 """
 import glob
 import json
