@@ -145,3 +145,31 @@ def _opcheck_cases():
 def test_opcheck(name):
     op, args = _opcheck_cases()[name]
     torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_depthwise_gradcheck_and_gradgradcheck(config, engine):
+    """groups == in == out channels: the CPU row engine's direct depthwise kernels."""
+    x, w, b, p = problem(config, out_per_group=1, in_per_group=1)
+    fn = lambda x, w, b: ops.conv(x, w, b, *p)  # noqa: E731
+    assert gradcheck(fn, (x, w, b), **TIGHT)
+    assert gradgradcheck(fn, (x, w, b), **TIGHT)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_depthwise_matches_torch(dtype):
+    x = torch.randn(3, 8, 13, 11).to(dtype)
+    w = torch.randn(8, 1, 3, 5).to(dtype)
+    b = torch.randn(8).to(dtype)
+    for kwargs in (dict(padding=1), dict(stride=2, padding=(1, 2), dilation=(2, 1))):
+        xa, wa, ba = (t.clone().requires_grad_() for t in (x, w, b))
+        xb, wb, bb = (t.float().clone().requires_grad_() for t in (x, w, b))
+        out = F.conv2d(xa, wa, ba, groups=8, **kwargs)
+        ref = torch.nn.functional.conv2d(xb, wb, bb, groups=8, **kwargs)
+        tol = 1e-5 if dtype == torch.float32 else 5e-2
+        torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
+        g = torch.randn_like(ref)
+        out.backward(g.to(dtype))
+        ref.backward(g)
+        for ours, theirs in ((xa, xb), (wa, wb), (ba, bb)):
+            torch.testing.assert_close(ours.grad.float(), theirs.grad, rtol=tol * 10, atol=tol * 10)

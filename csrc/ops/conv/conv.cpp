@@ -83,6 +83,10 @@ struct ConvProblem {
   }
 };
 
+bool is_depthwise(const ConvProblem& p) {
+  return p.groups == p.in_channels && p.out_channels == p.in_channels;
+}
+
 // Shared by every conv op: x_sizes (N, C, *X), w_sizes (O, C/groups, *K).
 ConvProblem conv_problem(const char* op, at::IntArrayRef x_sizes, at::IntArrayRef w_sizes, at::IntArrayRef stride,
                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
@@ -238,6 +242,10 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
   const auto x = input.contiguous();
   const auto w = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()});
   const bool has_bias = bias.has_value() && bias->defined();
+  if (is_depthwise(p) && k.depthwise_forward != nullptr &&
+      k.depthwise_forward(x, weight.contiguous(), has_bias ? bias->contiguous() : at::Tensor(), out, p.g)) {
+    return out;
+  }
   const int64_t L = p.g.cols_numel(), G = groups, O = p.out_channels;
   const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
   auto buffer = column_buffer(p, chunk, x);
@@ -268,6 +276,10 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
   c10::DeviceGuard guard(grad_output.device());
   const auto& k = column_kernels(op, grad_output);
   const auto dy = grad_output.contiguous();
+  if (is_depthwise(p) && k.depthwise_backward_input != nullptr &&
+      k.depthwise_backward_input(dy, weight.contiguous(), dx, p.g)) {
+    return dx;
+  }
   const auto wt = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()}).transpose(1, 2);
   const int64_t L = p.g.cols_numel(), G = groups;
   const bool pointwise = is_pointwise(p.g);
@@ -302,6 +314,12 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
   const auto& k = column_kernels(op, input);
   const auto x = input.contiguous();
   const auto dy = grad_output.contiguous();
+  if (is_depthwise(p)) {
+    auto dw_channels = dw.view({p.in_channels, p.g.kernel_numel()});
+    if (k.depthwise_backward_weight != nullptr && k.depthwise_backward_weight(dy, x, dw_channels, p.g)) {
+      return dw.to(input.scalar_type()).view(weight_size);
+    }
+  }
   const int64_t L = p.g.cols_numel(), G = groups;
   const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
   auto buffer = column_buffer(p, chunk, x);

@@ -21,6 +21,15 @@ using kernels::ColumnGeometry;
 struct ColumnKernels {
   void (*im2col)(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g);
   void (*col2im)(const at::Tensor& columns, at::Tensor& image, const ColumnGeometry& g);
+  // Optional direct forms for depthwise convolutions (groups == in == out channels) on
+  // contiguous tensors; each returns false to decline, and im2col + GEMM runs instead.
+  bool (*depthwise_forward)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                            at::Tensor& output, const ColumnGeometry& g);
+  bool (*depthwise_backward_input)(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
+                                   const ColumnGeometry& g);
+  // grad_weight: (C, K) in the accumulation dtype
+  bool (*depthwise_backward_weight)(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_weight,
+                                    const ColumnGeometry& g);
 };
 
 
