@@ -202,7 +202,7 @@ class Trainer:
 
 
 def _progress(iterable, description, disable):
-    if disable:
+    if disable or not sys.stderr.isatty():  # bars only on a terminal, not in logs
         return iterable
     from tqdm import tqdm
     return tqdm(iterable, desc=description, leave=False, dynamic_ncols=True)
