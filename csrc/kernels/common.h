@@ -26,6 +26,18 @@ CONVOPS_HOST_DEVICE inline int64_t ceil_div(int64_t num, int64_t den) {
   return num >= 0 ? (num + den - 1) / den : -((-num) / den);
 }
 
+// Splits a row-major flat index over (outer, d0, d1, d2) into the three inner
+// coordinates c[0..2]; returns the outer index (a plane, or the flat index of what lies
+// outside these three dims).
+CONVOPS_HOST_DEVICE inline int64_t split_index(int64_t index, const int64_t dims[kMaxSpatial],
+                                               int64_t c[kMaxSpatial]) {
+  for (int d = kMaxSpatial - 1; d >= 0; --d) {
+    c[d] = index % dims[d];
+    index /= dims[d];
+  }
+  return index;
+}
+
 // The window o (of `count`) whose tap k reads position x, for windows starting at
 // o*stride - pad with taps k*dil apart; -1 if no window does.
 CONVOPS_HOST_DEVICE inline int64_t tap_reader(int64_t x, int64_t k, int64_t stride, int64_t pad, int64_t dil,

@@ -51,14 +51,9 @@ struct ColumnGeometry {
 // columns[index] for a chunk, index in [0, B * C*K * L).
 template <typename T>
 CONVOPS_HOST_DEVICE inline T im2col_element(const T* image, const ColumnGeometry& g, int64_t index) {
-  const int64_t l2 = index % g.cols[2]; index /= g.cols[2];
-  const int64_t l1 = index % g.cols[1]; index /= g.cols[1];
-  const int64_t l0 = index % g.cols[0]; index /= g.cols[0];
-  const int64_t k2 = index % g.kernel[2]; index /= g.kernel[2];
-  const int64_t k1 = index % g.kernel[1]; index /= g.kernel[1];
-  const int64_t k0 = index % g.kernel[0]; index /= g.kernel[0];
-  const int64_t plane = index;  // b * C + c
-  const int64_t x0 = g.source(0, l0, k0), x1 = g.source(1, l1, k1), x2 = g.source(2, l2, k2);
+  int64_t l[kMaxSpatial], k[kMaxSpatial];
+  const int64_t plane = split_index(split_index(index, g.cols, l), g.kernel, k);  // b * C + c
+  const int64_t x0 = g.source(0, l[0], k[0]), x1 = g.source(1, l[1], k[1]), x2 = g.source(2, l[2], k[2]);
   if (x0 < 0 || x0 >= g.image[0] || x1 < 0 || x1 >= g.image[1] || x2 < 0 || x2 >= g.image[2]) {
     return T(0);
   }
@@ -68,10 +63,9 @@ CONVOPS_HOST_DEVICE inline T im2col_element(const T* image, const ColumnGeometry
 // image[index] for a chunk, index in [0, B * C * X), accumulated in Acc.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc col2im_element(const T* columns, const ColumnGeometry& g, int64_t index) {
-  const int64_t x2 = index % g.image[2]; index /= g.image[2];
-  const int64_t x1 = index % g.image[1]; index /= g.image[1];
-  const int64_t x0 = index % g.image[0]; index /= g.image[0];
-  const int64_t plane = index;
+  int64_t x[kMaxSpatial];
+  const int64_t plane = split_index(index, g.image, x);
+  const int64_t x0 = x[0], x1 = x[1], x2 = x[2];
   const int64_t K = g.kernel_numel(), L = g.cols_numel();
   Acc sum = Acc(0);
   for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {

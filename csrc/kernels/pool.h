@@ -74,10 +74,9 @@ CONVOPS_HOST_DEVICE inline Acc lowest() {
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeometry& g, int64_t index, T* out,
                                                  int64_t* argmax) {
-  const int64_t o2 = index % g.out[2]; index /= g.out[2];
-  const int64_t o1 = index % g.out[1]; index /= g.out[1];
-  const int64_t o0 = index % g.out[0]; index /= g.out[0];
-  const T* plane = input + index * g.image_numel();
+  int64_t o[kMaxSpatial];
+  const T* plane = input + split_index(index, g.out, o) * g.image_numel();
+  const int64_t o0 = o[0], o1 = o[1], o2 = o[2];
   const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
   const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
   const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
@@ -104,9 +103,9 @@ CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeome
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, const int64_t* argmax,
                                                          const PoolGeometry& g, int64_t index) {
-  const int64_t x2 = index % g.image[2]; index /= g.image[2];
-  const int64_t x1 = index % g.image[1]; index /= g.image[1];
-  const int64_t x0 = index % g.image[0]; index /= g.image[0];
+  int64_t x[kMaxSpatial];
+  index = split_index(index, g.image, x);
+  const int64_t x0 = x[0], x1 = x[1], x2 = x[2];
   const int64_t at = (x0 * g.image[1] + x1) * g.image[2] + x2;
   const int64_t base = index * g.out_numel();
   Acc sum = Acc(0);
@@ -130,10 +129,9 @@ CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, c
 // Output element index of (B*C, O): the window average.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc avg_pool_element(const T* input, const PoolGeometry& g, int64_t index) {
-  const int64_t o2 = index % g.out[2]; index /= g.out[2];
-  const int64_t o1 = index % g.out[1]; index /= g.out[1];
-  const int64_t o0 = index % g.out[0]; index /= g.out[0];
-  const T* plane = input + index * g.image_numel();
+  int64_t o[kMaxSpatial];
+  const T* plane = input + split_index(index, g.out, o) * g.image_numel();
+  const int64_t o0 = o[0], o1 = o[1], o2 = o[2];
   int64_t lo0, hi0, lo1, hi1, lo2, hi2;
   g.avg_window(0, o0, &lo0, &hi0);
   g.avg_window(1, o1, &lo1, &hi1);
@@ -157,9 +155,9 @@ CONVOPS_HOST_DEVICE inline void avg_readers(const PoolGeometry& g, int d, int64_
 // Input element index of (B*C, X): the sum of grad / divisor over the windows holding it.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, const PoolGeometry& g, int64_t index) {
-  const int64_t x2 = index % g.image[2]; index /= g.image[2];
-  const int64_t x1 = index % g.image[1]; index /= g.image[1];
-  const int64_t x0 = index % g.image[0]; index /= g.image[0];
+  int64_t x[kMaxSpatial];
+  index = split_index(index, g.image, x);
+  const int64_t x0 = x[0], x1 = x[1], x2 = x[2];
   const T* plane = grad_output + index * g.out_numel();
   int64_t a0, b0, a1, b1, a2, b2;
   avg_readers(g, 0, x0, &a0, &b0);
@@ -431,10 +429,11 @@ inline int64_t cl_image_index(const PoolGeometry& g, int64_t n, int64_t x0, int6
 
 inline void cl_output_coords(const PoolGeometry& g, int64_t position, int64_t* n, int64_t* o0, int64_t* o1,
                              int64_t* o2) {
-  *o2 = position % g.out[2]; position /= g.out[2];
-  *o1 = position % g.out[1]; position /= g.out[1];
-  *o0 = position % g.out[0];
-  *n = position / g.out[0];
+  int64_t o[kMaxSpatial];
+  *n = split_index(position, g.out, o);
+  *o0 = o[0];
+  *o1 = o[1];
+  *o2 = o[2];
 }
 
 template <typename T, typename Acc>
