@@ -178,28 +178,83 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, c
 }
 
 // ---------------------------------------------------------------- CPU plane engine
-// Output windows o along the innermost dim whose tap at offset `offset` (= k*dil - pad)
-// lands inside the row: [first, last).
-inline void inner_range(const PoolGeometry& g, int64_t offset, int64_t* first, int64_t* last) {
-  *first = min64(max64(0, ceil_div(-offset, g.stride[2])), g.out[2]);
-  *last = max64(min64(g.out[2], ceil_div(g.image[2] - offset, g.stride[2])), *first);
-}
-
-// Window starts along the innermost dim in padded coordinates, and the padded row
-// width that every window of the row fits in.
-inline int64_t inner_starts(const PoolGeometry& g) { return (g.out[2] - 1) * g.stride[2] + 1; }
-inline int64_t inner_width(const PoolGeometry& g) {
-  return max64(inner_starts(g) + (g.kernel[2] - 1) * g.dil[2], g.pad[2] + g.image[2]);
-}
-
 // In-plane positions as the CPU plane engine tracks them: as wide as the values, so a
 // compare-and-select vectorises on any x86-64 (float with int32, double with int64).
 // Planes of 2^31 or more elements go to the element engine.
 template <typename Acc>
 using PlanePos = typename std::conditional<sizeof(Acc) == 8, int64_t, int32_t>::type;
 
+// An input row, padded, is split into `stride` phases: phase q holds the padded positions
+// q, q + stride, q + 2*stride, ... Window o's tap k reads padded position o*stride + k*dil,
+// which is entry o + (k*dil)/stride of phase (k*dil)%stride: every tap of all the windows
+// of a row is one run of O2 consecutive entries, whatever the stride, so the loops over
+// windows run at unit stride and vectorise.
+inline int64_t phase_length(const PoolGeometry& g) {
+  const int64_t windows_end = (g.out[2] - 1) * g.stride[2] + (g.kernel[2] - 1) * g.dil[2] + 1;
+  return ceil_div(max64(windows_end, g.pad[2] + g.image[2]), g.stride[2]);
+}
+inline int64_t phased_line_size(const PoolGeometry& g) { return g.stride[2] * phase_length(g); }
+
+// Entries [lo, hi) of phase q that hold input (not padding) positions.
+inline void phase_inside(const PoolGeometry& g, int64_t q, int64_t* lo, int64_t* hi) {
+  const int64_t s = g.stride[2], length = phase_length(g);
+  *lo = min64(max64(0, ceil_div(g.pad[2] - q, s)), length);
+  *hi = max64(min64(length, ceil_div(g.pad[2] + g.image[2] - q, s)), *lo);
+}
+
+// Where tap k of window 0 lies in the phased row (window o's is o entries further on).
+inline int64_t phased_tap(const PoolGeometry& g, int64_t k) {
+  const int64_t offset = k * g.dil[2];
+  return (offset % g.stride[2]) * phase_length(g) + offset / g.stride[2];
+}
+
+// to[i * to_step] = from[i * from_step] for i < count. Steps of 1 and 2 (the common
+// pooling strides) get loops of their own: with a constant step the compiler vectorises
+// the copy with shuffles, with a variable one it cannot.
+template <typename From, typename To>
+inline void strided_copy(const From* __restrict__ from, int64_t from_step, To* __restrict__ to, int64_t to_step,
+                         int64_t count) {
+  if (from_step == 1 && to_step == 1) {
+    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[i]);
+  } else if (from_step == 2 && to_step == 1) {
+    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[2 * i]);
+  } else if (from_step == 1 && to_step == 2) {
+    for (int64_t i = 0; i < count; ++i) to[2 * i] = static_cast<To>(from[i]);
+  } else {
+    for (int64_t i = 0; i < count; ++i) to[i * to_step] = static_cast<To>(from[i * from_step]);
+  }
+}
+
+// Splits an input row into the phases of `line`, with `fill` for padding and overhang.
+template <typename T, typename Acc>
+inline void phase_split(const T* row, const PoolGeometry& g, Acc* line, Acc fill) {
+  const int64_t s = g.stride[2], length = phase_length(g);
+  for (int64_t q = 0; q < s; ++q) {
+    Acc* __restrict__ phase = line + q * length;
+    int64_t lo, hi;
+    phase_inside(g, q, &lo, &hi);
+    const T* __restrict__ from = row + q + lo * s - g.pad[2];
+    for (int64_t m = 0; m < lo; ++m) phase[m] = fill;
+    strided_copy(from, s, phase + lo, 1, hi - lo);
+    for (int64_t m = hi; m < length; ++m) phase[m] = fill;
+  }
+}
+
+// The adjoint of phase_split: the input row gets the entries of its own positions.
+template <typename T, typename Acc>
+inline void phase_merge(const Acc* line, const PoolGeometry& g, T* row) {
+  const int64_t s = g.stride[2], length = phase_length(g);
+  for (int64_t q = 0; q < s; ++q) {
+    int64_t lo, hi;
+    phase_inside(g, q, &lo, &hi);
+    const Acc* __restrict__ phase = line + q * length;
+    T* __restrict__ to = row + q + lo * s - g.pad[2];
+    strided_copy(phase + lo, 1, to, s, hi - lo);
+  }
+}
+
 // Scratch for one plane: rows (X0*X1*O2) of values and positions, three O2 rows (best_at
-// holds two), and three rows of the padded width.
+// holds two) and one phased row.
 template <typename Acc>
 struct PoolScratch {
   Acc* rows;
@@ -207,72 +262,59 @@ struct PoolScratch {
   Acc* best;
   PlanePos<Acc>* best_at;
   Acc* factor;
-  Acc* line;       // one input row with its padding filled in
-  Acc* line_best;  // per window start: the running max (or sum) over the taps
-  PlanePos<Acc>* line_at;
+  Acc* line;  // phased_line_size(g) entries
 };
 
-// Copies an input row into s.line between `fill` values: padding and the ceil-mode overhang.
-template <typename T, typename Acc>
-inline void padded_line(const T* row, const PoolGeometry& g, const PoolScratch<Acc>& s, Acc fill) {
-  const int64_t width = inner_width(g), p = g.pad[2], X2 = g.image[2];
-  for (int64_t j = 0; j < p; ++j) s.line[j] = fill;
-  for (int64_t x = 0; x < X2; ++x) s.line[p + x] = static_cast<Acc>(row[x]);
-  for (int64_t j = p + X2; j < width; ++j) s.line[j] = fill;
-}
-
-// Max pooling of plane `plane`: a pass along each input row (max over the innermost
-// taps for every window start, at unit stride so the loops vectorise, then one pick per
-// output column), then over the rows of each window in row-major order, so ties and NaN
-// resolve exactly as the element form scans. Starting each window from its first tap
-// instead of -inf changes nothing but the position of an all -inf window, which is
-// reset to the window's first inside position, as the element form leaves it.
+// Max pooling of plane `plane`: a pass along each input row (the max over the innermost
+// taps of every window, tracking the winning tap), then over the rows of each window in
+// row-major order, so ties and NaN resolve exactly as the element form scans. Starting
+// each window from its first tap instead of -inf changes nothing but the position of an
+// all -inf window, which is reset to the window's first inside position, as the element
+// form leaves it.
 template <typename T, typename Acc>
 inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const PoolGeometry& g,
                            const PoolScratch<Acc>& s, int64_t plane) {
   using Pos = PlanePos<Acc>;
-  const int64_t O2 = g.out[2], X2 = g.image[2], starts = inner_starts(g);
+  const int64_t O2 = g.out[2], X2 = g.image[2];
   const T* src = input + plane * g.image_numel();
   const bool positions = argmax != nullptr;  // inference needs the values only
-  Acc* __restrict__ line_best = s.line_best;
-  Pos* __restrict__ line_at = s.line_at;
   Pos* __restrict__ first2 = s.best_at + O2;  // first inside position of each innermost window
   for (int64_t o2 = 0; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(g.first_inside(2, o2));
   for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
-    padded_line(src + r * X2, g, s, lowest<Acc>());
-    for (int64_t j = 0; j < starts; ++j) line_best[j] = s.line[j];
+    phase_split(src + r * X2, g, s.line, lowest<Acc>());
+    Acc* __restrict__ hv = s.rows + r * O2;
+    Pos* __restrict__ hat = s.row_at + r * O2;
+    const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
+    for (int64_t o2 = 0; o2 < O2; ++o2) hv[o2] = tap0[o2];
     if (positions) {
-      for (int64_t j = 0; j < starts; ++j) line_at[j] = static_cast<Pos>(j);
+      for (int64_t o2 = 0; o2 < O2; ++o2) hat[o2] = 0;
     }
     for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
-      const Pos offset = static_cast<Pos>(k2 * g.dil[2]);
-      const Acc* __restrict__ tap = s.line + offset;
+      const Acc* __restrict__ tap = s.line + phased_tap(g, k2);
       if (positions) {
+        const Pos k = static_cast<Pos>(k2);
 #pragma omp simd
-        for (int64_t j = 0; j < starts; ++j) {
-          const Acc v = tap[j], b = line_best[j];
-          const Pos candidate = static_cast<Pos>(j) + offset, current = line_at[j];
+        for (int64_t o2 = 0; o2 < O2; ++o2) {  // loads first, then selects: if-convertible
+          const Acc v = tap[o2], b = hv[o2];
+          const Pos current = hat[o2];
           const bool take = (v > b) | (v != v);
-          line_best[j] = take ? v : b;
-          line_at[j] = take ? candidate : current;
+          hv[o2] = take ? v : b;
+          hat[o2] = take ? k : current;
         }
       } else {
 #pragma omp simd
-        for (int64_t j = 0; j < starts; ++j) {
-          const Acc v = tap[j], b = line_best[j];
-          line_best[j] = (v > b) | (v != v) ? v : b;
+        for (int64_t o2 = 0; o2 < O2; ++o2) {
+          const Acc v = tap[o2], b = hv[o2];
+          hv[o2] = (v > b) | (v != v) ? v : b;
         }
       }
     }
-    Acc* hv = s.rows + r * O2;
-    for (int64_t o2 = 0; o2 < O2; ++o2) hv[o2] = line_best[o2 * g.stride[2]];
-    if (positions) {
-      Pos* hat = s.row_at + r * O2;
-      const Pos pad2 = static_cast<Pos>(g.pad[2]);
+    if (positions) {  // winning tap -> position in the row
+      const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
+      const Pos pad = static_cast<Pos>(g.pad[2]);
       for (int64_t o2 = 0; o2 < O2; ++o2) {
-        const int64_t j = o2 * g.stride[2];
-        const Pos at = line_at[j] - pad2, first = first2[o2];
-        hat[o2] = line_best[j] == lowest<Acc>() ? first : at;
+        const Pos at = static_cast<Pos>(o2) * stride + hat[o2] * dil - pad;
+        hat[o2] = hv[o2] == lowest<Acc>() ? first2[o2] : at;
       }
     }
   }
@@ -306,7 +348,7 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
           const Pos* __restrict__ hat = s.row_at + r * O2;
           const Pos base = static_cast<Pos>(r * X2);
 #pragma omp simd
-          for (int64_t o2 = 0; o2 < O2; ++o2) {  // loads first, then selects: if-convertible
+          for (int64_t o2 = 0; o2 < O2; ++o2) {
             const Acc v = hv[o2], b = best[o2];
             const Pos candidate = base + hat[o2], current = best_at[o2];
             const bool take = (v > b) | (v != v);
@@ -315,33 +357,54 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
           }
         }
       }
-      for (int64_t o2 = 0; o2 < O2; ++o2) dst[o2] = static_cast<T>(s.best[o2]);
+      for (int64_t o2 = 0; o2 < O2; ++o2) dst[o2] = static_cast<T>(best[o2]);
       if (dst_at != nullptr) {
-        for (int64_t o2 = 0; o2 < O2; ++o2) dst_at[o2] = s.best_at[o2];
+        for (int64_t o2 = 0; o2 < O2; ++o2) dst_at[o2] = best_at[o2];
         dst_at += O2;
       }
     }
   }
 }
 
-// Average pooling of plane `plane`: row sums over the innermost window (at unit stride
-// over the zero-padded row, then one pick per output column), then sums over the rows
-// of each window, times the reciprocal divisor (a product of per-dim factors).
+// One output row (O2 windows) over its divisors: the outer dims' factors multiply to
+// f01, the innermost ones are in `factor`; divisor_override replaces them all. A window
+// with nothing to count has a sum of 0 (forward), and its share reaches no input
+// (backward), so dividing it by 1 instead of 0 gives the 0 it must: no NaN, no branch.
+template <typename In, typename Out, typename Acc>
+inline void divide_by_divisors(const In* __restrict__ values, Out* __restrict__ out, Acc f01,
+                               const Acc* __restrict__ factor, const PoolGeometry& g) {
+  const int64_t O2 = g.out[2];
+  if (g.divisor_override != 0) {
+    const Acc divisor = static_cast<Acc>(g.divisor_override);
+#pragma omp simd
+    for (int64_t o2 = 0; o2 < O2; ++o2) out[o2] = static_cast<Out>(static_cast<Acc>(values[o2]) / divisor);
+    return;
+  }
+#pragma omp simd
+  for (int64_t o2 = 0; o2 < O2; ++o2) {
+    const Acc divisor = f01 * factor[o2];
+    out[o2] = static_cast<Out>(static_cast<Acc>(values[o2]) / (divisor + static_cast<Acc>(divisor == Acc(0))));
+  }
+}
+
+// Average pooling of plane `plane`: row sums over the innermost taps (from the phased,
+// zero-padded row), then sums over the rows of each window, over the divisor (a product
+// of per-dim factors).
 template <typename T, typename Acc>
 inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, const PoolScratch<Acc>& s,
                            int64_t plane) {
-  const int64_t O2 = g.out[2], X2 = g.image[2], starts = inner_starts(g);
+  const int64_t O2 = g.out[2], X2 = g.image[2];
   const T* src = input + plane * g.image_numel();
   for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
-    padded_line(src + r * X2, g, s, Acc(0));
-    for (int64_t j = 0; j < starts; ++j) s.line_best[j] = s.line[j];
+    phase_split(src + r * X2, g, s.line, Acc(0));
+    Acc* __restrict__ hs = s.rows + r * O2;
+    const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
+    for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] = tap0[o2];
     for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
-      const Acc* tap = s.line + k2;
+      const Acc* __restrict__ tap = s.line + phased_tap(g, k2);
 #pragma omp simd
-      for (int64_t j = 0; j < starts; ++j) s.line_best[j] += tap[j];
+      for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] += tap[o2];
     }
-    Acc* hs = s.rows + r * O2;
-    for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] = s.line_best[o2 * g.stride[2]];
   }
   int64_t lo, hi;
   for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
@@ -352,18 +415,16 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
     for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
       int64_t lo1, hi1;
       const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
-      for (int64_t o2 = 0; o2 < O2; ++o2) s.best[o2] = Acc(0);
+      Acc* __restrict__ sum = s.best;
+      for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = Acc(0);
       for (int64_t x0 = lo0; x0 < hi0; ++x0) {
         for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-          const Acc* hs = s.rows + (x0 * g.image[1] + x1) * O2;
+          const Acc* __restrict__ hs = s.rows + (x0 * g.image[1] + x1) * O2;
 #pragma omp simd
-          for (int64_t o2 = 0; o2 < O2; ++o2) s.best[o2] += hs[o2];
+          for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += hs[o2];
         }
       }
-      for (int64_t o2 = 0; o2 < O2; ++o2) {
-        const Acc divisor = g.divisor_override != 0 ? static_cast<Acc>(g.divisor_override) : f01 * s.factor[o2];
-        dst[o2] = static_cast<T>(divisor != Acc(0) ? s.best[o2] / divisor : Acc(0));
-      }
+      divide_by_divisors(sum, dst, f01, s.factor, g);
     }
   }
 }
@@ -382,13 +443,15 @@ inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax,
   for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
 }
 
-// Average-pool gradient of plane `plane`, owned by this call: each output gradient,
-// divided by its divisor, is added over its window, rows first.
+// Average-pool gradient of plane `plane`, owned by this call: the adjoint of the forward
+// passes. Each output gradient over its divisor is added to the window's rows (X0*X1 rows
+// of O2 in s.rows), then every row is spread over its innermost taps in phased form and
+// merged back into the input row.
 template <typename T, typename Acc>
-inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* acc, const PoolGeometry& g,
+inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, const PoolGeometry& g,
                                     const PoolScratch<Acc>& s, int64_t plane) {
-  const int64_t X = g.image_numel(), O2 = g.out[2], X2 = g.image[2];
-  for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
+  const int64_t O2 = g.out[2], X2 = g.image[2], rows = g.image[0] * g.image[1];
+  for (int64_t i = 0; i < rows * O2; ++i) s.rows[i] = Acc(0);
   int64_t lo, hi;
   for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
   const T* go = grad_output + plane * g.out_numel();
@@ -398,24 +461,30 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
     for (int64_t o1 = 0; o1 < g.out[1]; ++o1, go += O2) {
       int64_t lo1, hi1;
       const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
-      for (int64_t o2 = 0; o2 < O2; ++o2) {
-        const Acc divisor = g.divisor_override != 0 ? static_cast<Acc>(g.divisor_override) : f01 * s.factor[o2];
-        s.best[o2] = divisor != Acc(0) ? static_cast<Acc>(go[o2]) / divisor : Acc(0);
-      }
+      Acc* __restrict__ share = s.best;
+      divide_by_divisors(go, share, f01, s.factor, g);
       for (int64_t x0 = lo0; x0 < hi0; ++x0) {
         for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-          Acc* row = acc + (x0 * g.image[1] + x1) * X2;
-          for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-            int64_t first, last;
-            inner_range(g, k2 - g.pad[2], &first, &last);
-            for (int64_t o2 = first; o2 < last; ++o2) row[o2 * g.stride[2] + k2 - g.pad[2]] += s.best[o2];
-          }
+          Acc* __restrict__ hs = s.rows + (x0 * g.image[1] + x1) * O2;
+#pragma omp simd
+          for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] += share[o2];
         }
       }
     }
   }
-  T* dst = grad_input + plane * X;
-  for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
+  const int64_t line_size = phased_line_size(g);
+  T* dst = grad_input + plane * g.image_numel();
+  for (int64_t r = 0; r < rows; ++r) {
+    Acc* __restrict__ line = s.line;
+    for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);
+    const Acc* __restrict__ hs = s.rows + r * O2;
+    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+      Acc* __restrict__ tap = line + phased_tap(g, k2);
+#pragma omp simd
+      for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += hs[o2];
+    }
+    phase_merge(line, g, dst + r * X2);
+  }
 }
 
 // ---------------------------------------------------------------- CPU channels_last engine

@@ -22,16 +22,14 @@ namespace {
 // Per-task scratch for the plane engine.
 template <typename Acc>
 struct PlaneBuffers {
-  std::vector<Acc> rows, best, factor, line, line_best;
-  std::vector<kernels::PlanePos<Acc>> row_at, best_at, line_at;
+  std::vector<Acc> rows, best, factor, line;
+  std::vector<kernels::PlanePos<Acc>> row_at, best_at;
   explicit PlaneBuffers(const PoolGeometry& g, bool with_positions)
       : rows(g.image[0] * g.image[1] * g.out[2]), best(g.out[2]), factor(g.out[2]),
-        line(kernels::inner_width(g)), line_best(kernels::inner_starts(g)),
-        row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
-        line_at(with_positions ? line_best.size() : 0) {}
+        line(kernels::phased_line_size(g)), row_at(with_positions ? rows.size() : 0),
+        best_at(with_positions ? 2 * g.out[2] : 0) {}
   kernels::PoolScratch<Acc> view() {
-    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(),
-            line.data(), line_best.data(), line_at.data()};
+    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data()};
   }
 };
 
@@ -110,8 +108,7 @@ void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input
     }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       PlaneBuffers<acc_t> buffers(g, false);
-      std::vector<acc_t> acc(g.image_numel());
-      for (int64_t p = b; p < e; ++p) kernels::avg_pool_backward_plane<scalar_t, acc_t>(go, gi, acc.data(), g, buffers.view(), p);
+      for (int64_t p = b; p < e; ++p) kernels::avg_pool_backward_plane<scalar_t, acc_t>(go, gi, g, buffers.view(), p);
     });
   });
 }
