@@ -31,11 +31,31 @@ TORCH_LIBRARY(convops, m) {
   m.def("global_avg_pool(Tensor input) -> Tensor");
 }
 
-// convops._C is imported as a Python module only to load this library, which
-// registers the ops; it exposes nothing itself.
+// convops._C is imported as a Python module to load this library, which registers the
+// ops; it exposes one function of its own, cpu_isa(): which copy of the CPU forms
+// (kernels/cpu_isa.h) the row engine runs now, "avx2" or "baseline".
 #include <Python.h>
 
+#include "ops/cpu_engine.h"
+
+namespace {
+
+PyObject* cpu_isa(PyObject*, PyObject*) {
+  try {
+    return PyUnicode_FromString(convops::ops::use_avx2() ? "avx2" : "baseline");
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
+
+PyMethodDef methods[] = {
+    {"cpu_isa", cpu_isa, METH_NOARGS, "The instruction set of the CPU forms in use: 'avx2' or 'baseline'."},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
 extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module);
 }

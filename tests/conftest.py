@@ -15,24 +15,43 @@ settings.load_profile("ci")
 torch.manual_seed(0)
 
 ENGINES = ("row", "element")
+# The row engine's forms that have an AVX2 copy (pooling, depthwise) also run baseline x86-64.
+ISA_ENGINES = ("row", "row-baseline", "element")
 
 
 @contextlib.contextmanager
-def cpu_engine(name):
-    """Run the CPU kernels with the given engine: 'element' is the per-element code the CUDA kernels run."""
-    old = os.environ.get("CONVOPS_CPU_ENGINE")
-    os.environ["CONVOPS_CPU_ENGINE"] = name
+def _env(name, value):
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            del os.environ["CONVOPS_CPU_ENGINE"]
+            os.environ.pop(name, None)
         else:
-            os.environ["CONVOPS_CPU_ENGINE"] = old
+            os.environ[name] = old
+
+
+@contextlib.contextmanager
+def cpu_engine(name):
+    """Run the CPU kernels with the given engine: 'element' is the per-element code the CUDA kernels run;
+    'row' the fast CPU forms (their AVX2 copy where the CPU has it), 'row-baseline' their baseline copy."""
+    engine, isa = ("row", "baseline") if name == "row-baseline" else (name, None)
+    with _env("CONVOPS_CPU_ENGINE", engine), _env("CONVOPS_CPU_ISA", isa):
+        yield
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request):
+    with cpu_engine(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=ISA_ENGINES)
+def isa_engine(request):
     with cpu_engine(request.param):
         yield request.param
 

@@ -148,8 +148,8 @@ def test_opcheck(name):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_depthwise_gradcheck_and_gradgradcheck(config, engine):
-    """groups == in == out channels: the CPU row engine's direct depthwise kernels."""
+def test_depthwise_gradcheck_and_gradgradcheck(config, isa_engine):
+    """groups == in == out channels: the CPU row engine's direct depthwise kernels (AVX2 and baseline)."""
     x, w, b, p = problem(config, out_per_group=1, in_per_group=1)
     fn = lambda x, w, b: ops.conv(x, w, b, *p)  # noqa: E731
     assert gradcheck(fn, (x, w, b), **TIGHT)
@@ -157,7 +157,7 @@ def test_depthwise_gradcheck_and_gradgradcheck(config, engine):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_depthwise_matches_torch(dtype):
+def test_depthwise_matches_torch(dtype, isa_engine):
     x = torch.randn(3, 8, 13, 11).to(dtype)
     w = torch.randn(8, 1, 3, 5).to(dtype)
     b = torch.randn(8).to(dtype)

@@ -6,13 +6,17 @@
 // order: deterministic, no atomics. These are a fast CPU engine only: the GPU, and the
 // CPU's element engine, compute depthwise convolutions through im2col and a GEMM, the
 // same sums in another form.
+//
+// Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
 #pragma once
 #include <vector>
 
+#include "cpu_isa.h"
 #include "im2col.h"
 
 namespace convops {
 namespace kernels {
+inline namespace CONVOPS_CPU_ISA {
 
 // For each innermost tap k2: the output positions whose read lands inside the row,
 // [first, last), and the read offset, found once per plane instead of once per row.
@@ -136,5 +140,12 @@ inline void depthwise_backward_weight_channel(const T* grad_output, const T* inp
   }
 }
 
+template <typename T, typename Acc>
+DepthwiseCpuKernels<T, Acc> depthwise_cpu_kernels() {
+  return {&depthwise_forward_plane<T, Acc>, &depthwise_backward_input_plane<T, Acc>,
+          &depthwise_backward_weight_channel<T, Acc>};
+}
+
+}  // namespace CONVOPS_CPU_ISA
 }  // namespace kernels
 }  // namespace convops

@@ -13,8 +13,8 @@
 // Two forms of the same math:
 //   *_element: one output (forward) or one input (backward, a gather) element per call:
 //              what a CUDA thread runs;
-//   *_plane:   one whole plane per call, separable passes (innermost dim, then the
-//              outer dims) with vectorisable inner loops: the fast CPU engine.
+//   CPU forms (pool_cpu.h): one whole plane, row or image per call, separable passes
+//              with vectorisable inner loops: the fast CPU engine.
 #pragma once
 #include <type_traits>
 
@@ -40,6 +40,21 @@ struct PoolGeometry {
   CONVOPS_HOST_DEVICE int64_t first_inside(int d, int64_t o) const {
     const int64_t s = start(d, o);
     return s >= 0 ? s : s + ceil_div(-s, dil[d]) * dil[d];
+  }
+  // Whether max window o along d has no tap inside the input (a dilation can step over a
+  // small input): its value is -inf, its position (as torch's) lies past the window, and
+  // its gradient reaches no input.
+  CONVOPS_HOST_DEVICE bool window_outside(int d, int64_t o) const { return first_inside(d, o) >= image[d]; }
+  CONVOPS_HOST_DEVICE bool any_window_outside() const {
+    for (int d = 0; d < kMaxSpatial; ++d) {
+      for (int64_t o = 0; o < out[d]; ++o) {
+        if (window_outside(d, o)) return true;
+      }
+    }
+    return false;
+  }
+  CONVOPS_HOST_DEVICE bool output_outside(int64_t o0, int64_t o1, int64_t o2) const {
+    return window_outside(0, o0) || window_outside(1, o1) || window_outside(2, o2);
   }
   // The average window along d, clipped to the input: [lo, hi); returns its divisor factor.
   CONVOPS_HOST_DEVICE int64_t avg_window(int d, int64_t o, int64_t* lo, int64_t* hi) const {
@@ -177,81 +192,13 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, c
   return sum;
 }
 
-// ---------------------------------------------------------------- CPU plane engine
+// ---------------------------------------------------------------- CPU engine data
+// The CPU forms of this math are in pool_cpu.h; what they share with their callers is here.
 // In-plane positions as the CPU plane engine tracks them: as wide as the values, so a
 // compare-and-select vectorises on any x86-64 (float with int32, double with int64).
 // Planes of 2^31 or more elements go to the element engine.
 template <typename Acc>
 using PlanePos = typename std::conditional<sizeof(Acc) == 8, int64_t, int32_t>::type;
-
-// An input row, padded, is split into `stride` phases: phase q holds the padded positions
-// q, q + stride, q + 2*stride, ... Window o's tap k reads padded position o*stride + k*dil,
-// which is entry o + (k*dil)/stride of phase (k*dil)%stride: every tap of all the windows
-// of a row is one run of O2 consecutive entries, whatever the stride, so the loops over
-// windows run at unit stride and vectorise.
-inline int64_t phase_length(const PoolGeometry& g) {
-  const int64_t windows_end = (g.out[2] - 1) * g.stride[2] + (g.kernel[2] - 1) * g.dil[2] + 1;
-  return ceil_div(max64(windows_end, g.pad[2] + g.image[2]), g.stride[2]);
-}
-inline int64_t phased_line_size(const PoolGeometry& g) { return g.stride[2] * phase_length(g); }
-
-// Entries [lo, hi) of phase q that hold input (not padding) positions.
-inline void phase_inside(const PoolGeometry& g, int64_t q, int64_t* lo, int64_t* hi) {
-  const int64_t s = g.stride[2], length = phase_length(g);
-  *lo = min64(max64(0, ceil_div(g.pad[2] - q, s)), length);
-  *hi = max64(min64(length, ceil_div(g.pad[2] + g.image[2] - q, s)), *lo);
-}
-
-// Where tap k of window 0 lies in the phased row (window o's is o entries further on).
-inline int64_t phased_tap(const PoolGeometry& g, int64_t k) {
-  const int64_t offset = k * g.dil[2];
-  return (offset % g.stride[2]) * phase_length(g) + offset / g.stride[2];
-}
-
-// to[i * to_step] = from[i * from_step] for i < count. Steps of 1 and 2 (the common
-// pooling strides) get loops of their own: with a constant step the compiler vectorises
-// the copy with shuffles, with a variable one it cannot.
-template <typename From, typename To>
-inline void strided_copy(const From* __restrict__ from, int64_t from_step, To* __restrict__ to, int64_t to_step,
-                         int64_t count) {
-  if (from_step == 1 && to_step == 1) {
-    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[i]);
-  } else if (from_step == 2 && to_step == 1) {
-    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[2 * i]);
-  } else if (from_step == 1 && to_step == 2) {
-    for (int64_t i = 0; i < count; ++i) to[2 * i] = static_cast<To>(from[i]);
-  } else {
-    for (int64_t i = 0; i < count; ++i) to[i * to_step] = static_cast<To>(from[i * from_step]);
-  }
-}
-
-// Splits an input row into the phases of `line`, with `fill` for padding and overhang.
-template <typename T, typename Acc>
-inline void phase_split(const T* row, const PoolGeometry& g, Acc* line, Acc fill) {
-  const int64_t s = g.stride[2], length = phase_length(g);
-  for (int64_t q = 0; q < s; ++q) {
-    Acc* __restrict__ phase = line + q * length;
-    int64_t lo, hi;
-    phase_inside(g, q, &lo, &hi);
-    const T* __restrict__ from = row + q + lo * s - g.pad[2];
-    for (int64_t m = 0; m < lo; ++m) phase[m] = fill;
-    strided_copy(from, s, phase + lo, 1, hi - lo);
-    for (int64_t m = hi; m < length; ++m) phase[m] = fill;
-  }
-}
-
-// The adjoint of phase_split: the input row gets the entries of its own positions.
-template <typename T, typename Acc>
-inline void phase_merge(const Acc* line, const PoolGeometry& g, T* row) {
-  const int64_t s = g.stride[2], length = phase_length(g);
-  for (int64_t q = 0; q < s; ++q) {
-    int64_t lo, hi;
-    phase_inside(g, q, &lo, &hi);
-    const Acc* __restrict__ phase = line + q * length;
-    T* __restrict__ to = row + q + lo * s - g.pad[2];
-    strided_copy(phase + lo, 1, to, s, hi - lo);
-  }
-}
 
 // Scratch for one plane: rows (X0*X1*O2) of values and positions, three O2 rows (best_at
 // holds two) and one phased row.
@@ -265,361 +212,6 @@ struct PoolScratch {
   Acc* line;  // phased_line_size(g) entries
 };
 
-// Max pooling of plane `plane`: a pass along each input row (the max over the innermost
-// taps of every window, tracking the winning tap), then over the rows of each window in
-// row-major order, so ties and NaN resolve exactly as the element form scans. Starting
-// each window from its first tap instead of -inf changes nothing but the position of an
-// all -inf window, which is reset to the window's first inside position, as the element
-// form leaves it.
-template <typename T, typename Acc>
-inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const PoolGeometry& g,
-                           const PoolScratch<Acc>& s, int64_t plane) {
-  using Pos = PlanePos<Acc>;
-  const int64_t O2 = g.out[2], X2 = g.image[2];
-  const T* src = input + plane * g.image_numel();
-  const bool positions = argmax != nullptr;  // inference needs the values only
-  Pos* __restrict__ first2 = s.best_at + O2;  // first inside position of each innermost window
-  for (int64_t o2 = 0; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(g.first_inside(2, o2));
-  for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
-    phase_split(src + r * X2, g, s.line, lowest<Acc>());
-    Acc* __restrict__ hv = s.rows + r * O2;
-    Pos* __restrict__ hat = s.row_at + r * O2;
-    const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
-    for (int64_t o2 = 0; o2 < O2; ++o2) hv[o2] = tap0[o2];
-    if (positions) {
-      for (int64_t o2 = 0; o2 < O2; ++o2) hat[o2] = 0;
-    }
-    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
-      const Acc* __restrict__ tap = s.line + phased_tap(g, k2);
-      if (positions) {
-        const Pos k = static_cast<Pos>(k2);
-#pragma omp simd
-        for (int64_t o2 = 0; o2 < O2; ++o2) {  // loads first, then selects: if-convertible
-          const Acc v = tap[o2], b = hv[o2];
-          const Pos current = hat[o2];
-          const bool take = (v > b) | (v != v);
-          hv[o2] = take ? v : b;
-          hat[o2] = take ? k : current;
-        }
-      } else {
-#pragma omp simd
-        for (int64_t o2 = 0; o2 < O2; ++o2) {
-          const Acc v = tap[o2], b = hv[o2];
-          hv[o2] = (v > b) | (v != v) ? v : b;
-        }
-      }
-    }
-    if (positions) {  // winning tap -> position in the row
-      const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
-      const Pos pad = static_cast<Pos>(g.pad[2]);
-      for (int64_t o2 = 0; o2 < O2; ++o2) {
-        const Pos at = static_cast<Pos>(o2) * stride + hat[o2] * dil - pad;
-        hat[o2] = hv[o2] == lowest<Acc>() ? first2[o2] : at;
-      }
-    }
-  }
-  T* dst = output + plane * g.out_numel();
-  int64_t* dst_at = argmax != nullptr ? argmax + plane * g.out_numel() : nullptr;
-  for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
-    const int64_t f0 = g.first_inside(0, o0);
-    const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
-    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
-      const int64_t f1 = g.first_inside(1, o1);
-      const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
-      const int64_t first_base = (f0 * g.image[1] + f1) * X2;
-      Acc* __restrict__ best = s.best;
-      Pos* __restrict__ best_at = s.best_at;
-      for (int64_t o2 = 0; o2 < O2; ++o2) {
-        best[o2] = lowest<Acc>();
-        best_at[o2] = static_cast<Pos>(first_base) + first2[o2];
-      }
-      for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
-        for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
-          const int64_t r = x0 * g.image[1] + x1;
-          const Acc* __restrict__ hv = s.rows + r * O2;
-          if (!positions) {
-#pragma omp simd
-            for (int64_t o2 = 0; o2 < O2; ++o2) {
-              const Acc v = hv[o2], b = best[o2];
-              best[o2] = (v > b) | (v != v) ? v : b;
-            }
-            continue;
-          }
-          const Pos* __restrict__ hat = s.row_at + r * O2;
-          const Pos base = static_cast<Pos>(r * X2);
-#pragma omp simd
-          for (int64_t o2 = 0; o2 < O2; ++o2) {
-            const Acc v = hv[o2], b = best[o2];
-            const Pos candidate = base + hat[o2], current = best_at[o2];
-            const bool take = (v > b) | (v != v);
-            best[o2] = take ? v : b;
-            best_at[o2] = take ? candidate : current;
-          }
-        }
-      }
-      for (int64_t o2 = 0; o2 < O2; ++o2) dst[o2] = static_cast<T>(best[o2]);
-      if (dst_at != nullptr) {
-        for (int64_t o2 = 0; o2 < O2; ++o2) dst_at[o2] = best_at[o2];
-        dst_at += O2;
-      }
-    }
-  }
-}
-
-// One output row (O2 windows) over its divisors: the outer dims' factors multiply to
-// f01, the innermost ones are in `factor`; divisor_override replaces them all. A window
-// with nothing to count has a sum of 0 (forward), and its share reaches no input
-// (backward), so dividing it by 1 instead of 0 gives the 0 it must: no NaN, no branch.
-template <typename In, typename Out, typename Acc>
-inline void divide_by_divisors(const In* __restrict__ values, Out* __restrict__ out, Acc f01,
-                               const Acc* __restrict__ factor, const PoolGeometry& g) {
-  const int64_t O2 = g.out[2];
-  if (g.divisor_override != 0) {
-    const Acc divisor = static_cast<Acc>(g.divisor_override);
-#pragma omp simd
-    for (int64_t o2 = 0; o2 < O2; ++o2) out[o2] = static_cast<Out>(static_cast<Acc>(values[o2]) / divisor);
-    return;
-  }
-#pragma omp simd
-  for (int64_t o2 = 0; o2 < O2; ++o2) {
-    const Acc divisor = f01 * factor[o2];
-    out[o2] = static_cast<Out>(static_cast<Acc>(values[o2]) / (divisor + static_cast<Acc>(divisor == Acc(0))));
-  }
-}
-
-// Average pooling of plane `plane`: row sums over the innermost taps (from the phased,
-// zero-padded row), then sums over the rows of each window, over the divisor (a product
-// of per-dim factors).
-template <typename T, typename Acc>
-inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, const PoolScratch<Acc>& s,
-                           int64_t plane) {
-  const int64_t O2 = g.out[2], X2 = g.image[2];
-  const T* src = input + plane * g.image_numel();
-  for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
-    phase_split(src + r * X2, g, s.line, Acc(0));
-    Acc* __restrict__ hs = s.rows + r * O2;
-    const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
-    for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] = tap0[o2];
-    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
-      const Acc* __restrict__ tap = s.line + phased_tap(g, k2);
-#pragma omp simd
-      for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] += tap[o2];
-    }
-  }
-  int64_t lo, hi;
-  for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
-  T* dst = output + plane * g.out_numel();
-  for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
-    int64_t lo0, hi0;
-    const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
-    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
-      int64_t lo1, hi1;
-      const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
-      Acc* __restrict__ sum = s.best;
-      for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = Acc(0);
-      for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-        for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-          const Acc* __restrict__ hs = s.rows + (x0 * g.image[1] + x1) * O2;
-#pragma omp simd
-          for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += hs[o2];
-        }
-      }
-      divide_by_divisors(sum, dst, f01, s.factor, g);
-    }
-  }
-}
-
-// Max-pool gradient of plane `plane`. The plane belongs to this call alone, which adds
-// each output gradient at its argmax in output order: deterministic, no atomics.
-template <typename T, typename Acc>
-inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
-                                    const PoolGeometry& g, int64_t plane) {
-  const int64_t X = g.image_numel(), O = g.out_numel();
-  for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
-  const T* go = grad_output + plane * O;
-  const int64_t* at = argmax + plane * O;
-  for (int64_t o = 0; o < O; ++o) acc[at[o]] += static_cast<Acc>(go[o]);
-  T* dst = grad_input + plane * X;
-  for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
-}
-
-// Average-pool gradient of plane `plane`, owned by this call: the adjoint of the forward
-// passes. Each output gradient over its divisor is added to the window's rows (X0*X1 rows
-// of O2 in s.rows), then every row is spread over its innermost taps in phased form and
-// merged back into the input row.
-template <typename T, typename Acc>
-inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, const PoolGeometry& g,
-                                    const PoolScratch<Acc>& s, int64_t plane) {
-  const int64_t O2 = g.out[2], X2 = g.image[2], rows = g.image[0] * g.image[1];
-  for (int64_t i = 0; i < rows * O2; ++i) s.rows[i] = Acc(0);
-  int64_t lo, hi;
-  for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
-  const T* go = grad_output + plane * g.out_numel();
-  for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
-    int64_t lo0, hi0;
-    const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
-    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, go += O2) {
-      int64_t lo1, hi1;
-      const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
-      Acc* __restrict__ share = s.best;
-      divide_by_divisors(go, share, f01, s.factor, g);
-      for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-        for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-          Acc* __restrict__ hs = s.rows + (x0 * g.image[1] + x1) * O2;
-#pragma omp simd
-          for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] += share[o2];
-        }
-      }
-    }
-  }
-  const int64_t line_size = phased_line_size(g);
-  T* dst = grad_input + plane * g.image_numel();
-  for (int64_t r = 0; r < rows; ++r) {
-    Acc* __restrict__ line = s.line;
-    for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);
-    const Acc* __restrict__ hs = s.rows + r * O2;
-    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-      Acc* __restrict__ tap = line + phased_tap(g, k2);
-#pragma omp simd
-      for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += hs[o2];
-    }
-    phase_merge(line, g, dst + r * X2);
-  }
-}
-
-// ---------------------------------------------------------------- CPU channels_last engine
-// Tensors (N, *spatial, C) in memory: every window tap is a contiguous run of C
-// channels, so the loops over channels vectorise. position in [0, N * O).
-
-// Input position (n, x0, x1, x2) of tap offset (x0, x1, x2) as a flat (N, X) index.
-inline int64_t cl_image_index(const PoolGeometry& g, int64_t n, int64_t x0, int64_t x1, int64_t x2) {
-  return ((n * g.image[0] + x0) * g.image[1] + x1) * g.image[2] + x2;
-}
-
-inline void cl_output_coords(const PoolGeometry& g, int64_t position, int64_t* n, int64_t* o0, int64_t* o1,
-                             int64_t* o2) {
-  int64_t o[kMaxSpatial];
-  *n = split_index(position, g.out, o);
-  *o0 = o[0];
-  *o1 = o[1];
-  *o2 = o[2];
-}
-
-template <typename T, typename Acc>
-inline void max_pool_cl_position(const T* input, T* output, int64_t* argmax, Acc* best, PlanePos<Acc>* best_at,
-                                 int64_t channels, const PoolGeometry& g, int64_t position) {
-  using Pos = PlanePos<Acc>;
-  int64_t n, o0, o1, o2;
-  cl_output_coords(g, position, &n, &o0, &o1, &o2);
-  const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
-  const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
-  const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
-  const int64_t e2 = min64(g.start(2, o2) + (g.kernel[2] - 1) * g.dil[2] + 1, g.image[2]);
-  const Pos first = static_cast<Pos>((f0 * g.image[1] + f1) * g.image[2] + f2);
-  for (int64_t c = 0; c < channels; ++c) {
-    best[c] = lowest<Acc>();
-    best_at[c] = first;
-  }
-  for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
-    for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
-      for (int64_t x2 = f2; x2 < e2; x2 += g.dil[2]) {
-        const T* __restrict__ tap = input + cl_image_index(g, n, x0, x1, x2) * channels;
-        const Pos here = static_cast<Pos>((x0 * g.image[1] + x1) * g.image[2] + x2);
-        Acc* __restrict__ b_ = best;
-        Pos* __restrict__ a_ = best_at;
-#pragma omp simd
-        for (int64_t c = 0; c < channels; ++c) {
-          const Acc v = static_cast<Acc>(tap[c]), b = b_[c];
-          const Pos current = a_[c];
-          const bool take = (v > b) | (v != v);
-          b_[c] = take ? v : b;
-          a_[c] = take ? here : current;
-        }
-      }
-    }
-  }
-  T* dst = output + position * channels;
-  for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<T>(best[c]);
-  if (argmax != nullptr) {
-    int64_t* at = argmax + position * channels;
-    for (int64_t c = 0; c < channels; ++c) at[c] = best_at[c];
-  }
-}
-
-// One output row (n, o0, o1) of average pooling: the outer window bounds and divisor
-// factors are found once per row, the innermost per column.
-template <typename T, typename Acc>
-inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channels, const PoolGeometry& g,
-                            int64_t row) {
-  const int64_t o1 = row % g.out[1], o0 = (row / g.out[1]) % g.out[0], n = row / (g.out[1] * g.out[0]);
-  int64_t lo0, hi0, lo1, hi1;
-  const int64_t f01 = g.avg_window(0, o0, &lo0, &hi0) * g.avg_window(1, o1, &lo1, &hi1);
-  T* dst = output + row * g.out[2] * channels;
-  for (int64_t o2 = 0; o2 < g.out[2]; ++o2, dst += channels) {
-    int64_t lo2, hi2;
-    const int64_t f2 = g.avg_window(2, o2, &lo2, &hi2);
-    Acc* __restrict__ acc = sum;
-    for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
-    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-        const T* __restrict__ tap = input + cl_image_index(g, n, x0, x1, lo2) * channels;
-        for (int64_t x2 = lo2; x2 < hi2; ++x2, tap += channels) {
-#pragma omp simd
-          for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<Acc>(tap[c]);
-        }
-      }
-    }
-    const int64_t d = g.divisor_override != 0 ? g.divisor_override : f01 * f2;
-    const Acc divisor = static_cast<Acc>(d);
-#pragma omp simd
-    for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<T>(d != 0 ? acc[c] / divisor : Acc(0));
-  }
-}
-
-// Gradients of image n, owned by this call: each output gradient is added where it came from.
-template <typename T, typename Acc>
-inline void max_pool_backward_cl_image(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
-                                       int64_t channels, const PoolGeometry& g, int64_t n) {
-  const int64_t X = g.image_numel(), O = g.out_numel();
-  for (int64_t i = 0; i < X * channels; ++i) acc[i] = Acc(0);
-  const T* go = grad_output + n * O * channels;
-  const int64_t* at = argmax + n * O * channels;
-  for (int64_t o = 0; o < O; ++o) {
-    for (int64_t c = 0; c < channels; ++c) acc[at[o * channels + c] * channels + c] += static_cast<Acc>(go[o * channels + c]);
-  }
-  T* dst = grad_input + n * X * channels;
-  for (int64_t i = 0; i < X * channels; ++i) dst[i] = static_cast<T>(acc[i]);
-}
-
-template <typename T, typename Acc>
-inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc* acc, Acc* share, int64_t channels,
-                                       const PoolGeometry& g, int64_t n) {
-  const int64_t X = g.image_numel();
-  for (int64_t i = 0; i < X * channels; ++i) acc[i] = Acc(0);
-  for (int64_t o = 0; o < g.out_numel(); ++o) {
-    int64_t nn, o0, o1, o2, lo0, hi0, lo1, hi1, lo2, hi2;
-    cl_output_coords(g, n * g.out_numel() + o, &nn, &o0, &o1, &o2);
-    g.avg_window(0, o0, &lo0, &hi0);
-    g.avg_window(1, o1, &lo1, &hi1);
-    g.avg_window(2, o2, &lo2, &hi2);
-    const int64_t d = g.avg_divisor(o0, o1, o2);
-    const Acc divisor = static_cast<Acc>(d);
-    const T* go = grad_output + (n * g.out_numel() + o) * channels;
-    for (int64_t c = 0; c < channels; ++c) share[c] = d != 0 ? static_cast<Acc>(go[c]) / divisor : Acc(0);
-    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-        for (int64_t x2 = lo2; x2 < hi2; ++x2) {
-          Acc* __restrict__ row = acc + ((x0 * g.image[1] + x1) * g.image[2] + x2) * channels;
-#pragma omp simd
-          for (int64_t c = 0; c < channels; ++c) row[c] += share[c];
-        }
-      }
-    }
-  }
-  T* dst = grad_input + n * X * channels;
-  for (int64_t i = 0; i < X * channels; ++i) dst[i] = static_cast<T>(acc[i]);
-}
-
 // ---------------------------------------------------------------- global average pooling
 // Input (N, C, S spatial positions) addressed through strides, so one form serves NCHW
 // (spatial stride 1) and channels_last (spatial stride C). index in [0, N*C).
@@ -632,27 +224,6 @@ CONVOPS_HOST_DEVICE inline Acc global_avg_element(const T* input, int64_t channe
   Acc sum = Acc(0);
   for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(p[i * stride_s]);
   return sum / static_cast<Acc>(positions);
-}
-
-// CPU: the mean of one contiguous plane.
-template <typename T, typename Acc>
-inline Acc plane_mean(const T* plane, int64_t positions) {
-  Acc sum = Acc(0);
-#pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(plane[i]);
-  return sum / static_cast<Acc>(positions);
-}
-
-// CPU, channels_last: the means of all channels of one image, (S, C) rows summed.
-template <typename T, typename Acc>
-inline void image_channel_means(const T* image, T* out, Acc* acc, int64_t channels, int64_t positions) {
-  for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
-  for (int64_t i = 0; i < positions; ++i) {
-    const T* row = image + i * channels;
-#pragma omp simd
-    for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<Acc>(row[c]);
-  }
-  for (int64_t c = 0; c < channels; ++c) out[c] = static_cast<T>(acc[c] / static_cast<Acc>(positions));
 }
 
 }  // namespace kernels

@@ -3,6 +3,12 @@
 
 #include <c10/util/Exception.h>
 
+#include <cstdlib>
+#include <cstring>
+
+#include "../kernels/cpu_isa.h"
+#include "cpu_engine.h"
+
 namespace convops {
 namespace ops {
 
@@ -44,6 +50,21 @@ at::MemoryFormat output_format(const at::Tensor& t) {
   if (t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast)) return at::MemoryFormat::ChannelsLast;
   if (t.dim() == 5 && t.is_contiguous(at::MemoryFormat::ChannelsLast3d)) return at::MemoryFormat::ChannelsLast3d;
   return at::MemoryFormat::Contiguous;
+}
+
+bool use_avx2() {
+#ifdef CONVOPS_CPU_AVX2
+  static const bool supported = __builtin_cpu_supports("avx2");
+#else
+  constexpr bool supported = false;
+#endif
+  const char* isa = std::getenv("CONVOPS_CPU_ISA");
+  if (isa == nullptr || *isa == '\0' || std::strcmp(isa, "auto") == 0) return supported;
+  if (std::strcmp(isa, "baseline") == 0) return false;
+  TORCH_CHECK(std::strcmp(isa, "avx2") == 0, "convops: expected CONVOPS_CPU_ISA to be auto, baseline or avx2, got '",
+              isa, "'");
+  TORCH_CHECK(supported, "convops: CONVOPS_CPU_ISA=avx2 but this CPU (or this build) has no AVX2");
+  return true;
 }
 
 }  // namespace ops

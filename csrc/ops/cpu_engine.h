@@ -2,6 +2,7 @@
 // planes, vectorisable loops). "element": one output element per iteration, exactly
 // the functions each CUDA thread runs. CONVOPS_CPU_ENGINE=element selects it; the
 // tests run both, so every CI run exercises the GPU's kernel bodies on the CPU.
+// The row engine's forms come in two copies, baseline x86-64 and AVX2 (use_avx2).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -15,6 +16,11 @@ inline bool use_element_engine() {
   const char* engine = std::getenv("CONVOPS_CPU_ENGINE");
   return engine != nullptr && std::strcmp(engine, "element") == 0;
 }
+
+// Whether the row engine runs the AVX2 copy of the CPU forms (kernels/cpu_isa.h), as
+// CONVOPS_CPU_ISA says: "auto" or unset (AVX2 where the CPU has it), "baseline", or
+// "avx2" (an error on a CPU without it). Read per call, like the engine; the tests run both.
+bool use_avx2();
 
 // Enough elements per task that waking another thread pays off.
 constexpr int64_t kElementGrain = 32768;

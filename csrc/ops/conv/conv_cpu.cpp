@@ -50,6 +50,18 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
   });
 }
 
+// The depthwise forms for this call: the AVX2 copy (float, double) where use_avx2(), else baseline.
+template <typename T, typename Acc>
+const kernels::DepthwiseCpuKernels<T, Acc>& depthwise_forms() {
+#ifdef CONVOPS_CPU_AVX2
+  if constexpr (std::is_same_v<T, Acc>) {
+    if (use_avx2()) return kernels::avx2_depthwise_kernels<T>();
+  }
+#endif
+  static const auto baseline = kernels::depthwise_cpu_kernels<T, Acc>();
+  return baseline;
+}
+
 // Depthwise: one plane (or, for the weight gradient, one channel) per task. The element
 // engine declines, so the tests also run depthwise problems through im2col + GEMM, the
 // path the GPU takes.
@@ -58,6 +70,7 @@ bool depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight, co
   if (use_element_engine()) return false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "convops::conv", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = depthwise_forms<scalar_t, acc_t>();
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
@@ -65,7 +78,7 @@ bool depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight, co
     const int64_t planes = output.numel() / g.cols_numel();
     at::parallel_for(0, planes, grain_for(g.cols_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.cols_numel());
-      for (int64_t p = begin; p < end; ++p) kernels::depthwise_forward_plane(in, w, b, out, acc.data(), g, p);
+      for (int64_t p = begin; p < end; ++p) forms.forward_plane(in, w, b, out, acc.data(), g, p);
     });
   });
   return true;
@@ -76,13 +89,14 @@ bool depthwise_backward_input_cpu(const at::Tensor& grad_output, const at::Tenso
   if (use_element_engine()) return false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "convops::conv_backward_input", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = depthwise_forms<scalar_t, acc_t>();
     const scalar_t* dy = grad_output.const_data_ptr<scalar_t>();
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     scalar_t* dx = grad_input.mutable_data_ptr<scalar_t>();
     const int64_t planes = grad_input.numel() / g.image_numel();
     at::parallel_for(0, planes, grain_for(g.cols_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.image_numel());
-      for (int64_t p = begin; p < end; ++p) kernels::depthwise_backward_input_plane(dy, w, dx, acc.data(), g, p);
+      for (int64_t p = begin; p < end; ++p) forms.backward_input_plane(dy, w, dx, acc.data(), g, p);
     });
   });
   return true;
@@ -93,12 +107,13 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
   if (use_element_engine()) return false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "convops::conv_backward_weight", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = depthwise_forms<scalar_t, acc_t>();
     const scalar_t* dy = grad_output.const_data_ptr<scalar_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     acc_t* dw = grad_weight.mutable_data_ptr<acc_t>();
     const int64_t batch = input.size(0), K = g.kernel_numel();
     at::parallel_for(0, g.channels, grain_for(batch * g.cols_numel() * K), [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) kernels::depthwise_backward_weight_channel(dy, x, dw + c * K, batch, g, c);
+      for (int64_t c = begin; c < end; ++c) forms.backward_weight_channel(dy, x, dw + c * K, batch, g, c);
     });
   });
   return true;

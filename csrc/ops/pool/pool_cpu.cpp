@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../cpu_engine.h"
+#include "../../kernels/pool_cpu.h"
 #include "pool.h"
 
 namespace convops {
@@ -33,11 +34,24 @@ struct PlaneBuffers {
   }
 };
 
+// The CPU forms for this call: the AVX2 copy (float, double) where use_avx2(), else baseline.
+template <typename T, typename Acc>
+const kernels::PoolCpuKernels<T, Acc>& cpu_forms() {
+#ifdef CONVOPS_CPU_AVX2
+  if constexpr (std::is_same_v<T, Acc>) {
+    if (use_avx2()) return kernels::avx2_pool_kernels<T>();
+  }
+#endif
+  static const auto baseline = kernels::pool_cpu_kernels<T, Acc>();
+  return baseline;
+}
+
 int64_t planes_of(const at::Tensor& t, int64_t plane_numel) { return t.numel() / plane_numel; }
 
 void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
@@ -52,7 +66,7 @@ void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indic
     }
     at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       PlaneBuffers<acc_t> buffers(g, true);
-      for (int64_t p = b; p < e; ++p) kernels::max_pool_plane<scalar_t, acc_t>(in, out, at_, g, buffers.view(), p);
+      for (int64_t p = b; p < e; ++p) forms.max_plane(in, out, at_, g, buffers.view(), p);
     });
   });
 }
@@ -61,6 +75,7 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
                            const PoolGeometry& g) {
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     const int64_t* at_ = indices.const_data_ptr<int64_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
@@ -72,7 +87,7 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
     }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       std::vector<acc_t> acc(g.image_numel());
-      for (int64_t p = b; p < e; ++p) kernels::max_pool_backward_plane<scalar_t, acc_t>(go, at_, gi, acc.data(), g, p);
+      for (int64_t p = b; p < e; ++p) forms.max_backward_plane(go, at_, gi, acc.data(), g, p);
     });
   });
 }
@@ -80,6 +95,7 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
 void avg_pool_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     if (use_element_engine()) {
@@ -90,7 +106,7 @@ void avg_pool_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometr
     }
     at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       PlaneBuffers<acc_t> buffers(g, false);
-      for (int64_t p = b; p < e; ++p) kernels::avg_pool_plane<scalar_t, acc_t>(in, out, g, buffers.view(), p);
+      for (int64_t p = b; p < e; ++p) forms.avg_plane(in, out, g, buffers.view(), p);
     });
   });
 }
@@ -98,6 +114,7 @@ void avg_pool_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometr
 void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     if (use_element_engine()) {
@@ -108,7 +125,7 @@ void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input
     }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       PlaneBuffers<acc_t> buffers(g, false);
-      for (int64_t p = b; p < e; ++p) kernels::avg_pool_backward_plane<scalar_t, acc_t>(go, gi, g, buffers.view(), p);
+      for (int64_t p = b; p < e; ++p) forms.avg_backward_plane(go, gi, g, buffers.view(), p);
     });
   });
 }
@@ -116,6 +133,7 @@ void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input
 void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::global_avg_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t N = input.size(0), C = input.size(1), S = input.size(2);
@@ -126,12 +144,12 @@ void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
       });
     } else if (ss == 1 && sc == S && sn == C * S) {  // dense NCHW: plane i starts at i * S
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::plane_mean<scalar_t, acc_t>(in + i * S, S));
+        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(forms.plane_mean(in + i * S, S));
       });
     } else if (sc == 1 && ss == C) {  // channels_last: rows of C channels
       at::parallel_for(0, N, grain_for(S * C), [&](int64_t b, int64_t e) {
         std::vector<acc_t> acc(C);
-        for (int64_t n = b; n < e; ++n) kernels::image_channel_means<scalar_t, acc_t>(in + n * sn, out + n * C, acc.data(), C, S);
+        for (int64_t n = b; n < e; ++n) forms.image_channel_means(in + n * sn, out + n * C, acc.data(), C, S);
       });
     } else {  // any other strides: the element form reads through them
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
@@ -158,6 +176,7 @@ void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& in
   }
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const int64_t C = channels_of(input);
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
@@ -166,7 +185,7 @@ void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& in
       std::vector<acc_t> best(C);
       std::vector<kernels::PlanePos<acc_t>> best_at(C);
       for (int64_t p = b; p < e; ++p) {
-        kernels::max_pool_cl_position<scalar_t, acc_t>(in, out, at_, best.data(), best_at.data(), C, g, p);
+        forms.max_cl_position(in, out, at_, best.data(), best_at.data(), C, g, p);
       }
     });
   });
@@ -182,13 +201,14 @@ void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& i
   }
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const int64_t C = channels_of(grad_output);
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     const int64_t* at_ = indices.const_data_ptr<int64_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
       std::vector<acc_t> acc(g.image_numel() * C);
-      for (int64_t n = b; n < e; ++n) kernels::max_pool_backward_cl_image<scalar_t, acc_t>(go, at_, gi, acc.data(), C, g, n);
+      for (int64_t n = b; n < e; ++n) forms.max_backward_cl_image(go, at_, gi, acc.data(), C, g, n);
     });
   });
 }
@@ -202,13 +222,14 @@ void avg_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeom
   }
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const int64_t C = channels_of(input);
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t rows = output.numel() / (C * g.out[2]);
     at::parallel_for(0, rows, grain_for(C * g.out[2] * g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
       std::vector<acc_t> sum(C);
-      for (int64_t r = b; r < e; ++r) kernels::avg_pool_cl_row<scalar_t, acc_t>(in, out, sum.data(), C, g, r);
+      for (int64_t r = b; r < e; ++r) forms.avg_cl_row(in, out, sum.data(), C, g, r);
     });
   });
 }
@@ -222,12 +243,13 @@ void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_in
   }
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const int64_t C = channels_of(grad_output);
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
       std::vector<acc_t> acc(g.image_numel() * C), share(C);
-      for (int64_t n = b; n < e; ++n) kernels::avg_pool_backward_cl_image<scalar_t, acc_t>(go, gi, acc.data(), share.data(), C, g, n);
+      for (int64_t n = b; n < e; ++n) forms.avg_backward_cl_image(go, gi, acc.data(), share.data(), C, g, n);
     });
   });
 }
