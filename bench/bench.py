@@ -1,49 +1,66 @@
 """`make bench`: convops against torch's native ops on the same input, in the same
 process, interleaved, minimum of many repeats; ratio = torch time / convops time
 (above 1: convops is faster). Forward and forward+backward, 1 and 2 threads.
-Writes the table to JSON. Shapes: DESIGN.md section 5 and the zoo's conv layers."""
+Also: a training step of zoo models (convops layers vs torch.nn layers, same weights), and
+the peak memory of each convolution forward (each side in a fresh process, ratio
+convops / torch, target <= 1.5). Writes the table to JSON. Shapes: DESIGN.md section 5,
+the zoo's conv layers and issue #6's targets."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
 import torch
 import torch.nn.functional as tF
 
+import convops
 import convops.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import models  # noqa: E402  (the zoo, from the repository root)
+
 # (name, ours, theirs, input shape, weight shape, kwargs, target fwd, target fwd+bwd)
-# Targets are the speedups issue #2 asks of the conv family for now (>= 0.5 on the ResNet shapes);
-# rows without a target are measured only. Forward runs without autograd (as inference does, so
-# torch's max pooling computes no indices either), forward+backward with it.
+# Targets are issue #6's speedups; rows without a target are measured only. Forward runs
+# without autograd (as inference does, so torch's max pooling computes no indices either),
+# forward+backward with it.
 CONV_CASES = [
-    ("conv3x3 64ch 56x56 N8", F.conv2d, tF.conv2d, (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), 0.5, 0.5),
-    ("conv3x3 256ch 14x14 N8", F.conv2d, tF.conv2d, (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), 0.5, 0.5),
-    ("conv1x1 256->64 56x56 N8", F.conv2d, tF.conv2d, (8, 256, 56, 56), (64, 256, 1, 1), {}, 0.5, 0.5),
+    ("conv3x3 64ch 56x56 N8", F.conv2d, tF.conv2d, (8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), 0.8, 0.7),
+    ("conv3x3 256ch 14x14 N8", F.conv2d, tF.conv2d, (8, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), 0.8, 0.7),
+    ("conv1x1 256->64 56x56 N8", F.conv2d, tF.conv2d, (8, 256, 56, 56), (64, 256, 1, 1), {}, 0.9, 0.8),
     ("depthwise3x3 64ch 56x56 N8", F.conv2d, tF.conv2d, (8, 64, 56, 56), (64, 1, 3, 3),
-     dict(padding=1, groups=64), None, None),
+     dict(padding=1, groups=64), 1.0, 1.0),
     ("grouped3x3 g8 128ch 28x28 N8", F.conv2d, tF.conv2d, (8, 128, 28, 28), (128, 16, 3, 3),
-     dict(padding=1, groups=8), None, None),
+     dict(padding=1, groups=8), 1.0, 1.0),
     ("dilated3x3 d2 64ch 56x56 N8", F.conv2d, tF.conv2d, (8, 64, 56, 56), (64, 64, 3, 3),
-     dict(padding=2, dilation=2), None, None),
-    ("conv1d k5 64ch L4096 N8", F.conv1d, tF.conv1d, (8, 64, 4096), (64, 64, 5), dict(padding=2), None, None),
+     dict(padding=2, dilation=2), 0.8, 0.7),
+    ("conv1d k5 64ch L4096 N8", F.conv1d, tF.conv1d, (8, 64, 4096), (64, 64, 5), dict(padding=2), 0.8, 0.7),
     ("conv_transpose2d 64->32 s2 28x28 N8", F.conv_transpose2d, tF.conv_transpose2d, (8, 64, 28, 28),
-     (64, 32, 4, 4), dict(stride=2, padding=1), None, None),
+     (64, 32, 4, 4), dict(stride=2, padding=1), 0.8, 0.7),
     ("conv3d 3x3x3 32ch 16^3 N2", F.conv3d, tF.conv3d, (2, 32, 16, 16, 16), (32, 32, 3, 3, 3), dict(padding=1),
-     None, None),
+     0.7, 0.6),
     ("LeNet conv1 1->6 5x5 28x28 N64", F.conv2d, tF.conv2d, (64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2),
-     None, None),
-    ("LeNet conv2 6->16 5x5 14x14 N64", F.conv2d, tF.conv2d, (64, 6, 14, 14), (16, 6, 5, 5), {}, None, None),
+     1.0, 1.0),
+    ("LeNet conv2 6->16 5x5 14x14 N64", F.conv2d, tF.conv2d, (64, 6, 14, 14), (16, 6, 5, 5), {}, 1.0, 1.0),
     ("AlexNet conv1 3->64 11x11 s4 224 N4", F.conv2d, tF.conv2d, (4, 3, 224, 224), (64, 3, 11, 11),
      dict(stride=4, padding=2), None, None),
     ("ResNet stem 3->64 7x7 s2 224 N4", F.conv2d, tF.conv2d, (4, 3, 224, 224), (64, 3, 7, 7),
      dict(stride=2, padding=3), None, None),
 ]
 
+# Training steps of zoo models: (name, builder, input shape, target). The convops model and the
+# torch.nn one start from the same weights; a step is forward, cross-entropy, backward, SGD.
+MODEL_CASES = [
+    ("train step LeNet-5 N64", lambda backend: models.lenet5(backend=backend), (64, 1, 28, 28), 1.0),
+    ("train step ResNet-18 32x32 N32", lambda backend: models.resnet18(num_classes=10, backend=backend),
+     (32, 3, 32, 32), 0.8),
+]
+
+PEAK_MEMORY_TARGET = 1.5  # convops' peak memory of a conv forward, at most this times torch's
 
 # Pooling: (name, ours, theirs, input shape, memory format, target fwd, target fwd+bwd); issue #3's targets.
 CL2, CL3, NCHW = torch.channels_last, torch.channels_last_3d, torch.contiguous_format
@@ -111,6 +128,25 @@ def pool_step(fn, x, backward: bool):
     return step
 
 
+def train_step(model, x, labels):
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), labels).backward()
+        optimizer.step()
+    return step
+
+
+def _model_cases(gen):
+    for name, build, xs, target in MODEL_CASES:
+        ours, theirs = build("convops"), build("torch")
+        theirs.load_state_dict(ours.state_dict())
+        x = torch.randn(xs, generator=gen)
+        labels = torch.randint(0, 10, (xs[0],), generator=gen)
+        yield name, train_step(ours, x, labels), train_step(theirs, x, labels), target
+
+
 def _cases(gen):
     """(name, step(ours|theirs, backward) maker, target fwd, target fwd+bwd) for every bench case."""
     for name, ours, theirs, xs, ws, kwargs, target_f, target_fb in CONV_CASES:
@@ -125,9 +161,23 @@ def _cases(gen):
         yield name, (lambda fn, bwd, x=x: pool_step(fn, x, bwd)), ours, theirs, target_f, target_fb
 
 
+def _row(name, pass_, threads, t_torch, t_ours, target):
+    ratio = t_torch / t_ours
+    return dict(case=name, pass_=pass_, threads=threads, torch_ms=t_torch * 1e3, convops_ms=t_ours * 1e3,
+                speedup=ratio, target=target, below_target=target is not None and ratio < target)
+
+
 def run(threads_list, repeats, min_seconds, only):
     rows = []
     gen = torch.Generator().manual_seed(0)
+    for name, ours, theirs, target in _model_cases(gen):
+        if only and only not in name:
+            continue
+        for threads in threads_list:
+            torch.set_num_threads(threads)
+            t_torch, t_ours = measure(ours, theirs, max(3, repeats // 3), min_seconds)
+            rows.append(_row(name, "train", threads, t_torch, t_ours, target))
+            print_row(rows[-1])
     for name, make_step, ours, theirs, target_f, target_fb in _cases(gen):
         if only and only not in name:
             continue
@@ -137,12 +187,64 @@ def run(threads_list, repeats, min_seconds, only):
                 with torch.set_grad_enabled(backward):
                     t_torch, t_ours = measure(make_step(ours, backward), make_step(theirs, backward), repeats,
                                               min_seconds)
-                ratio = t_torch / t_ours
-                row = dict(case=name, pass_="fwd+bwd" if backward else "fwd", threads=threads,
-                           torch_ms=t_torch * 1e3, convops_ms=t_ours * 1e3, speedup=ratio, target=target,
-                           below_target=target is not None and ratio < target)
-                rows.append(row)
-                print_row(row)
+                rows.append(_row(name, "fwd+bwd" if backward else "fwd", threads, t_torch, t_ours, target))
+                print_row(rows[-1])
+    return rows
+
+
+# ---------------------------------------------------------------- peak memory
+# Each side runs one forward of a conv case in a fresh process (so neither inherits the
+# other's freed pages); the cost is the rise of the process's peak resident set (VmHWM)
+# over what it held with the inputs in place.
+
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak_rss_kb():
+    """Resets the peak to what the process holds now (Linux clear_refs 5); returns it."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kb("VmRSS")
+
+
+def _peak_memory_child(case_name, side):
+    torch.set_num_threads(1)
+    name, ours, theirs, xs, ws, kwargs, _, _ = next(c for c in CONV_CASES if c[0] == case_name)
+    fn = ours if side == "convops" else theirs
+    out_channels = ws[1] * kwargs.get("groups", 1) if "transpose" in name else ws[0]
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(xs, generator=gen), torch.randn(ws, generator=gen), torch.randn(out_channels, generator=gen)
+    with torch.no_grad():  # one-time set-up (thread pools, oneDNN) on an input the size of the kernel
+        fn(torch.randn(1, xs[1], *ws[2:], generator=gen), w, b, **kwargs)
+    before = _reset_peak_rss_kb()
+    with torch.no_grad():
+        out = fn(x, w, b, **kwargs)
+    print(json.dumps(dict(peak_kb=_status_kb("VmHWM") - before, output_kb=out.numel() * out.element_size() // 1024)))
+
+
+def peak_memory(only):
+    rows = []
+    for case in CONV_CASES:
+        name = case[0]
+        if only and only not in name:
+            continue
+        peaks = {}
+        for side in ("torch", "convops"):
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--peak-memory-child", name, side],
+                                  capture_output=True, text=True, check=True)
+            peaks[side] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_kb"]
+        ratio = peaks["convops"] / max(peaks["torch"], 1)
+        rows.append(dict(case=name, torch_mib=peaks["torch"] / 1024, convops_mib=peaks["convops"] / 1024,
+                         ratio=ratio, target=PEAK_MEMORY_TARGET, above_target=ratio > PEAK_MEMORY_TARGET))
+        r = rows[-1]
+        flag = "  ABOVE TARGET" if r["above_target"] else ""
+        print(f"{name:<44} {r['torch_mib']:>9.1f} {r['convops_mib']:>11.1f} {ratio:>7.2f}x "
+              f"{'<=' + format(PEAK_MEMORY_TARGET, '.1f'):>7}{flag}", flush=True)
     return rows
 
 
@@ -164,16 +266,30 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--min-seconds", type=float, default=1.0, help="stop repeating a case after this long")
     parser.add_argument("--only", default="", help="run only cases whose name contains this")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    parser.add_argument("--peak-memory-child", nargs=2, metavar=("CASE", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    if args.peak_memory_child:
+        _peak_memory_child(*args.peak_memory_child)
+        return
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"convops CPU forms: {convops._C.cpu_isa()}")
     print_header()
     rows = run(args.threads, args.repeats, args.min_seconds, args.only)
+    memory = []
+    if not args.no_memory:
+        print(f"\n{'peak memory of one conv forward (1 thread)':<44} {'torch MiB':>9} {'convops MiB':>11} "
+              f"{'ratio':>8} {'target':>7}")
+        memory = peak_memory(args.only)
     meta = dict(torch=torch.__version__, machine=platform.machine(), cpus=os.cpu_count(),
-                python=sys.version.split()[0], when=time.strftime("%Y-%m-%d %H:%M:%S"))
+                cpu_isa=convops._C.cpu_isa(), python=sys.version.split()[0],
+                when=time.strftime("%Y-%m-%d %H:%M:%S"))
     with open(args.out, "w") as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+        json.dump(dict(meta=meta, rows=rows, peak_memory=memory), f, indent=1)
     below = [r for r in rows if r["below_target"]]
-    print(f"\n{len(rows)} rows, {len(below)} below target; written to {args.out}")
+    above = [r for r in memory if r["above_target"]]
+    print(f"\n{len(rows)} rows, {len(below)} below target; {len(memory)} memory rows, {len(above)} above target; "
+          f"written to {args.out}")
 
 
 if __name__ == "__main__":

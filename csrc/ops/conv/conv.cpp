@@ -18,8 +18,10 @@ namespace convops {
 namespace ops {
 namespace {
 
-// Upper bound on the column buffer of one batch chunk, in elements (16 MiB of float, about L3).
-constexpr int64_t kColumnBufferElements = int64_t(1) << 22;
+// Upper bound on the column buffer of one batch chunk, in elements (256 KiB of float, in L2),
+// unless one image needs more: it keeps the peak memory of a convolution near torch's (make bench
+// measures it) and the columns in cache between im2col and the GEMM.
+constexpr int64_t kColumnBufferElements = int64_t(1) << 16;
 
 const ColumnKernels& column_kernels(const char* op, const at::Tensor& t) {
   return DeviceTable<ColumnKernels>::get(op, t);
