@@ -9,6 +9,8 @@
 // Compiled once per instruction set (cpu_isa.h): this code lives in the inline namespace
 // CONVOPS_CPU_ISA, so the baseline and the AVX2 copies never merge at link time.
 #pragma once
+#include <type_traits>
+
 #include "cpu_isa.h"
 #include "pool.h"
 
@@ -250,6 +252,24 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
   }
 }
 
+// Where a gradient accumulates: in the output itself when it has the accumulator's type
+// (no extra pass), else in the scratch `acc`, converted by store_accumulated.
+template <typename T, typename Acc>
+inline Acc* accumulator(T* out, Acc* acc) {
+  if constexpr (std::is_same<T, Acc>::value) {
+    return out;
+  } else {
+    return acc;
+  }
+}
+
+template <typename T, typename Acc>
+inline void store_accumulated(const Acc* sum, T* out, int64_t count) {
+  if constexpr (!std::is_same<T, Acc>::value) {
+    for (int64_t i = 0; i < count; ++i) out[i] = static_cast<T>(sum[i]);
+  }
+}
+
 // Whether output o of a plane (flat in O0*O1*O2) has a max window with no tap inside.
 inline bool output_outside(const PoolGeometry& g, int64_t o) {
   int64_t c[kMaxSpatial];
@@ -264,17 +284,18 @@ template <typename T, typename Acc>
 inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
                                     const PoolGeometry& g, int64_t plane) {
   const int64_t X = g.image_numel(), O = g.out_numel();
-  for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
+  T* dst = grad_input + plane * X;
+  Acc* sum = accumulator(dst, acc);
+  for (int64_t x = 0; x < X; ++x) sum[x] = Acc(0);
   const T* go = grad_output + plane * O;
   const int64_t* at = argmax + plane * O;
   const bool any_outside = g.any_window_outside();
   for (int64_t o = 0; o < O; ++o) {
     if (at[o] < 0 || at[o] >= X) continue;  // not a position of this plane: reaches no input
     if (any_outside && output_outside(g, o)) continue;
-    acc[at[o]] += static_cast<Acc>(go[o]);
+    sum[at[o]] += static_cast<Acc>(go[o]);
   }
-  T* dst = grad_input + plane * X;
-  for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
+  store_accumulated(sum, dst, X);
 }
 
 // Average-pool gradient of plane `plane`, owned by this call: the adjoint of the forward
@@ -415,7 +436,9 @@ template <typename T, typename Acc>
 inline void max_pool_backward_cl_image(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
                                        int64_t channels, const PoolGeometry& g, int64_t n) {
   const int64_t X = g.image_numel(), O = g.out_numel();
-  for (int64_t i = 0; i < X * channels; ++i) acc[i] = Acc(0);
+  T* dst = grad_input + n * X * channels;
+  Acc* sum = accumulator(dst, acc);
+  for (int64_t i = 0; i < X * channels; ++i) sum[i] = Acc(0);
   const T* go = grad_output + n * O * channels;
   const int64_t* at = argmax + n * O * channels;
   const bool any_outside = g.any_window_outside();
@@ -423,18 +446,19 @@ inline void max_pool_backward_cl_image(const T* grad_output, const int64_t* argm
     if (any_outside && output_outside(g, o)) continue;  // see max_pool_backward_plane
     for (int64_t c = 0; c < channels; ++c) {
       const int64_t x = at[o * channels + c];
-      if (x >= 0 && x < X) acc[x * channels + c] += static_cast<Acc>(go[o * channels + c]);
+      if (x >= 0 && x < X) sum[x * channels + c] += static_cast<Acc>(go[o * channels + c]);
     }
   }
-  T* dst = grad_input + n * X * channels;
-  for (int64_t i = 0; i < X * channels; ++i) dst[i] = static_cast<T>(acc[i]);
+  store_accumulated(sum, dst, X * channels);
 }
 
 template <typename T, typename Acc>
 inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc* acc, Acc* share, int64_t channels,
                                        const PoolGeometry& g, int64_t n) {
   const int64_t X = g.image_numel();
-  for (int64_t i = 0; i < X * channels; ++i) acc[i] = Acc(0);
+  T* dst = grad_input + n * X * channels;
+  Acc* sum = accumulator(dst, acc);
+  for (int64_t i = 0; i < X * channels; ++i) sum[i] = Acc(0);
   for (int64_t o = 0; o < g.out_numel(); ++o) {
     int64_t nn, o0, o1, o2, lo0, hi0, lo1, hi1, lo2, hi2;
     cl_output_coords(g, n * g.out_numel() + o, &nn, &o0, &o1, &o2);
@@ -448,15 +472,14 @@ inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc*
     for (int64_t x0 = lo0; x0 < hi0; ++x0) {
       for (int64_t x1 = lo1; x1 < hi1; ++x1) {
         for (int64_t x2 = lo2; x2 < hi2; ++x2) {
-          Acc* __restrict__ row = acc + ((x0 * g.image[1] + x1) * g.image[2] + x2) * channels;
+          Acc* __restrict__ row = sum + ((x0 * g.image[1] + x1) * g.image[2] + x2) * channels;
 #pragma omp simd
           for (int64_t c = 0; c < channels; ++c) row[c] += share[c];
         }
       }
     }
   }
-  T* dst = grad_input + n * X * channels;
-  for (int64_t i = 0; i < X * channels; ++i) dst[i] = static_cast<T>(acc[i]);
+  store_accumulated(sum, dst, X * channels);
 }
 
 // ---------------------------------------------------------------- global average pooling
