@@ -190,3 +190,33 @@ def test_reduced_precision_accumulates_in_float(dtype, spatial):
     tol = 1e-2 if dtype == torch.float16 else 8e-2
     torch.testing.assert_close(xr.grad.float(), x32.grad, rtol=tol, atol=tol)
     torch.testing.assert_close(wr.grad.float(), w32.grad, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+@pytest.mark.parametrize("size,kernel,groups", [
+    ((5, 5), (3, 3), 1),      # 25 positions per image: the images of a chunk share one GEMM per group
+    ((5, 5), (3, 3), 2),
+    ((1, 1), (3, 3), 4),      # 1 position (ResNet's last stage on 32x32 inputs)
+    ((12, 12), (3, 3), 1),    # 144 positions: per-image GEMMs, batched in one call
+    ((12, 12), (1, 1), 2),    # pointwise: the input is its own columns
+    ((40, 40), (3, 3), 2),    # GEMMs large enough for one call per image
+])
+def test_every_gemm_plan_matches_torch(engine, size, kernel, groups):
+    """The orchestration picks a GEMM plan by problem size (csrc/ops/conv/conv.cpp chunk_plan);
+    each, with batches that do not divide into chunks evenly, forward and both gradients."""
+    gen = torch.Generator().manual_seed(7)
+    x = integer_tensor((37, 4 * groups, *size), torch.float64, generator=gen)
+    w = integer_tensor((6 * groups, 4, *kernel), torch.float64, generator=gen)
+    b = integer_tensor((6 * groups,), torch.float64, generator=gen)
+    padding = kernel[0] // 2
+    with cpu_engine(engine):
+        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+        out = F.conv2d(*leaves, padding=padding, groups=groups)
+        grad = integer_tensor(out.shape, torch.float64, generator=gen)
+        out.backward(grad)
+    ref_leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref = tF.conv2d(*ref_leaves, padding=padding, groups=groups)
+    ref.backward(grad)
+    exact(out, ref)
+    for ours, theirs in zip(leaves, ref_leaves):
+        exact(ours.grad, theirs.grad)

@@ -18,19 +18,6 @@ namespace convops {
 namespace kernels {
 inline namespace CONVOPS_CPU_ISA {
 
-// For each innermost tap k2: the output positions whose read lands inside the row,
-// [first, last), and the read offset, found once per plane instead of once per row.
-struct InnerTaps {
-  std::vector<int64_t> first, last, offset;
-  explicit InnerTaps(const ColumnGeometry& g) : first(g.kernel[2]), last(g.kernel[2]), offset(g.kernel[2]) {
-    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-      first[k2] = min64(g.first_valid(2, k2), g.cols[2]);
-      last[k2] = max64(g.last_valid(2, k2), first[k2]);
-      offset[k2] = k2 * g.dil[2] - g.pad[2];
-    }
-  }
-};
-
 // Calls visit(out_row, in_row, tap) for every output row (l0, l1) and every outer tap
 // (k0, k1) whose input row lies inside the image: out_row = l0*L1 + l1,
 // in_row = x0*X1 + x1, tap = (k0*K1 + k1)*K2, the first weight of that tap row.
@@ -60,13 +47,13 @@ inline void depthwise_forward_plane(const T* input, const T* weight, const T* bi
   const T* src = input + plane * g.image_numel();
   const Acc start = bias != nullptr ? static_cast<Acc>(bias[c]) : Acc(0);
   for (int64_t l = 0; l < L; ++l) acc[l] = start;
-  const InnerTaps taps(g);
+  const TapRanges taps(g);
   for_each_tap_row(g, [&](int64_t out_row, int64_t in_row, int64_t tap) {
     const T* row = src + in_row * X2;
     Acc* to = acc + out_row * L2;
     for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
       const Acc wv = static_cast<Acc>(w[tap + k2]);
-      const int64_t first = taps.first[k2], last = taps.last[k2], offset = taps.offset[k2];
+      const int64_t first = taps.first[2][k2], last = taps.last[2][k2], offset = k2 * g.dil[2] - g.pad[2];
       if (s2 == 1) {
         const T* from = row + first + offset;
 #pragma omp simd
@@ -89,13 +76,13 @@ inline void depthwise_backward_input_plane(const T* grad_output, const T* weight
   const T* w = weight + c * g.kernel_numel();
   const T* dy_plane = grad_output + plane * g.cols_numel();
   for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
-  const InnerTaps taps(g);
+  const TapRanges taps(g);
   for_each_tap_row(g, [&](int64_t out_row, int64_t in_row, int64_t tap) {
     const T* dy = dy_plane + out_row * L2;
     Acc* row = acc + in_row * X2;
     for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
       const Acc wv = static_cast<Acc>(w[tap + k2]);
-      const int64_t first = taps.first[k2], last = taps.last[k2], offset = taps.offset[k2];
+      const int64_t first = taps.first[2][k2], last = taps.last[2][k2], offset = k2 * g.dil[2] - g.pad[2];
       if (s2 == 1) {
         Acc* to = row + first + offset;
 #pragma omp simd
@@ -116,7 +103,7 @@ inline void depthwise_backward_weight_channel(const T* grad_output, const T* inp
                                               const ColumnGeometry& g, int64_t c) {
   const int64_t L2 = g.cols[2], X2 = g.image[2], s2 = g.stride[2];
   for (int64_t k = 0; k < g.kernel_numel(); ++k) dw[k] = Acc(0);
-  const InnerTaps taps(g);
+  const TapRanges taps(g);
   for (int64_t n = 0; n < batch; ++n) {
     const int64_t plane = n * g.channels + c;
     const T* src = input + plane * g.image_numel();
@@ -125,7 +112,7 @@ inline void depthwise_backward_weight_channel(const T* grad_output, const T* inp
       const T* row = src + in_row * X2;
       const T* dy = dy_plane + out_row * L2;
       for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-        const int64_t first = taps.first[k2], last = taps.last[k2], offset = taps.offset[k2];
+        const int64_t first = taps.first[2][k2], last = taps.last[2][k2], offset = k2 * g.dil[2] - g.pad[2];
         Acc sum = Acc(0);
         if (s2 == 1) {
           const T* from = row + first + offset;

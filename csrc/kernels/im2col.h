@@ -14,6 +14,10 @@
 // call, which sums every column entry that came from it. No atomics, so the
 // result is deterministic on every device.
 #pragma once
+#ifndef __CUDACC__
+#include <vector>
+#endif
+
 #include "common.h"
 
 namespace convops {
@@ -85,39 +89,71 @@ CONVOPS_HOST_DEVICE inline Acc col2im_element(const T* columns, const ColumnGeom
   return sum;
 }
 
-// One row of the columns, all L output positions of one (plane, kernel tap):
-// row in [0, B * C*K). The tap is decoded once; the innermost loop is a copy.
+#ifndef __CUDACC__
+// ---------------------------------------------------------------- CPU forms
+// For every kernel tap k along each dim d, the output positions whose read lands inside
+// the image: [first[d][k], last[d][k]) (first == last when none). Found once per call,
+// not once per row: they cost integer divisions, which dominate small images.
+struct TapRanges {
+  std::vector<int64_t> first[kMaxSpatial], last[kMaxSpatial];
+  explicit TapRanges(const ColumnGeometry& g) {
+    for (int d = 0; d < kMaxSpatial; ++d) {
+      first[d].resize(g.kernel[d]);
+      last[d].resize(g.kernel[d]);
+      for (int64_t k = 0; k < g.kernel[d]; ++k) {
+        first[d][k] = min64(g.first_valid(d, k), g.cols[d]);
+        last[d][k] = max64(g.last_valid(d, k), first[d][k]);
+      }
+    }
+  }
+};
+
+// Rows [begin, end) of the columns, each all L output positions of one (plane, kernel
+// tap), row in [0, B * C*K). The first row's tap is decoded once, then counted on; the
+// innermost loop is a copy.
 template <typename T>
-inline void im2col_row(const T* image, T* columns, const ColumnGeometry& g, int64_t row) {
-  int64_t r = row;
-  const int64_t k2 = r % g.kernel[2]; r /= g.kernel[2];
-  const int64_t k1 = r % g.kernel[1]; r /= g.kernel[1];
-  const int64_t k0 = r % g.kernel[0]; r /= g.kernel[0];
-  const int64_t plane = r;
-  const T* src_plane = image + plane * g.image_numel();
-  T* dst = columns + row * g.cols_numel();
-  const int64_t first2 = min64(g.first_valid(2, k2), g.cols[2]);
-  const int64_t last2 = max64(g.last_valid(2, k2), first2);
-  const int64_t s2 = g.stride[2], offset2 = k2 * g.dil[2] - g.pad[2];
-  for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
-    const int64_t x0 = g.source(0, l0, k0);
-    for (int64_t l1 = 0; l1 < g.cols[1]; ++l1, dst += g.cols[2]) {
-      const int64_t x1 = g.source(1, l1, k1);
-      if (x0 < 0 || x0 >= g.image[0] || x1 < 0 || x1 >= g.image[1]) {
-        for (int64_t l2 = 0; l2 < g.cols[2]; ++l2) dst[l2] = T(0);
-        continue;
-      }
-      const T* src = src_plane + (x0 * g.image[1] + x1) * g.image[2];
-      for (int64_t l2 = 0; l2 < first2; ++l2) dst[l2] = T(0);
-      if (s2 == 1) {
-        const T* from = src + first2 + offset2;  // contiguous when the stride is 1
-        T* to = dst + first2;
+inline void im2col_rows(const T* image, T* columns, const ColumnGeometry& g, const TapRanges& taps, int64_t begin,
+                        int64_t end) {
+  int64_t rest = begin;
+  int64_t k2 = rest % g.kernel[2]; rest /= g.kernel[2];
+  int64_t k1 = rest % g.kernel[1]; rest /= g.kernel[1];
+  int64_t k0 = rest % g.kernel[0];
+  int64_t plane = rest / g.kernel[0];
+  const int64_t s2 = g.stride[2], L2 = g.cols[2];
+  T* dst = columns + begin * g.cols_numel();
+  for (int64_t row = begin; row < end; ++row) {
+    const T* src_plane = image + plane * g.image_numel();
+    const int64_t first0 = taps.first[0][k0], last0 = taps.last[0][k0];
+    const int64_t first1 = taps.first[1][k1], last1 = taps.last[1][k1];
+    const int64_t first2 = taps.first[2][k2], last2 = taps.last[2][k2], offset2 = k2 * g.dil[2] - g.pad[2];
+    for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
+      for (int64_t l1 = 0; l1 < g.cols[1]; ++l1, dst += L2) {
+        if (l0 < first0 || l0 >= last0 || l1 < first1 || l1 >= last1) {
+          for (int64_t l2 = 0; l2 < L2; ++l2) dst[l2] = T(0);
+          continue;
+        }
+        const T* src = src_plane + (g.source(0, l0, k0) * g.image[1] + g.source(1, l1, k1)) * g.image[2];
+        for (int64_t l2 = 0; l2 < first2; ++l2) dst[l2] = T(0);
+        if (s2 == 1) {
+          const T* from = src + first2 + offset2;  // contiguous when the stride is 1
+          T* to = dst + first2;
 #pragma omp simd
-        for (int64_t i = 0; i < last2 - first2; ++i) to[i] = from[i];
-      } else {
-        for (int64_t l2 = first2; l2 < last2; ++l2) dst[l2] = src[l2 * s2 + offset2];
+          for (int64_t i = 0; i < last2 - first2; ++i) to[i] = from[i];
+        } else {
+          for (int64_t l2 = first2; l2 < last2; ++l2) dst[l2] = src[l2 * s2 + offset2];
+        }
+        for (int64_t l2 = last2; l2 < L2; ++l2) dst[l2] = T(0);
       }
-      for (int64_t l2 = last2; l2 < g.cols[2]; ++l2) dst[l2] = T(0);
+    }
+    if (++k2 == g.kernel[2]) {
+      k2 = 0;
+      if (++k1 == g.kernel[1]) {
+        k1 = 0;
+        if (++k0 == g.kernel[0]) {
+          k0 = 0;
+          ++plane;
+        }
+      }
     }
   }
 }
@@ -126,19 +162,19 @@ inline void im2col_row(const T* image, T* columns, const ColumnGeometry& g, int6
 // values, zeroed here. The plane is owned by one call, which adds every column entry
 // read from it in a fixed order: deterministic, and no two calls write the same place.
 template <typename T, typename Acc>
-inline void col2im_plane(const T* columns, T* image, Acc* acc, const ColumnGeometry& g, int64_t plane) {
+inline void col2im_plane(const T* columns, T* image, Acc* acc, const ColumnGeometry& g, const TapRanges& taps,
+                         int64_t plane) {
   const int64_t X = g.image_numel(), L = g.cols_numel(), K = g.kernel_numel();
   for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
   const T* src = columns + plane * K * L;
+  const int64_t s2 = g.stride[2];
   for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
     for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
       for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2, src += L) {
-        const int64_t first2 = min64(g.first_valid(2, k2), g.cols[2]);
-        const int64_t last2 = max64(g.last_valid(2, k2), first2);
-        const int64_t s2 = g.stride[2], offset2 = k2 * g.dil[2] - g.pad[2];
-        for (int64_t l0 = g.first_valid(0, k0); l0 < g.last_valid(0, k0); ++l0) {
+        const int64_t first2 = taps.first[2][k2], last2 = taps.last[2][k2], offset2 = k2 * g.dil[2] - g.pad[2];
+        for (int64_t l0 = taps.first[0][k0]; l0 < taps.last[0][k0]; ++l0) {
           const int64_t x0 = g.source(0, l0, k0);
-          for (int64_t l1 = g.first_valid(1, k1); l1 < g.last_valid(1, k1); ++l1) {
+          for (int64_t l1 = taps.first[1][k1]; l1 < taps.last[1][k1]; ++l1) {
             const int64_t x1 = g.source(1, l1, k1);
             const T* from = src + (l0 * g.cols[1] + l1) * g.cols[2];
             Acc* to = acc + (x0 * g.image[1] + x1) * g.image[2];
@@ -158,6 +194,7 @@ inline void col2im_plane(const T* columns, T* image, Acc* acc, const ColumnGeome
   T* dst = image + plane * X;
   for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
 }
+#endif  // __CUDACC__
 
 }  // namespace kernels
 }  // namespace convops

@@ -161,6 +161,37 @@ void batched_mm(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, int64
   }
 }
 
+// Below this many output positions per image, per-image GEMMs are too thin to run well:
+// the images of a chunk then sit side by side in one GEMM per group, at least
+// kFoldWidth columns wide (the chunk grows past the column bound for that, which stays small).
+constexpr int64_t kFoldBelow = 100;
+constexpr int64_t kFoldWidth = 512;
+
+// How a problem's batch is cut into chunks and multiplied.
+struct ChunkPlan {
+  int64_t size;   // images per chunk
+  bool fold;      // one GEMM per group over the chunk's images side by side
+  bool one_call;  // else: per-image GEMMs as one batched call (small ones) or one call each
+};
+
+ChunkPlan chunk_plan(const ConvProblem& p) {
+  const int64_t L = p.g.cols_numel();
+  ChunkPlan plan{chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L), L < kFoldBelow, small_gemms(p)};
+  if (plan.fold) plan.size = std::max(plan.size, std::min(p.batch, kernels::ceil_div(kFoldWidth, L)));
+  return plan;
+}
+
+// (b, G*R, L) per image -> (G, R, b*L) contiguous: the images side by side, so that one GEMM
+// per group covers the chunk. A copy, small next to that GEMM when L is small.
+at::Tensor fold_batch(const at::Tensor& t, int64_t b, int64_t groups, int64_t L) {
+  return t.reshape({b, groups, -1, L}).permute({1, 2, 0, 3}).reshape({groups, -1, b * L});
+}
+
+// (G, R, b*L) -> a (b, G, R, L) view, to copy back image by image.
+at::Tensor unfold_batch(const at::Tensor& t, int64_t b, int64_t L) {
+  return t.view({t.size(0), t.size(1), b, L}).permute({2, 0, 1, 3});
+}
+
 // Columns of a contiguous image chunk; a 1x1, stride-1, unpadded kernel needs no copy.
 at::Tensor columns_of(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& x, at::Tensor& buffer) {
   const int64_t b = x.size(0), L = p.g.cols_numel();
@@ -249,14 +280,19 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
     return out;
   }
   const int64_t L = p.g.cols_numel(), G = groups, O = p.out_channels;
-  const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
-  auto buffer = column_buffer(p, chunk, x);
-  for (int64_t start = 0; start < p.batch; start += chunk) {
-    const int64_t b = std::min(chunk, p.batch - start);
-    const auto cols = by_group(columns_of(p, k, x.narrow(0, start, b), buffer), b, G, L);
-    auto y = by_group(out.narrow(0, start, b).view({b, O, L}), b, G, L);
-    batched_mm(y, per_image(w, b), cols, G, small_gemms(p));
-    if (has_bias) y.view({b, O, L}).add_(bias->view({1, O, 1}));
+  const auto plan = chunk_plan(p);
+  auto buffer = column_buffer(p, plan.size, x);
+  for (int64_t start = 0; start < p.batch; start += plan.size) {
+    const int64_t b = std::min(plan.size, p.batch - start);
+    const auto cols = columns_of(p, k, x.narrow(0, start, b), buffer);
+    auto y = out.narrow(0, start, b).view({b, O, L});
+    if (plan.fold) {
+      y.view({b, G, p.out_per_group(), L}).copy_(unfold_batch(at::bmm(w, fold_batch(cols, b, G, L)), b, L));
+    } else {
+      auto y_g = by_group(y, b, G, L);
+      batched_mm(y_g, per_image(w, b), by_group(cols, b, G, L), G, plan.one_call);
+    }
+    if (has_bias) y.add_(bias->view({1, O, 1}));
   }
   return out;
 }
@@ -285,15 +321,19 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
   const auto wt = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()}).transpose(1, 2);
   const int64_t L = p.g.cols_numel(), G = groups;
   const bool pointwise = is_pointwise(p.g);
-  const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
-  auto buffer = column_buffer(p, chunk, dy);
-  for (int64_t start = 0; start < p.batch; start += chunk) {
-    const int64_t b = std::min(chunk, p.batch - start);
+  const auto plan = chunk_plan(p);
+  auto buffer = column_buffer(p, plan.size, dy);
+  for (int64_t start = 0; start < p.batch; start += plan.size) {
+    const int64_t b = std::min(plan.size, p.batch - start);
     auto dx_chunk = dx.narrow(0, start, b);
     auto cols = pointwise ? dx_chunk.view({b, p.in_channels, L}) : buffer.narrow(0, 0, b);
-    auto cols_g = by_group(cols, b, G, L);
-    batched_mm(cols_g, per_image(wt, b), by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}), b, G, L), G,
-               small_gemms(p));
+    const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L});
+    if (plan.fold) {
+      cols.view({b, G, p.rows_per_group(), L}).copy_(unfold_batch(at::bmm(wt, fold_batch(dy_chunk, b, G, L)), b, L));
+    } else {
+      auto cols_g = by_group(cols, b, G, L);
+      batched_mm(cols_g, per_image(wt, b), by_group(dy_chunk, b, G, L), G, plan.one_call);
+    }
     if (!pointwise) k.col2im(cols, dx_chunk, p.g);
   }
   return dx;
@@ -323,13 +363,19 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
     }
   }
   const int64_t L = p.g.cols_numel(), G = groups;
-  const int64_t chunk = chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L);
-  auto buffer = column_buffer(p, chunk, x);
-  for (int64_t start = 0; start < p.batch; start += chunk) {
-    const int64_t b = std::min(chunk, p.batch - start);
-    const auto cols = by_group(columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type), b, G, L);
-    const auto dy_g = by_group(dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type), b, G, L);
-    if (small_gemms(p)) {
+  const auto plan = chunk_plan(p);
+  auto buffer = column_buffer(p, plan.size, x);
+  for (int64_t start = 0; start < p.batch; start += plan.size) {
+    const int64_t b = std::min(plan.size, p.batch - start);
+    const auto cols_chunk = columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type);
+    const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type);
+    if (plan.fold) {
+      dw.baddbmm_(fold_batch(dy_chunk, b, G, L), fold_batch(cols_chunk, b, G, L).transpose(1, 2));
+      continue;
+    }
+    const auto cols = by_group(cols_chunk, b, G, L);
+    const auto dy_g = by_group(dy_chunk, b, G, L);
+    if (plan.one_call) {
       dw += at::bmm(dy_g, cols.transpose(1, 2)).view({b, G, p.out_per_group(), p.rows_per_group()}).sum(0);
     } else {
       for (int64_t i = 0; i < b; ++i) {

@@ -25,8 +25,9 @@ void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeomet
       return;
     }
     const int64_t rows = columns.numel() / g.cols_numel();
+    const kernels::TapRanges taps(g);
     at::parallel_for(0, rows, grain_for(g.cols_numel()), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) kernels::im2col_row(in, out, g, r);
+      kernels::im2col_rows(in, out, g, taps, begin, end);
     });
   });
 }
@@ -43,9 +44,10 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
       return;
     }
     const int64_t planes = image.numel() / g.image_numel();
+    const kernels::TapRanges taps(g);
     at::parallel_for(0, planes, grain_for(g.image_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.image_numel());
-      for (int64_t p = begin; p < end; ++p) kernels::col2im_plane(in, out, acc.data(), g, p);
+      for (int64_t p = begin; p < end; ++p) kernels::col2im_plane(in, out, acc.data(), g, taps, p);
     });
   });
 }
