@@ -199,7 +199,9 @@ def test_reduced_precision_accumulates_in_float(dtype, spatial):
     ((1, 1), (3, 3), 4),      # 1 position (ResNet's last stage on 32x32 inputs)
     ((12, 12), (3, 3), 1),    # 144 positions: per-image GEMMs, batched in one call
     ((12, 12), (1, 1), 2),    # pointwise: the input is its own columns
-    ((40, 40), (3, 3), 2),    # GEMMs large enough for one call per image
+    ((40, 40), (3, 3), 1),    # GEMMs large enough for one call per image
+    ((40, 40), (3, 3), 2),    # chunks of one image (its columns exceed the buffer bound)
+    ((96, 96), (1, 1), 2),    # the same, pointwise
 ])
 def test_every_gemm_plan_matches_torch(engine, size, kernel, groups):
     """The orchestration picks a GEMM plan by problem size (csrc/ops/conv/conv.cpp chunk_plan);
