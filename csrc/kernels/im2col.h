@@ -108,41 +108,51 @@ struct TapRanges {
   }
 };
 
-// Rows [begin, end) of the columns, each all L output positions of one (plane, kernel
-// tap), row in [0, B * C*K). The first row's tap is decoded once, then counted on; the
-// innermost loop is a copy.
+// Rows [begin, end) of the columns, row in [0, B * C*K) one (plane, kernel tap), over the
+// output positions [lo, hi) of the flat L: all of them (0, L), or a tile when the columns
+// of a whole image would not stay in cache. Row r starts at columns + r * (hi - lo). The
+// first row's tap is decoded once, then counted on; the innermost loop is a copy.
 template <typename T>
 inline void im2col_rows(const T* image, T* columns, const ColumnGeometry& g, const TapRanges& taps, int64_t begin,
-                        int64_t end) {
+                        int64_t end, int64_t lo, int64_t hi) {
   int64_t rest = begin;
   int64_t k2 = rest % g.kernel[2]; rest /= g.kernel[2];
   int64_t k1 = rest % g.kernel[1]; rest /= g.kernel[1];
   int64_t k0 = rest % g.kernel[0];
   int64_t plane = rest / g.kernel[0];
-  const int64_t s2 = g.stride[2], L2 = g.cols[2];
-  T* dst = columns + begin * g.cols_numel();
+  const int64_t s2 = g.stride[2], L1 = g.cols[1], L2 = g.cols[2];
+  T* dst = columns + begin * (hi - lo);
   for (int64_t row = begin; row < end; ++row) {
     const T* src_plane = image + plane * g.image_numel();
     const int64_t first0 = taps.first[0][k0], last0 = taps.last[0][k0];
     const int64_t first1 = taps.first[1][k1], last1 = taps.last[1][k1];
     const int64_t first2 = taps.first[2][k2], last2 = taps.last[2][k2], offset2 = k2 * g.dil[2] - g.pad[2];
-    for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
-      for (int64_t l1 = 0; l1 < g.cols[1]; ++l1, dst += L2) {
-        if (l0 < first0 || l0 >= last0 || l1 < first1 || l1 >= last1) {
-          for (int64_t l2 = 0; l2 < L2; ++l2) dst[l2] = T(0);
-          continue;
-        }
+    // Walk [lo, hi) one output row (l0, l1) at a time: a segment [a, b) of its L2 positions.
+    int64_t l01 = lo / L2, a = lo % L2;
+    int64_t l0 = l01 / L1, l1 = l01 % L1;
+    for (int64_t l = lo; l < hi;) {
+      const int64_t b = min64(L2, a + (hi - l));
+      if (l0 < first0 || l0 >= last0 || l1 < first1 || l1 >= last1) {
+        for (int64_t l2 = a; l2 < b; ++l2) *dst++ = T(0);
+      } else {
         const T* src = src_plane + (g.source(0, l0, k0) * g.image[1] + g.source(1, l1, k1)) * g.image[2];
-        for (int64_t l2 = 0; l2 < first2; ++l2) dst[l2] = T(0);
+        const int64_t c0 = min64(max64(first2, a), b), c1 = max64(min64(last2, b), c0);  // copied: [c0, c1)
+        for (int64_t l2 = a; l2 < c0; ++l2) *dst++ = T(0);
         if (s2 == 1) {
-          const T* from = src + first2 + offset2;  // contiguous when the stride is 1
-          T* to = dst + first2;
+          const T* from = src + c0 + offset2;  // contiguous when the stride is 1
 #pragma omp simd
-          for (int64_t i = 0; i < last2 - first2; ++i) to[i] = from[i];
+          for (int64_t i = 0; i < c1 - c0; ++i) dst[i] = from[i];
         } else {
-          for (int64_t l2 = first2; l2 < last2; ++l2) dst[l2] = src[l2 * s2 + offset2];
+          for (int64_t i = 0; i < c1 - c0; ++i) dst[i] = src[(c0 + i) * s2 + offset2];
         }
-        for (int64_t l2 = last2; l2 < L2; ++l2) dst[l2] = T(0);
+        dst += c1 - c0;
+        for (int64_t l2 = c1; l2 < b; ++l2) *dst++ = T(0);
+      }
+      l += b - a;
+      a = 0;
+      if (++l1 == L1) {
+        l1 = 0;
+        ++l0;
       }
     }
     if (++k2 == g.kernel[2]) {

@@ -204,9 +204,9 @@ at::Tensor columns_of(const ConvProblem& p, const ColumnKernels& k, const at::Te
 // The column buffer of a batch chunk. On the CPU each thread keeps its buffer between
 // calls: a fresh multi-megabyte allocation pays a page fault per 4 KiB on first touch,
 // which cost as much as the im2col itself. (CUDA's caching allocator already reuses.)
-at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& like) {
+at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& like, int64_t positions) {
   if (is_pointwise(p.g)) return at::Tensor();
-  const std::vector<int64_t> sizes{chunk, p.in_channels * p.g.kernel_numel(), p.g.cols_numel()};
+  const std::vector<int64_t> sizes{chunk, p.in_channels * p.g.kernel_numel(), positions};
   if (!like.is_cpu()) return at::empty(sizes, like.options());
   thread_local at::Tensor workspace;
   const int64_t numel = sizes[0] * sizes[1] * sizes[2];
@@ -215,6 +215,36 @@ at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& 
     workspace = at::empty({std::max<int64_t>(bytes, 1)}, like.options().dtype(at::kByte));
   }
   return workspace.narrow(0, 0, bytes).view(like.scalar_type()).view(sizes);
+}
+
+// Output positions per tile when one image's columns would not stay in cache: tiles of
+// the columns, each filled and multiplied while in cache (one GEMM per tile, so groups == 1).
+// 0: whole images (also where the device has no tile kernel).
+constexpr int64_t kMinTileWidth = 256;  // narrower GEMMs lose more than the cache gains
+
+int64_t tile_width(const ConvProblem& p, const ColumnKernels& k) {
+  const int64_t rows = p.in_channels * p.g.kernel_numel(), L = p.g.cols_numel();
+  if (k.im2col_tile == nullptr || p.groups != 1 || is_pointwise(p.g) || rows * L <= kColumnBufferElements) return 0;
+  const int64_t width = std::max<int64_t>(kMinTileWidth, kColumnBufferElements / rows);
+  return width < L ? width : 0;
+}
+
+// Calls visit(cols, image, lo, hi) with the (C*K, hi - lo) columns of each tile of each image,
+// in order. Returns false, having visited nothing, if the device's tile kernel declines.
+template <typename Visit>
+bool for_each_tile(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& x, int64_t width, Visit&& visit) {
+  const int64_t rows = p.in_channels * p.g.kernel_numel(), L = p.g.cols_numel();
+  auto buffer = column_buffer(p, 1, x, width).view(-1);
+  for (int64_t i = 0; i < p.batch; ++i) {
+    const auto image = x.narrow(0, i, 1);
+    for (int64_t lo = 0; lo < L; lo += width) {
+      const int64_t hi = std::min(L, lo + width);
+      auto cols = buffer.narrow(0, 0, rows * (hi - lo)).view({1, rows, hi - lo});
+      if (!k.im2col_tile(image, cols, p.g, lo, hi)) return false;
+      visit(cols.select(0, 0), i, lo, hi);
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -280,8 +310,17 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
     return out;
   }
   const int64_t L = p.g.cols_numel(), G = groups, O = p.out_channels;
+  if (const int64_t width = tile_width(p, k); width > 0) {
+    const auto w_2d = w.select(0, 0);
+    const bool tiled = for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t lo, int64_t hi) {
+      auto y = out.select(0, i).view({O, L}).narrow(1, lo, hi - lo);
+      at::mm_out(y, w_2d, cols);
+      if (has_bias) y.add_(bias->view({O, 1}));
+    });
+    if (tiled) return out;
+  }
   const auto plan = chunk_plan(p);
-  auto buffer = column_buffer(p, plan.size, x);
+  auto buffer = column_buffer(p, plan.size, x, L);
   for (int64_t start = 0; start < p.batch; start += plan.size) {
     const int64_t b = std::min(plan.size, p.batch - start);
     const auto cols = columns_of(p, k, x.narrow(0, start, b), buffer);
@@ -322,7 +361,7 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
   const int64_t L = p.g.cols_numel(), G = groups;
   const bool pointwise = is_pointwise(p.g);
   const auto plan = chunk_plan(p);
-  auto buffer = column_buffer(p, plan.size, dy);
+  auto buffer = column_buffer(p, plan.size, dy, L);
   for (int64_t start = 0; start < p.batch; start += plan.size) {
     const int64_t b = std::min(plan.size, p.batch - start);
     auto dx_chunk = dx.narrow(0, start, b);
@@ -363,8 +402,16 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
     }
   }
   const int64_t L = p.g.cols_numel(), G = groups;
+  if (const int64_t width = tile_width(p, k); width > 0) {
+    auto dw_2d = dw.select(0, 0);
+    const bool tiled = for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t lo, int64_t hi) {
+      const auto dy_tile = dy.select(0, i).view({p.out_channels, L}).narrow(1, lo, hi - lo);
+      dw_2d.addmm_(dy_tile.to(acc_type), cols.to(acc_type).t());
+    });
+    if (tiled) return dw.to(input.scalar_type()).view(weight_size);
+  }
   const auto plan = chunk_plan(p);
-  auto buffer = column_buffer(p, plan.size, x);
+  auto buffer = column_buffer(p, plan.size, x, L);
   for (int64_t start = 0; start < p.batch; start += plan.size) {
     const int64_t b = std::min(plan.size, p.batch - start);
     const auto cols_chunk = columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type);

@@ -21,6 +21,9 @@ using kernels::ColumnGeometry;
 struct ColumnKernels {
   void (*im2col)(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g);
   void (*col2im)(const at::Tensor& columns, at::Tensor& image, const ColumnGeometry& g);
+  // Optional: the columns of output positions [lo, hi) only, (B, C*K, hi - lo); returns
+  // false to decline, and whole images' columns are used instead.
+  bool (*im2col_tile)(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g, int64_t lo, int64_t hi);
   // Optional direct forms for depthwise convolutions (groups == in == out channels) on
   // contiguous tensors; each returns false to decline, and im2col + GEMM runs instead.
   bool (*depthwise_forward)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,

@@ -14,6 +14,15 @@ namespace convops {
 namespace ops {
 namespace {
 
+// Rows of columns over the output positions [lo, hi), in parallel.
+template <typename T>
+void im2col_rows_cpu(const T* image, T* columns, const ColumnGeometry& g, int64_t lo, int64_t hi, int64_t rows) {
+  const kernels::TapRanges taps(g);
+  at::parallel_for(0, rows, grain_for(hi - lo), [&](int64_t begin, int64_t end) {
+    kernels::im2col_rows(image, columns, g, taps, begin, end, lo, hi);
+  });
+}
+
 void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
     const scalar_t* in = image.const_data_ptr<scalar_t>();
@@ -24,12 +33,19 @@ void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeomet
       });
       return;
     }
-    const int64_t rows = columns.numel() / g.cols_numel();
-    const kernels::TapRanges taps(g);
-    at::parallel_for(0, rows, grain_for(g.cols_numel()), [&](int64_t begin, int64_t end) {
-      kernels::im2col_rows(in, out, g, taps, begin, end);
-    });
+    im2col_rows_cpu(in, out, g, 0, g.cols_numel(), columns.numel() / g.cols_numel());
   });
+}
+
+// Tiles run the row engine only: the element engine's tests use images small enough
+// for whole-image columns.
+bool im2col_tile_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g, int64_t lo, int64_t hi) {
+  if (use_element_engine()) return false;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
+    im2col_rows_cpu(image.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), g, lo, hi,
+                    columns.numel() / (hi - lo));
+  });
+  return true;
 }
 
 void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeometry& g) {
@@ -122,7 +138,7 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
 }
 
 const bool registered = DeviceTable<ColumnKernels>::set(
-    c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu, &depthwise_forward_cpu, &depthwise_backward_input_cpu,
+    c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu, &im2col_tile_cpu, &depthwise_forward_cpu, &depthwise_backward_input_cpu,
                              &depthwise_backward_weight_cpu});
 
 }  // namespace
