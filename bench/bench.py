@@ -259,6 +259,36 @@ def print_row(r):
           f"{r['speedup']:>7.2f}x {target:>7}{flag}", flush=True)
 
 
+def markdown(results: dict) -> str:
+    """The README's tables from a results JSON: speedups at 1 and 2 threads, then peak memory."""
+    cells, order = {}, []
+    for r in results["rows"]:
+        if r["case"] not in order:
+            order.append(r["case"])
+        mark = " (below)" if r["below_target"] else ""
+        cells[(r["case"], r["pass_"], r["threads"])] = f"{r['speedup']:.2f}x{mark}"
+    targets = {}
+    for r in results["rows"]:
+        if r["target"] is not None:
+            targets.setdefault(r["case"], {})[r["pass_"]] = r["target"]
+    lines = ["| case | target | fwd 1T | fwd+bwd 1T | fwd 2T | fwd+bwd 2T |", "| --- | --- | --- | --- | --- | --- |"]
+    for case in order:
+        t = targets.get(case, {})
+        target = " / ".join(f"{t[k]:g}x" for k in ("fwd", "fwd+bwd", "train") if k in t) or "-"
+        if (case, "train", 1) in cells:  # a training step: in the forward columns
+            row = [cells.get((case, "train", 1), ""), "", cells.get((case, "train", 2), ""), ""]
+        else:
+            row = [cells.get((case, pass_, n), "") for n in (1, 2) for pass_ in ("fwd", "fwd+bwd")]
+        lines.append(f"| {case} | {target} | " + " | ".join(row) + " |")
+    if results.get("peak_memory"):
+        lines += ["", "| peak memory of one conv forward (1 thread) | torch MiB | convops MiB | convops / torch |",
+                  "| --- | --- | --- | --- |"]
+        for r in results["peak_memory"]:
+            mark = " (above 1.5)" if r["above_target"] else ""
+            lines.append(f"| {r['case']} | {r['torch_mib']:.1f} | {r['convops_mib']:.1f} | {r['ratio']:.2f}x{mark} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench/results.json")
@@ -268,7 +298,12 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="run only cases whose name contains this")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument("--peak-memory-child", nargs=2, metavar=("CASE", "SIDE"), help=argparse.SUPPRESS)
+    parser.add_argument("--markdown", metavar="JSON", help="print the README tables of a results file and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return
     if args.peak_memory_child:
         _peak_memory_child(*args.peak_memory_child)
         return
