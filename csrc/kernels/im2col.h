@@ -138,13 +138,7 @@ inline void im2col_rows(const T* image, T* columns, const ColumnGeometry& g, con
         const T* src = src_plane + (g.source(0, l0, k0) * g.image[1] + g.source(1, l1, k1)) * g.image[2];
         const int64_t c0 = min64(max64(first2, a), b), c1 = max64(min64(last2, b), c0);  // copied: [c0, c1)
         for (int64_t l2 = a; l2 < c0; ++l2) *dst++ = T(0);
-        if (s2 == 1) {
-          const T* from = src + c0 + offset2;  // contiguous when the stride is 1
-#pragma omp simd
-          for (int64_t i = 0; i < c1 - c0; ++i) dst[i] = from[i];
-        } else {
-          for (int64_t i = 0; i < c1 - c0; ++i) dst[i] = src[(c0 + i) * s2 + offset2];
-        }
+        strided_copy(src + c0 * s2 + offset2, s2, dst, 1, c1 - c0);
         dst += c1 - c0;
         for (int64_t l2 = c1; l2 < b; ++l2) *dst++ = T(0);
       }
@@ -188,14 +182,7 @@ inline void col2im_plane(const T* columns, T* image, Acc* acc, const ColumnGeome
             const int64_t x1 = g.source(1, l1, k1);
             const T* from = src + (l0 * g.cols[1] + l1) * g.cols[2];
             Acc* to = acc + (x0 * g.image[1] + x1) * g.image[2];
-            if (s2 == 1) {
-              Acc* dst = to + first2 + offset2;
-              const T* in = from + first2;
-#pragma omp simd
-              for (int64_t i = 0; i < last2 - first2; ++i) dst[i] += static_cast<Acc>(in[i]);
-            } else {
-              for (int64_t l2 = first2; l2 < last2; ++l2) to[l2 * s2 + offset2] += static_cast<Acc>(from[l2]);
-            }
+            strided_add(from + first2, 1, to + first2 * s2 + offset2, s2, last2 - first2);
           }
         }
       }

@@ -43,23 +43,6 @@ inline int64_t phased_tap(const PoolGeometry& g, int64_t k) {
   return (offset % g.stride[2]) * phase_length(g) + offset / g.stride[2];
 }
 
-// to[i * to_step] = from[i * from_step] for i < count. Steps of 1 and 2 (the common
-// pooling strides) get loops of their own: with a constant step the compiler vectorises
-// the copy with shuffles, with a variable one it cannot.
-template <typename From, typename To>
-inline void strided_copy(const From* __restrict__ from, int64_t from_step, To* __restrict__ to, int64_t to_step,
-                         int64_t count) {
-  if (from_step == 1 && to_step == 1) {
-    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[i]);
-  } else if (from_step == 2 && to_step == 1) {
-    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[2 * i]);
-  } else if (from_step == 1 && to_step == 2) {
-    for (int64_t i = 0; i < count; ++i) to[2 * i] = static_cast<To>(from[i]);
-  } else {
-    for (int64_t i = 0; i < count; ++i) to[i * to_step] = static_cast<To>(from[i * from_step]);
-  }
-}
-
 // Splits an input row into the phases of `line`, with `fill` for padding and overhang.
 template <typename T, typename Acc>
 inline void phase_split(const T* row, const PoolGeometry& g, Acc* line, Acc fill) {
