@@ -200,8 +200,8 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, c
 template <typename Acc>
 using PlanePos = typename std::conditional<sizeof(Acc) == 8, int64_t, int32_t>::type;
 
-// Scratch for one plane: rows (X0*X1*O2) of values and positions, three O2 rows (best_at
-// holds two) and one phased row.
+// Scratch for one plane: rows (X0*X1*O2, and at least X2) of values and positions,
+// three O2 rows (best_at holds two) and one phased row.
 template <typename Acc>
 struct PoolScratch {
   Acc* rows;

@@ -193,42 +193,49 @@ inline void divide_by_divisors(const In* __restrict__ values, Out* __restrict__ 
   }
 }
 
-// Average pooling of plane `plane`: row sums over the innermost taps (from the phased,
-// zero-padded row), then sums over the rows of each window, over the divisor (a product
-// of per-dim factors).
+// Average pooling of plane `plane`, one output row (o0, o1) at a time: the sum of the
+// window's input rows (a column of X2 sums), then the sums over the innermost taps of
+// that one row (phased, zero-padded), over the divisor (a product of per-dim factors).
+// Summing the rows first splits one row into phases per output row, not per input row.
 template <typename T, typename Acc>
 inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, const PoolScratch<Acc>& s,
                            int64_t plane) {
   const int64_t O2 = g.out[2], X2 = g.image[2];
   const T* src = input + plane * g.image_numel();
-  for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
-    phase_split(src + r * X2, g, s.line, Acc(0));
-    Acc* __restrict__ hs = s.rows + r * O2;
-    const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
-    for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] = tap0[o2];
-    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
-      const Acc* __restrict__ tap = s.line + phased_tap(g, k2);
-#pragma omp simd
-      for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] += tap[o2];
-    }
-  }
   int64_t lo, hi;
   for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
   T* dst = output + plane * g.out_numel();
+  Acc* __restrict__ column = s.rows;
+  Acc* __restrict__ sum = s.best;
   for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
     int64_t lo0, hi0;
     const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
     for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
       int64_t lo1, hi1;
       const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
-      Acc* __restrict__ sum = s.best;
-      for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = Acc(0);
+      bool empty = true;
       for (int64_t x0 = lo0; x0 < hi0; ++x0) {
         for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-          const Acc* __restrict__ hs = s.rows + (x0 * g.image[1] + x1) * O2;
+          const T* __restrict__ row = src + (x0 * g.image[1] + x1) * X2;
+          if (empty) {
+            for (int64_t x = 0; x < X2; ++x) column[x] = static_cast<Acc>(row[x]);
+            empty = false;
+            continue;
+          }
 #pragma omp simd
-          for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += hs[o2];
+          for (int64_t x = 0; x < X2; ++x) column[x] += static_cast<Acc>(row[x]);
         }
+      }
+      if (empty) {
+        for (int64_t x = 0; x < X2; ++x) column[x] = Acc(0);
+      }
+      phase_split(column, g, s.line, Acc(0));
+      const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
+      for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = tap0[o2];
+      for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
+        const Acc* __restrict__ tap = s.line + phased_tap(g, k2);
+#pragma omp simd
+        for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += tap[o2];
       }
       divide_by_divisors(sum, dst, f01, s.factor, g);
     }
@@ -281,48 +288,48 @@ inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax,
   store_accumulated(sum, dst, X);
 }
 
-// Average-pool gradient of plane `plane`, owned by this call: the adjoint of the forward
-// passes. Each output gradient over its divisor is added to the window's rows (X0*X1 rows
-// of O2 in s.rows), then every row is spread over its innermost taps in phased form and
-// merged back into the input row.
+// Average-pool gradient of plane `plane`, owned by this call (acc: X values of scratch, or
+// the gradient itself, see accumulator): the adjoint of avg_pool_plane. Per output row, its
+// gradients over their divisors are spread over the innermost taps (phased) and merged
+// into one input-row column, which is added to every input row of the window.
 template <typename T, typename Acc>
-inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, const PoolGeometry& g,
+inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* acc, const PoolGeometry& g,
                                     const PoolScratch<Acc>& s, int64_t plane) {
-  const int64_t O2 = g.out[2], X2 = g.image[2], rows = g.image[0] * g.image[1];
-  for (int64_t i = 0; i < rows * O2; ++i) s.rows[i] = Acc(0);
+  const int64_t X = g.image_numel(), O2 = g.out[2], X2 = g.image[2], line_size = phased_line_size(g);
+  T* dst = grad_input + plane * X;
+  Acc* __restrict__ sum = accumulator(dst, acc);
+  for (int64_t x = 0; x < X; ++x) sum[x] = Acc(0);
   int64_t lo, hi;
   for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
   const T* go = grad_output + plane * g.out_numel();
+  Acc* __restrict__ share = s.best;
+  Acc* __restrict__ line = s.line;
+  Acc* __restrict__ column = s.rows;
   for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
     int64_t lo0, hi0;
     const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
     for (int64_t o1 = 0; o1 < g.out[1]; ++o1, go += O2) {
       int64_t lo1, hi1;
       const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
-      Acc* __restrict__ share = s.best;
+      if (lo0 >= hi0 || lo1 >= hi1) continue;  // a window of no input row reaches no input
       divide_by_divisors(go, share, f01, s.factor, g);
+      for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);
+      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+        Acc* __restrict__ tap = line + phased_tap(g, k2);
+#pragma omp simd
+        for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += share[o2];
+      }
+      phase_merge(line, g, column);  // every input position of the row
       for (int64_t x0 = lo0; x0 < hi0; ++x0) {
         for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-          Acc* __restrict__ hs = s.rows + (x0 * g.image[1] + x1) * O2;
+          Acc* __restrict__ row = sum + (x0 * g.image[1] + x1) * X2;
 #pragma omp simd
-          for (int64_t o2 = 0; o2 < O2; ++o2) hs[o2] += share[o2];
+          for (int64_t x = 0; x < X2; ++x) row[x] += column[x];
         }
       }
     }
   }
-  const int64_t line_size = phased_line_size(g);
-  T* dst = grad_input + plane * g.image_numel();
-  for (int64_t r = 0; r < rows; ++r) {
-    Acc* __restrict__ line = s.line;
-    for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);
-    const Acc* __restrict__ hs = s.rows + r * O2;
-    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-      Acc* __restrict__ tap = line + phased_tap(g, k2);
-#pragma omp simd
-      for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += hs[o2];
-    }
-    phase_merge(line, g, dst + r * X2);
-  }
+  store_accumulated(sum, dst, X);
 }
 
 // ---------------------------------------------------------------- CPU channels_last engine

@@ -6,7 +6,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../cpu_engine.h"
@@ -26,7 +28,7 @@ struct PlaneBuffers {
   std::vector<Acc> rows, best, factor, line;
   std::vector<kernels::PlanePos<Acc>> row_at, best_at;
   explicit PlaneBuffers(const PoolGeometry& g, bool with_positions)
-      : rows(g.image[0] * g.image[1] * g.out[2]), best(g.out[2]), factor(g.out[2]),
+      : rows(std::max(g.image[0] * g.image[1] * g.out[2], g.image[2])), best(g.out[2]), factor(g.out[2]),
         line(kernels::phased_line_size(g)), row_at(with_positions ? rows.size() : 0),
         best_at(with_positions ? 2 * g.out[2] : 0) {}
   kernels::PoolScratch<Acc> view() {
@@ -86,7 +88,7 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
       return;
     }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      std::vector<acc_t> acc(g.image_numel());
+      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // see kernels::accumulator
       for (int64_t p = b; p < e; ++p) forms.max_backward_plane(go, at_, gi, acc.data(), g, p);
     });
   });
@@ -125,7 +127,8 @@ void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input
     }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       PlaneBuffers<acc_t> buffers(g, false);
-      for (int64_t p = b; p < e; ++p) forms.avg_backward_plane(go, gi, g, buffers.view(), p);
+      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // see kernels::accumulator
+      for (int64_t p = b; p < e; ++p) forms.avg_backward_plane(go, gi, acc.data(), g, buffers.view(), p);
     });
   });
 }
@@ -207,7 +210,7 @@ void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& i
     const int64_t* at_ = indices.const_data_ptr<int64_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
-      std::vector<acc_t> acc(g.image_numel() * C);
+      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C);  // kernels::accumulator
       for (int64_t n = b; n < e; ++n) forms.max_backward_cl_image(go, at_, gi, acc.data(), C, g, n);
     });
   });
@@ -248,7 +251,7 @@ void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_in
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
-      std::vector<acc_t> acc(g.image_numel() * C), share(C);
+      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C), share(C);
       for (int64_t n = b; n < e; ++n) forms.avg_backward_cl_image(go, gi, acc.data(), share.data(), C, g, n);
     });
   });
