@@ -41,6 +41,11 @@ struct PoolGeometry {
     const int64_t s = start(d, o);
     return s >= 0 ? s : s + ceil_div(-s, dil[d]) * dil[d];
   }
+  // Whether windows span one position of the outer dims (0 and 1), output row i then being
+  // a pass over input row i alone: always so in 1-D.
+  CONVOPS_HOST_DEVICE bool outer_identity() const {
+    return kernel[0] == 1 && kernel[1] == 1 && stride[0] == 1 && stride[1] == 1 && pad[0] == 0 && pad[1] == 0;
+  }
   // Whether max window o along d has no tap inside the input (a dilation can step over a
   // small input): its value is -inf, its position (as torch's) lies past the window, and
   // its gradient reaches no input.

@@ -126,6 +126,14 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
   }
   T* dst = output + plane * g.out_numel();
   int64_t* dst_at = argmax != nullptr ? argmax + plane * g.out_numel() : nullptr;
+  if (g.outer_identity()) {  // each output row is its input row's pass (1-D pooling)
+    const int64_t rows = g.image[0] * g.image[1];
+    for (int64_t i = 0; i < rows * O2; ++i) dst[i] = static_cast<T>(s.rows[i]);
+    for (int64_t r = 0; positions && r < rows; ++r) {
+      for (int64_t o2 = 0; o2 < O2; ++o2) dst_at[r * O2 + o2] = r * X2 + s.row_at[r * O2 + o2];
+    }
+    return;
+  }
   for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
     const int64_t f0 = g.first_inside(0, o0);
     const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
