@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as tF
 from torch.autograd import gradcheck, gradgradcheck
 
+from . import _C
 from . import functional as F
 
 ops = torch.ops.convops
@@ -189,5 +190,6 @@ def run(devices=None) -> bool:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
     failed = sum(r[4] == "FAIL" for r in rows)
     verdict = "PASS" if ok else "FAIL"
-    print(f"\nconvops check: {verdict}: {len(rows) - failed} passed, {failed} failed on {', '.join(devices)}")
+    print(f"\nconvops check: {verdict}: {len(rows) - failed} passed, {failed} failed on {', '.join(devices)} "
+          f"(CPU forms: {_C.cpu_isa()})")
     return ok

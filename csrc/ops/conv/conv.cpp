@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 
 #include <algorithm>
@@ -225,7 +226,8 @@ constexpr int64_t kMinTileWidth = 256;  // narrower GEMMs lose more than the cac
 int64_t tile_width(const ConvProblem& p, const ColumnKernels& k) {
   const int64_t rows = p.in_channels * p.g.kernel_numel(), L = p.g.cols_numel();
   if (k.im2col_tile == nullptr || p.groups != 1 || is_pointwise(p.g) || rows * L <= kColumnBufferElements) return 0;
-  const int64_t width = std::max<int64_t>(kMinTileWidth, kColumnBufferElements / rows);
+  // Each thread works on its share of a tile's GEMM: a tile per thread stays in that core's cache.
+  const int64_t width = std::max<int64_t>(kMinTileWidth, kColumnBufferElements / rows) * at::get_num_threads();
   return width < L ? width : 0;
 }
 
