@@ -201,6 +201,24 @@ inline void divide_by_divisors(const In* __restrict__ values, Out* __restrict__ 
   }
 }
 
+// Calls visit(row, lo0, hi0, lo1, hi1, f01) for every output row (o0, o1) of a plane, in
+// order (row = o0*O1 + o1), with the input rows of its windows, [lo0, hi0) x [lo1, hi1),
+// and the product of their divisor factors; factor gets the innermost dim's first.
+template <typename Acc, typename Visit>
+inline void for_each_avg_row(const PoolGeometry& g, Acc* factor, Visit&& visit) {
+  int64_t lo, hi;
+  for (int64_t o2 = 0; o2 < g.out[2]; ++o2) factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
+  for (int64_t o0 = 0, row = 0; o0 < g.out[0]; ++o0) {
+    int64_t lo0, hi0;
+    const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, ++row) {
+      int64_t lo1, hi1;
+      const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
+      visit(row, lo0, hi0, lo1, hi1, f01);
+    }
+  }
+}
+
 // Average pooling of plane `plane`, one output row (o0, o1) at a time: the sum of the
 // window's input rows (a column of X2 sums), then the sums over the innermost taps of
 // that one row (phased, zero-padded), over the divisor (a product of per-dim factors).
@@ -210,44 +228,36 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
                            int64_t plane) {
   const int64_t O2 = g.out[2], X2 = g.image[2];
   const T* src = input + plane * g.image_numel();
-  int64_t lo, hi;
-  for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
   T* dst = output + plane * g.out_numel();
   Acc* __restrict__ column = s.rows;
   Acc* __restrict__ sum = s.best;
-  for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
-    int64_t lo0, hi0;
-    const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
-    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
-      int64_t lo1, hi1;
-      const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
-      bool empty = true;
-      for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-        for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-          const T* __restrict__ row = src + (x0 * g.image[1] + x1) * X2;
-          if (empty) {
-            for (int64_t x = 0; x < X2; ++x) column[x] = static_cast<Acc>(row[x]);
-            empty = false;
-            continue;
-          }
-#pragma omp simd
-          for (int64_t x = 0; x < X2; ++x) column[x] += static_cast<Acc>(row[x]);
+  for_each_avg_row(g, s.factor, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
+    bool empty = true;
+    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+        const T* __restrict__ in = src + (x0 * g.image[1] + x1) * X2;
+        if (empty) {
+          for (int64_t x = 0; x < X2; ++x) column[x] = static_cast<Acc>(in[x]);
+          empty = false;
+          continue;
         }
-      }
-      if (empty) {
-        for (int64_t x = 0; x < X2; ++x) column[x] = Acc(0);
-      }
-      phase_split(column, g, s.line, Acc(0));
-      const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
-      for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = tap0[o2];
-      for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
-        const Acc* __restrict__ tap = s.line + phased_tap(g, k2);
 #pragma omp simd
-        for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += tap[o2];
+        for (int64_t x = 0; x < X2; ++x) column[x] += static_cast<Acc>(in[x]);
       }
-      divide_by_divisors(sum, dst, f01, s.factor, g);
     }
-  }
+    if (empty) {
+      for (int64_t x = 0; x < X2; ++x) column[x] = Acc(0);
+    }
+    phase_split(column, g, s.line, Acc(0));
+    const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
+    for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = tap0[o2];
+    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
+      const Acc* __restrict__ tap = s.line + phased_tap(g, k2);
+#pragma omp simd
+      for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += tap[o2];
+    }
+    divide_by_divisors(sum, dst + row * O2, f01, s.factor, g);
+  });
 }
 
 // Where a gradient accumulates: in the output itself when it has the accumulator's type
@@ -307,36 +317,28 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
   T* dst = grad_input + plane * X;
   Acc* __restrict__ sum = accumulator(dst, acc);
   for (int64_t x = 0; x < X; ++x) sum[x] = Acc(0);
-  int64_t lo, hi;
-  for (int64_t o2 = 0; o2 < O2; ++o2) s.factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
   const T* go = grad_output + plane * g.out_numel();
   Acc* __restrict__ share = s.best;
   Acc* __restrict__ line = s.line;
   Acc* __restrict__ column = s.rows;
-  for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
-    int64_t lo0, hi0;
-    const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
-    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, go += O2) {
-      int64_t lo1, hi1;
-      const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
-      if (lo0 >= hi0 || lo1 >= hi1) continue;  // a window of no input row reaches no input
-      divide_by_divisors(go, share, f01, s.factor, g);
-      for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);
-      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-        Acc* __restrict__ tap = line + phased_tap(g, k2);
+  for_each_avg_row(g, s.factor, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
+    if (lo0 >= hi0 || lo1 >= hi1) return;  // a window of no input row reaches no input
+    divide_by_divisors(go + row * O2, share, f01, s.factor, g);
+    for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);
+    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+      Acc* __restrict__ tap = line + phased_tap(g, k2);
 #pragma omp simd
-        for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += share[o2];
-      }
-      phase_merge(line, g, column);  // every input position of the row
-      for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-        for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-          Acc* __restrict__ row = sum + (x0 * g.image[1] + x1) * X2;
+      for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += share[o2];
+    }
+    phase_merge(line, g, column);  // every input position of the row
+    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+        Acc* __restrict__ in = sum + (x0 * g.image[1] + x1) * X2;
 #pragma omp simd
-          for (int64_t x = 0; x < X2; ++x) row[x] += column[x];
-        }
+        for (int64_t x = 0; x < X2; ++x) in[x] += column[x];
       }
     }
-  }
+  });
   store_accumulated(sum, dst, X);
 }
 
