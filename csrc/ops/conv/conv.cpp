@@ -221,7 +221,7 @@ at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& 
 // Output positions per tile when one image's columns would not stay in cache: tiles of
 // the columns, each filled and multiplied while in cache (one GEMM per tile, so groups == 1).
 // 0: whole images (also where the device has no tile kernel).
-constexpr int64_t kMinTileWidth = 256;  // narrower GEMMs lose more than the cache gains
+constexpr int64_t kMinTileWidth = 512;  // narrower GEMMs lose more than the cache gains
 
 int64_t tile_width(const ConvProblem& p, const ColumnKernels& k) {
   const int64_t rows = p.in_channels * p.g.kernel_numel(), L = p.g.cols_numel();
