@@ -3,7 +3,10 @@
 //   conv                 y[n, o, l]  = sum_{c,k} w[o, c, k] * x[n, c, l*stride - pad + k*dil] (+ bias[o])
 //   conv_backward_input  dx = col2im(W^T @ dy)            (also the transposed convolution)
 //   conv_backward_weight dw = sum_n dy[n] @ im2col(x[n])^T
-// per group, over chunks of the batch so the column buffer stays bounded.
+// per group, over chunks of the batch so the column buffer stays bounded. The GEMM plan
+// follows the problem's size (chunk_plan, tile_width): images with few output positions
+// side by side in one GEMM; small per-image GEMMs as one batched call, large ones one call
+// each; an image whose columns would not stay in cache by tiles of output positions.
 // Shapes: x (N, C, *X), w (O, C/groups, *K), y (N, O, *L).
 #include "conv.h"
 
