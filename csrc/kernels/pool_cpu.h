@@ -219,6 +219,29 @@ inline void for_each_avg_row(const PoolGeometry& g, Acc* factor, Visit&& visit) 
   }
 }
 
+// column[x] = the sum over the input rows [lo0, hi0) x [lo1, hi1) of a plane (0 if none).
+template <typename T, typename Acc>
+inline void sum_rows(const T* plane, const PoolGeometry& g, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1,
+                     Acc* __restrict__ column) {
+  const int64_t X2 = g.image[2];
+  bool empty = true;
+  for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+    for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+      const T* __restrict__ in = plane + (x0 * g.image[1] + x1) * X2;
+      if (empty) {
+        for (int64_t x = 0; x < X2; ++x) column[x] = static_cast<Acc>(in[x]);
+        empty = false;
+        continue;
+      }
+#pragma omp simd
+      for (int64_t x = 0; x < X2; ++x) column[x] += static_cast<Acc>(in[x]);
+    }
+  }
+  if (empty) {
+    for (int64_t x = 0; x < X2; ++x) column[x] = Acc(0);
+  }
+}
+
 // Average pooling of plane `plane`, one output row (o0, o1) at a time: the sum of the
 // window's input rows (a column of X2 sums), then the sums over the innermost taps of
 // that one row (phased, zero-padded), over the divisor (a product of per-dim factors).
@@ -232,23 +255,12 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
   Acc* __restrict__ column = s.rows;
   Acc* __restrict__ sum = s.best;
   for_each_avg_row(g, s.factor, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
-    bool empty = true;
-    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-        const T* __restrict__ in = src + (x0 * g.image[1] + x1) * X2;
-        if (empty) {
-          for (int64_t x = 0; x < X2; ++x) column[x] = static_cast<Acc>(in[x]);
-          empty = false;
-          continue;
-        }
-#pragma omp simd
-        for (int64_t x = 0; x < X2; ++x) column[x] += static_cast<Acc>(in[x]);
-      }
+    if (hi0 - lo0 == 1 && hi1 - lo1 == 1) {  // one input row (1-D pooling): split it as it is
+      phase_split(src + (lo0 * g.image[1] + lo1) * X2, g, s.line, Acc(0));
+    } else {
+      sum_rows(src, g, lo0, hi0, lo1, hi1, column);
+      phase_split(column, g, s.line, Acc(0));
     }
-    if (empty) {
-      for (int64_t x = 0; x < X2; ++x) column[x] = Acc(0);
-    }
-    phase_split(column, g, s.line, Acc(0));
     const Acc* __restrict__ tap0 = s.line + phased_tap(g, 0);
     for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = tap0[o2];
     for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
