@@ -328,7 +328,9 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
   const int64_t X = g.image_numel(), O2 = g.out[2], X2 = g.image[2], line_size = phased_line_size(g);
   T* dst = grad_input + plane * X;
   Acc* __restrict__ sum = accumulator(dst, acc);
-  for (int64_t x = 0; x < X; ++x) sum[x] = Acc(0);
+  // With one input row per output row and back (1-D pooling), each row is merged in whole.
+  const bool row_per_row = g.outer_identity();
+  for (int64_t x = 0; !row_per_row && x < X; ++x) sum[x] = Acc(0);
   const T* go = grad_output + plane * g.out_numel();
   Acc* __restrict__ share = s.best;
   Acc* __restrict__ line = s.line;
@@ -341,6 +343,10 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
       Acc* __restrict__ tap = line + phased_tap(g, k2);
 #pragma omp simd
       for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += share[o2];
+    }
+    if (row_per_row) {
+      phase_merge(line, g, sum + row * X2);
+      return;
     }
     phase_merge(line, g, column);  // every input position of the row
     for (int64_t x0 = lo0; x0 < hi0; ++x0) {
