@@ -48,39 +48,40 @@ CONVOPS_HOST_DEVICE inline int64_t tap_reader(int64_t x, int64_t k, int64_t stri
   return o < count ? o : -1;
 }
 
-// CPU loops over strided runs (the CUDA code has no use for them):
-// to[i * to_step] = from[i * from_step] (copy) or += (add) for i < count. Steps of 1 and 2
-// (the common strides) get loops of their own: with a constant step the compiler
-// vectorises the loop with shuffles, with a variable one it cannot.
-template <bool kAdd, typename From, typename To>
+// CPU loops over strided runs (the CUDA code has no use for them): op(to[i * to_step],
+// from[i * from_step]) for i < count. Steps of 1 and 2 (the common strides) get loops of
+// their own: with a constant step the compiler vectorises the loop with shuffles, with a
+// variable one it cannot.
+template <typename From, typename To, typename Op>
 inline void strided_apply(const From* __restrict__ from, int64_t from_step, To* __restrict__ to, int64_t to_step,
-                          int64_t count) {
-  auto apply = [](To& dst, From value) {
-    if constexpr (kAdd) {
-      dst += static_cast<To>(value);
-    } else {
-      dst = static_cast<To>(value);
-    }
-  };
+                          int64_t count, Op op) {
   if (from_step == 1 && to_step == 1) {
-    for (int64_t i = 0; i < count; ++i) apply(to[i], from[i]);
+    for (int64_t i = 0; i < count; ++i) op(to[i], from[i]);
   } else if (from_step == 2 && to_step == 1) {
-    for (int64_t i = 0; i < count; ++i) apply(to[i], from[2 * i]);
+    for (int64_t i = 0; i < count; ++i) op(to[i], from[2 * i]);
   } else if (from_step == 1 && to_step == 2) {
-    for (int64_t i = 0; i < count; ++i) apply(to[2 * i], from[i]);
+    for (int64_t i = 0; i < count; ++i) op(to[2 * i], from[i]);
   } else {
-    for (int64_t i = 0; i < count; ++i) apply(to[i * to_step], from[i * from_step]);
+    for (int64_t i = 0; i < count; ++i) op(to[i * to_step], from[i * from_step]);
   }
 }
 
 template <typename From, typename To>
 inline void strided_copy(const From* from, int64_t from_step, To* to, int64_t to_step, int64_t count) {
-  strided_apply<false>(from, from_step, to, to_step, count);
+  strided_apply(from, from_step, to, to_step, count, [](To& dst, From value) { dst = static_cast<To>(value); });
 }
 
 template <typename From, typename To>
 inline void strided_add(const From* from, int64_t from_step, To* to, int64_t to_step, int64_t count) {
-  strided_apply<true>(from, from_step, to, to_step, count);
+  strided_apply(from, from_step, to, to_step, count, [](To& dst, From value) { dst += static_cast<To>(value); });
+}
+
+// to[i * to_step] += scale * from[i * from_step]
+template <typename From, typename To>
+inline void strided_scaled_add(To scale, const From* from, int64_t from_step, To* to, int64_t to_step,
+                               int64_t count) {
+  strided_apply(from, from_step, to, to_step, count,
+                [scale](To& dst, From value) { dst += scale * static_cast<To>(value); });
 }
 
 }  // namespace kernels

@@ -89,6 +89,7 @@ bool depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight, co
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "convops::conv", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = depthwise_forms<scalar_t, acc_t>();
+    const kernels::TapRanges taps(g);
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
@@ -96,7 +97,7 @@ bool depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight, co
     const int64_t planes = output.numel() / g.cols_numel();
     at::parallel_for(0, planes, grain_for(g.cols_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.cols_numel());
-      for (int64_t p = begin; p < end; ++p) forms.forward_plane(in, w, b, out, acc.data(), g, p);
+      for (int64_t p = begin; p < end; ++p) forms.forward_plane(in, w, b, out, acc.data(), g, taps, p);
     });
   });
   return true;
@@ -108,13 +109,14 @@ bool depthwise_backward_input_cpu(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "convops::conv_backward_input", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = depthwise_forms<scalar_t, acc_t>();
+    const kernels::TapRanges taps(g);
     const scalar_t* dy = grad_output.const_data_ptr<scalar_t>();
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     scalar_t* dx = grad_input.mutable_data_ptr<scalar_t>();
     const int64_t planes = grad_input.numel() / g.image_numel();
     at::parallel_for(0, planes, grain_for(g.cols_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.image_numel());
-      for (int64_t p = begin; p < end; ++p) forms.backward_input_plane(dy, w, dx, acc.data(), g, p);
+      for (int64_t p = begin; p < end; ++p) forms.backward_input_plane(dy, w, dx, acc.data(), g, taps, p);
     });
   });
   return true;
@@ -126,12 +128,13 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "convops::conv_backward_weight", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = depthwise_forms<scalar_t, acc_t>();
+    const kernels::TapRanges taps(g);
     const scalar_t* dy = grad_output.const_data_ptr<scalar_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     acc_t* dw = grad_weight.mutable_data_ptr<acc_t>();
     const int64_t batch = input.size(0), K = g.kernel_numel();
     at::parallel_for(0, g.channels, grain_for(batch * g.cols_numel() * K), [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) forms.backward_weight_channel(dy, x, dw + c * K, batch, g, c);
+      for (int64_t c = begin; c < end; ++c) forms.backward_weight_channel(dy, x, dw + c * K, batch, g, taps, c);
     });
   });
   return true;
