@@ -50,9 +50,11 @@ struct PoolGeometry {
   // small input): its value is -inf, its position (as torch's) lies past the window, and
   // its gradient reaches no input.
   CONVOPS_HOST_DEVICE bool window_outside(int d, int64_t o) const { return first_inside(d, o) >= image[d]; }
+  // Only windows that start in the padding can miss the input: every window starts before
+  // the input's end (torch's ceil_mode rule), and one starting inside has its first tap there.
   CONVOPS_HOST_DEVICE bool any_window_outside() const {
     for (int d = 0; d < kMaxSpatial; ++d) {
-      for (int64_t o = 0; o < out[d]; ++o) {
+      for (int64_t o = 0; o < out[d] && start(d, o) < 0; ++o) {
         if (window_outside(d, o)) return true;
       }
     }

@@ -82,6 +82,7 @@ struct ConvProblem {
   int64_t in_per_group() const { return in_channels / groups; }
   int64_t out_per_group() const { return out_channels / groups; }
   int64_t rows_per_group() const { return in_per_group() * g.kernel_numel(); }  // C/G * K
+  int64_t column_rows() const { return in_channels * g.kernel_numel(); }         // C * K, one image
   std::vector<int64_t> output_sizes() const {
     auto s = spatial_of(g, spatial, true);
     s.insert(s.begin(), {batch, out_channels});
@@ -180,7 +181,7 @@ struct ChunkPlan {
 
 ChunkPlan chunk_plan(const ConvProblem& p) {
   const int64_t L = p.g.cols_numel();
-  ChunkPlan plan{chunk_size(p.batch, p.in_channels * p.g.kernel_numel() * L), L < kFoldBelow, small_gemms(p)};
+  ChunkPlan plan{chunk_size(p.batch, p.column_rows() * L), L < kFoldBelow, small_gemms(p)};
   if (plan.fold) plan.size = std::max(plan.size, std::min(p.batch, kernels::ceil_div(kFoldWidth, L)));
   return plan;
 }
@@ -210,7 +211,7 @@ at::Tensor columns_of(const ConvProblem& p, const ColumnKernels& k, const at::Te
 // which cost as much as the im2col itself. (CUDA's caching allocator already reuses.)
 at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& like, int64_t positions) {
   if (is_pointwise(p.g)) return at::Tensor();
-  const std::vector<int64_t> sizes{chunk, p.in_channels * p.g.kernel_numel(), positions};
+  const std::vector<int64_t> sizes{chunk, p.column_rows(), positions};
   if (!like.is_cpu()) return at::empty(sizes, like.options());
   thread_local at::Tensor workspace;
   const int64_t numel = sizes[0] * sizes[1] * sizes[2];
@@ -227,7 +228,7 @@ at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& 
 constexpr int64_t kMinTileWidth = 512;  // narrower GEMMs lose more than the cache gains
 
 int64_t tile_width(const ConvProblem& p, const ColumnKernels& k) {
-  const int64_t rows = p.in_channels * p.g.kernel_numel(), L = p.g.cols_numel();
+  const int64_t rows = p.column_rows(), L = p.g.cols_numel();
   if (k.im2col_tile == nullptr || p.groups != 1 || is_pointwise(p.g) || rows * L <= kColumnBufferElements) return 0;
   // Each thread works on its share of a tile's GEMM: a tile per thread stays in that core's cache.
   const int64_t width = std::max<int64_t>(kMinTileWidth, kColumnBufferElements / rows) * at::get_num_threads();
@@ -238,7 +239,7 @@ int64_t tile_width(const ConvProblem& p, const ColumnKernels& k) {
 // in order. Returns false, having visited nothing, if the device's tile kernel declines.
 template <typename Visit>
 bool for_each_tile(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& x, int64_t width, Visit&& visit) {
-  const int64_t rows = p.in_channels * p.g.kernel_numel(), L = p.g.cols_numel();
+  const int64_t rows = p.column_rows(), L = p.g.cols_numel();
   auto buffer = column_buffer(p, 1, x, width).view(-1);
   for (int64_t i = 0; i < p.batch; ++i) {
     const auto image = x.narrow(0, i, 1);
