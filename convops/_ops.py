@@ -191,6 +191,9 @@ def _col2im_backward(ctx, grad):
 def _max_pool_setup(ctx, inputs, output):
     input, kernel_size, stride, padding, dilation, ceil_mode, *with_indices = inputs
     ctx.mark_non_differentiable(output[1])
+    # The indices never get a gradient: left unmaterialised, autograd does not fill a zero
+    # tensor of their size for every backward.
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(output[1])
     ctx.with_indices = with_indices[0] if with_indices else True
     ctx.input_size = list(input.shape)
@@ -201,6 +204,8 @@ def _max_pool_backward(ctx, grad, _grad_indices):
     if not ctx.with_indices:
         raise RuntimeError("convops::max_pool: called with with_indices=False, so it has no gradient; "
                            "call it with with_indices=True to differentiate it")
+    if grad is None:  # no gradient reached the output (gradcheck tries that case)
+        return (None,) * 7
     (indices,) = ctx.saved_tensors
     return ops.max_pool_backward(grad, indices, ctx.input_size, *ctx.args), None, None, None, None, None, None
 
