@@ -84,7 +84,9 @@ def _extensions():
         cuda_home = None
 
     sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
-    cxx = ["-O3", "-g0", "-fopenmp"] + os.environ.get("CONVOPS_EXTRA_CFLAGS", "").split()
+    # -ffp-contract=off: the AVX2/AVX-512 copies of the CPU forms (csrc/kernels/cpu_isa.h) must not
+    # fuse multiply-adds that the baseline copy rounds twice, so that all copies agree bitwise.
+    cxx = ["-O3", "-g0", "-fopenmp", "-ffp-contract=off"] + os.environ.get("CONVOPS_EXTRA_CFLAGS", "").split()
     extra = {"cxx": cxx}
     if cuda_home:
         cpp_extension.CUDA_HOME = cuda_home

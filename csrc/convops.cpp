@@ -33,7 +33,7 @@ TORCH_LIBRARY(convops, m) {
 
 // convops._C is imported as a Python module to load this library, which registers the
 // ops; it exposes one function of its own, cpu_isa(): which copy of the CPU forms
-// (kernels/cpu_isa.h) the row engine runs now, "avx2" or "baseline".
+// (kernels/cpu_isa.h) the row engine runs now: "avx512", "avx2" or "baseline".
 #include <Python.h>
 
 #include "ops/cpu_engine.h"
@@ -42,7 +42,7 @@ namespace {
 
 PyObject* cpu_isa(PyObject*, PyObject*) {
   try {
-    return PyUnicode_FromString(convops::ops::use_avx2() ? "avx2" : "baseline");
+    return PyUnicode_FromString(convops::ops::cpu_isa_name(convops::ops::cpu_isa()));
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
     return nullptr;
@@ -50,7 +50,7 @@ PyObject* cpu_isa(PyObject*, PyObject*) {
 }
 
 PyMethodDef methods[] = {
-    {"cpu_isa", cpu_isa, METH_NOARGS, "The instruction set of the CPU forms in use: 'avx2' or 'baseline'."},
+    {"cpu_isa", cpu_isa, METH_NOARGS, "The instruction set of the CPU forms in use: 'avx512', 'avx2' or 'baseline'."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

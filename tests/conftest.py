@@ -15,7 +15,7 @@ settings.load_profile("ci")
 torch.manual_seed(0)
 
 ENGINES = ("row", "element")
-# The row engine's forms that have an AVX2 copy (pooling, depthwise) also run baseline x86-64.
+# The row engine's forms that have copies per instruction set (pooling, depthwise) also run baseline x86-64.
 ISA_ENGINES = ("row", "row-baseline", "element")
 
 
@@ -38,7 +38,7 @@ def _env(name, value):
 @contextlib.contextmanager
 def cpu_engine(name):
     """Run the CPU kernels with the given engine: 'element' is the per-element code the CUDA kernels run;
-    'row' the fast CPU forms (their AVX2 copy where the CPU has it), 'row-baseline' their baseline copy."""
+    'row' the fast CPU forms (the best copy the CPU has: AVX-512, AVX2), 'row-baseline' their baseline copy."""
     engine, isa = ("row", "baseline") if name == "row-baseline" else (name, None)
     with _env("CONVOPS_CPU_ENGINE", engine), _env("CONVOPS_CPU_ISA", isa):
         yield

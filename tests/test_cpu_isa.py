@@ -1,7 +1,8 @@
-"""The two copies of the CPU forms (kernels/cpu_isa.h): baseline x86-64 and AVX2, picked at
-run time. Their results are checked against torch by the differential and gradcheck tests
-(engines 'row' and 'row-baseline'); here: the switch, bitwise agreement of the copies, and
-that no AVX instruction leaks out of the AVX2 copy into code every CPU runs."""
+"""The copies of the CPU forms (kernels/cpu_isa.h): baseline x86-64, AVX2 and AVX-512,
+picked at run time. Their results are checked against torch by the differential and
+gradcheck tests (engines 'row': the best copy, and 'row-baseline'); here: the switch,
+bitwise agreement of every copy with the baseline, and that no instruction leaks out of
+a copy into code a lesser CPU runs."""
 import os
 import re
 import shutil
@@ -12,46 +13,48 @@ import torch
 
 import convops
 import convops.functional as F
-from conftest import cpu_engine
+from conftest import _env, cpu_engine
 
 
-def _cpu_has_avx2():
+def _cpu_flags():
     try:
         with open("/proc/cpuinfo") as f:
-            return re.search(r"^flags\s*:.*\bavx2\b", f.read(), re.M) is not None
+            found = re.search(r"^flags\s*:(.*)$", f.read(), re.M)
     except OSError:
-        return False
+        return set()
+    return set(found.group(1).split()) if found and os.uname().machine == "x86_64" else set()
 
 
-HAS_AVX2 = _cpu_has_avx2() and os.uname().machine == "x86_64"
+FLAGS = _cpu_flags()
+HAS_AVX2 = "avx2" in FLAGS
+HAS_AVX512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= FLAGS
+COPIES = [isa for isa, present in (("avx2", HAS_AVX2), ("avx512", HAS_AVX512)) if present]
+BEST = COPIES[-1] if COPIES else "baseline"
 
 
 def test_default_is_the_best_copy_the_cpu_has():
     with cpu_engine("row"):
-        assert convops._C.cpu_isa() == ("avx2" if HAS_AVX2 else "baseline")
+        assert convops._C.cpu_isa() == BEST
     with cpu_engine("row-baseline"):
         assert convops._C.cpu_isa() == "baseline"
 
 
 def test_unknown_isa_is_a_clear_error():
-    old = os.environ.get("CONVOPS_CPU_ISA")
-    os.environ["CONVOPS_CPU_ISA"] = "sse9"
-    try:
-        with pytest.raises(RuntimeError, match="CONVOPS_CPU_ISA to be auto, baseline or avx2, got 'sse9'"):
+    with _env("CONVOPS_CPU_ISA", "sse9"):
+        with pytest.raises(RuntimeError, match="CONVOPS_CPU_ISA to be auto, baseline, avx2 or avx512, got 'sse9'"):
             F.max_pool2d(torch.randn(1, 1, 4, 4), 2)
         with pytest.raises(RuntimeError, match="CONVOPS_CPU_ISA"):
             convops._C.cpu_isa()
-        os.environ["CONVOPS_CPU_ISA"] = "avx2"
-        if HAS_AVX2:
-            assert convops._C.cpu_isa() == "avx2"
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_asking_for_a_copy_the_cpu_lacks_is_a_clear_error(isa):
+    with _env("CONVOPS_CPU_ISA", isa):
+        if isa in COPIES:
+            assert convops._C.cpu_isa() == isa
         else:
-            with pytest.raises(RuntimeError, match="has no AVX2"):
-                convops._C.cpu_isa()
-    finally:
-        if old is None:
-            del os.environ["CONVOPS_CPU_ISA"]
-        else:
-            os.environ["CONVOPS_CPU_ISA"] = old
+            with pytest.raises(RuntimeError, match=f"CONVOPS_CPU_ISA={isa} but this CPU .* runs at most"):
+                F.max_pool2d(torch.randn(1, 1, 4, 4), 2)
 
 
 def _run_all_forms(x, w):
@@ -70,40 +73,52 @@ def _run_all_forms(x, w):
     return results + [out.detach(), xd.grad]
 
 
-@pytest.mark.skipif(not HAS_AVX2, reason="needs a CPU with AVX2")
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_avx2_and_baseline_copies_agree_bitwise(dtype):
+def test_every_copy_agrees_with_the_baseline_bitwise(isa, dtype):
     """Same arithmetic in the same order (no FMA contraction): the same bits. The depthwise
     weight gradient and the global average are left out of the bitwise check: their
     vectorised reductions add in another order."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 16, 23, 37, generator=gen, dtype=dtype)
     w = torch.randn(16, 1, 3, 3, generator=gen, dtype=dtype)
-    with cpu_engine("row"):
-        assert convops._C.cpu_isa() == "avx2"
+    if isa not in COPIES:
+        pytest.skip(f"this CPU has no {isa}")
+    with cpu_engine("row"), _env("CONVOPS_CPU_ISA", isa):
+        assert convops._C.cpu_isa() == isa
         fast = _run_all_forms(x, w)
     with cpu_engine("row-baseline"):
         base = _run_all_forms(x, w)
     for a, b in zip(fast, base):
         assert torch.equal(a, b)
-    with cpu_engine("row"):
+    with cpu_engine("row"), _env("CONVOPS_CPU_ISA", isa):
         fast_mean = F.global_avg_pool(x)
     with cpu_engine("row-baseline"):
         torch.testing.assert_close(F.global_avg_pool(x), fast_mean)
 
 
+# Instructions only AVX-512 has: EVEX registers (zmm, the upper 16 xmm/ymm, mask registers k1-k7).
+EVEX = re.compile(r"%zmm|%[xy]mm(1[6-9]|2[0-9]|3[01])\b|%k[1-7]\b")
+# The code of each copy: its namespace, and its cpu_copy<CpuIsa::...> table getter.
+COPY_OF_FUNCTION = (("avx512::", "avx512"), ("CpuIsa)2,", "avx512"), ("avx2::", "avx2"), ("CpuIsa)1,", "avx2"))
+
+
 @pytest.mark.skipif(shutil.which("objdump") is None or os.uname().machine != "x86_64", reason="needs objdump, x86-64")
-def test_no_avx_instruction_outside_the_avx2_copy():
-    """The baseline extension must run on any x86-64: a VEX-encoded instruction anywhere but in
-    the AVX2 copy (say an inline function of a header merged from the AVX2 unit) would crash it."""
+def test_no_instruction_leaks_out_of_its_copy():
+    """The baseline extension must run on any x86-64 and the AVX2 copy on any AVX2 CPU: a
+    VEX-encoded instruction anywhere but in a copy (say an inline function of a header merged
+    from a copy's unit), or an EVEX one anywhere but in the AVX-512 copy, would crash them."""
     listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", convops._C.__file__],
                              capture_output=True, text=True, check=True).stdout
-    offenders, function = set(), None
+    offenders, copy, function = set(), None, None
     for line in listing.splitlines():
         header = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
         if header:
             function = header.group(1)
-        elif re.match(r"^\s+[0-9a-f]+:\s+v[a-z]", line) and "avx2" not in function:
-            offenders.add(function)
+            copy = next((isa for mark, isa in COPY_OF_FUNCTION if mark in function), None)
+        elif re.match(r"^\s+[0-9a-f]+:\s+v[a-z]", line):
+            if copy is None or (copy == "avx2" and EVEX.search(line)):
+                offenders.add(function)
     assert not offenders, sorted(offenders)[:5]
-    assert "convops::kernels::avx2::" in listing
+    assert "convops::kernels::avx2::" in listing and "convops::kernels::avx512::" in listing
+    assert "%zmm" in listing  # the AVX-512 copy runs 512-bit vectors

@@ -1,14 +1,15 @@
-// The CPU kernel forms (pool_cpu.h, depthwise.h) are compiled twice on x86-64: for the
-// baseline instruction set, as the rest of the extension, and for AVX2 (cpu_avx2.cpp),
-// which the launchers pick at run time when the CPU has it. Each copy is a table of
-// function pointers per (value, accumulator) type; this header defines the tables and
-// names the copies, torch-free.
+// The CPU kernel forms (pool_cpu.h, depthwise.h) are compiled three times on x86-64: for
+// the baseline instruction set, as the rest of the extension, and as copies for AVX2
+// (cpu_avx2.cpp) and AVX-512 (cpu_avx512.cpp), one of which the launchers pick at run
+// time (ops/cpu_engine.h). Each copy is a table of function pointers per (value,
+// accumulator) type; this header defines the tables and names the copies, torch-free.
 //
-// Why inline namespaces: a copy's functions are inline templates; compiled for two
-// instruction sets under one name, the linker would keep either copy for every caller
+// Why inline namespaces: a copy's functions are inline templates; compiled for several
+// instruction sets under one name, the linker would keep any one copy for every caller
 // (an AVX2 body on a CPU without AVX2). CONVOPS_CPU_ISA names the copy being compiled.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "im2col.h"
 #include "pool.h"
@@ -18,11 +19,14 @@
 #endif
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
-#define CONVOPS_CPU_AVX2 1  // cpu_avx2.cpp builds the AVX2 copy
+#define CONVOPS_CPU_COPIES 1  // cpu_avx2.cpp and cpu_avx512.cpp build the copies
 #endif
 
 namespace convops {
 namespace kernels {
+
+// The copies of the CPU forms, in the order of preference.
+enum class CpuIsa { kBaseline, kAvx2, kAvx512 };
 
 template <typename T, typename Acc>
 struct PoolCpuKernels {
@@ -46,12 +50,17 @@ struct DepthwiseCpuKernels {
                                   int64_t);
 };
 
-#ifdef CONVOPS_CPU_AVX2
-// The AVX2 copies, for float and double (cpu_avx2.cpp); half and bfloat16 stay baseline.
-template <typename T>
-const PoolCpuKernels<T, T>& avx2_pool_kernels();
-template <typename T>
-const DepthwiseCpuKernels<T, T>& avx2_depthwise_kernels();
+// Whether a table has copies: those of float and double (half and bfloat16 stay baseline).
+template <typename Table>
+struct HasCpuCopies : std::false_type {};
+template <template <typename, typename> class Form, typename T>
+struct HasCpuCopies<Form<T, T>>
+    : std::integral_constant<bool, std::is_same<T, float>::value || std::is_same<T, double>::value> {};
+
+#ifdef CONVOPS_CPU_COPIES
+// The copy `isa` (kAvx2, kAvx512) of a table with copies; defined by cpu_<isa>.cpp.
+template <CpuIsa isa, typename Table>
+const Table& cpu_copy();
 #endif
 
 }  // namespace kernels

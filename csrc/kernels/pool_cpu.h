@@ -7,7 +7,7 @@
 // row or image per call, vectorised over the C channels of each tap.
 //
 // Compiled once per instruction set (cpu_isa.h): this code lives in the inline namespace
-// CONVOPS_CPU_ISA, so the baseline and the AVX2 copies never merge at link time.
+// CONVOPS_CPU_ISA, so the baseline, AVX2 and AVX-512 copies never merge at link time.
 #pragma once
 #include <type_traits>
 

@@ -52,19 +52,45 @@ at::MemoryFormat output_format(const at::Tensor& t) {
   return at::MemoryFormat::Contiguous;
 }
 
-bool use_avx2() {
-#ifdef CONVOPS_CPU_AVX2
-  static const bool supported = __builtin_cpu_supports("avx2");
-#else
-  constexpr bool supported = false;
+namespace {
+
+// The best copy this CPU (and this build) can run.
+kernels::CpuIsa best_cpu_isa() {
+#ifdef CONVOPS_CPU_COPIES
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq")) {
+    return kernels::CpuIsa::kAvx512;
+  }
+  if (__builtin_cpu_supports("avx2")) return kernels::CpuIsa::kAvx2;
 #endif
-  const char* isa = std::getenv("CONVOPS_CPU_ISA");
-  if (isa == nullptr || *isa == '\0' || std::strcmp(isa, "auto") == 0) return supported;
-  if (std::strcmp(isa, "baseline") == 0) return false;
-  TORCH_CHECK(std::strcmp(isa, "avx2") == 0, "convops: expected CONVOPS_CPU_ISA to be auto, baseline or avx2, got '",
-              isa, "'");
-  TORCH_CHECK(supported, "convops: CONVOPS_CPU_ISA=avx2 but this CPU (or this build) has no AVX2");
-  return true;
+  return kernels::CpuIsa::kBaseline;
+}
+
+}  // namespace
+
+const char* cpu_isa_name(kernels::CpuIsa isa) {
+  switch (isa) {
+    case kernels::CpuIsa::kAvx512:
+      return "avx512";
+    case kernels::CpuIsa::kAvx2:
+      return "avx2";
+    case kernels::CpuIsa::kBaseline:
+      break;
+  }
+  return "baseline";
+}
+
+kernels::CpuIsa cpu_isa() {
+  static const kernels::CpuIsa best = best_cpu_isa();
+  const char* asked = std::getenv("CONVOPS_CPU_ISA");
+  if (asked == nullptr || *asked == '\0' || std::strcmp(asked, "auto") == 0) return best;
+  for (auto isa : {kernels::CpuIsa::kBaseline, kernels::CpuIsa::kAvx2, kernels::CpuIsa::kAvx512}) {
+    if (std::strcmp(asked, cpu_isa_name(isa)) != 0) continue;
+    TORCH_CHECK(isa <= best, "convops: CONVOPS_CPU_ISA=", asked, " but this CPU (or this build) runs at most '",
+                cpu_isa_name(best), "'");
+    return isa;
+  }
+  TORCH_CHECK(false, "convops: expected CONVOPS_CPU_ISA to be auto, baseline, avx2 or avx512, got '", asked, "'");
 }
 
 }  // namespace ops

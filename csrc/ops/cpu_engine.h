@@ -2,12 +2,14 @@
 // planes, vectorisable loops). "element": one output element per iteration, exactly
 // the functions each CUDA thread runs. CONVOPS_CPU_ENGINE=element selects it; the
 // tests run both, so every CI run exercises the GPU's kernel bodies on the CPU.
-// The row engine's forms come in two copies, baseline x86-64 and AVX2 (use_avx2).
+// The row engine's forms come in copies per instruction set (kernels/cpu_isa.h).
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+
+#include "../kernels/cpu_isa.h"
 
 namespace convops {
 namespace ops {
@@ -17,10 +19,29 @@ inline bool use_element_engine() {
   return engine != nullptr && std::strcmp(engine, "element") == 0;
 }
 
-// Whether the row engine runs the AVX2 copy of the CPU forms (kernels/cpu_isa.h), as
-// CONVOPS_CPU_ISA says: "auto" or unset (AVX2 where the CPU has it), "baseline", or
-// "avx2" (an error on a CPU without it). Read per call, like the engine; the tests run both.
-bool use_avx2();
+// Which copy of the CPU forms (kernels/cpu_isa.h) the row engine runs, as CONVOPS_CPU_ISA
+// says: "auto" or unset (the best the CPU has), "baseline", "avx2" or "avx512" (an error
+// on a CPU without it). Read per call, like the engine; the tests run every copy.
+kernels::CpuIsa cpu_isa();
+const char* cpu_isa_name(kernels::CpuIsa isa);
+
+// The copy of a table of CPU forms this call runs; `baseline` where the table has no copies.
+template <typename Table>
+const Table& cpu_forms_for_call(const Table& baseline) {
+#ifdef CONVOPS_CPU_COPIES
+  if constexpr (kernels::HasCpuCopies<Table>::value) {
+    switch (cpu_isa()) {
+      case kernels::CpuIsa::kAvx512:
+        return kernels::cpu_copy<kernels::CpuIsa::kAvx512, Table>();
+      case kernels::CpuIsa::kAvx2:
+        return kernels::cpu_copy<kernels::CpuIsa::kAvx2, Table>();
+      case kernels::CpuIsa::kBaseline:
+        break;
+    }
+  }
+#endif
+  return baseline;
+}
 
 // Enough elements per task that waking another thread pays off.
 constexpr int64_t kElementGrain = 32768;

@@ -68,16 +68,11 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
   });
 }
 
-// The depthwise forms for this call: the AVX2 copy (float, double) where use_avx2(), else baseline.
+// The depthwise forms for this call (the copy for this CPU, cpu_engine.h).
 template <typename T, typename Acc>
 const kernels::DepthwiseCpuKernels<T, Acc>& depthwise_forms() {
-#ifdef CONVOPS_CPU_AVX2
-  if constexpr (std::is_same_v<T, Acc>) {
-    if (use_avx2()) return kernels::avx2_depthwise_kernels<T>();
-  }
-#endif
   static const auto baseline = kernels::depthwise_cpu_kernels<T, Acc>();
-  return baseline;
+  return cpu_forms_for_call(baseline);
 }
 
 // Depthwise: one plane (or, for the weight gradient, one channel) per task. The element

@@ -36,16 +36,11 @@ struct PlaneBuffers {
   }
 };
 
-// The CPU forms for this call: the AVX2 copy (float, double) where use_avx2(), else baseline.
+// The CPU forms for this call (the copy for this CPU, cpu_engine.h).
 template <typename T, typename Acc>
 const kernels::PoolCpuKernels<T, Acc>& cpu_forms() {
-#ifdef CONVOPS_CPU_AVX2
-  if constexpr (std::is_same_v<T, Acc>) {
-    if (use_avx2()) return kernels::avx2_pool_kernels<T>();
-  }
-#endif
   static const auto baseline = kernels::pool_cpu_kernels<T, Acc>();
-  return baseline;
+  return cpu_forms_for_call(baseline);
 }
 
 int64_t planes_of(const at::Tensor& t, int64_t plane_numel) { return t.numel() / plane_numel; }
