@@ -25,12 +25,13 @@ inline bool use_element_engine() {
 kernels::CpuIsa cpu_isa();
 const char* cpu_isa_name(kernels::CpuIsa isa);
 
-// The copy of a table of CPU forms this call runs; `baseline` where the table has no copies.
+// The copy of a table of CPU forms this call runs, at most `widest`; `baseline` where the
+// table has no copies.
 template <typename Table>
-const Table& cpu_forms_for_call(const Table& baseline) {
+const Table& cpu_forms_for_call(const Table& baseline, kernels::CpuIsa widest = kernels::CpuIsa::kAvx512) {
 #ifdef CONVOPS_CPU_COPIES
   if constexpr (kernels::HasCpuCopies<Table>::value) {
-    switch (cpu_isa()) {
+    switch (std::min(cpu_isa(), widest)) {
       case kernels::CpuIsa::kAvx512:
         return kernels::cpu_copy<kernels::CpuIsa::kAvx512, Table>();
       case kernels::CpuIsa::kAvx2:
