@@ -56,4 +56,12 @@ def isa_engine(request):
         yield request.param
 
 
+@pytest.fixture
+def num_threads():
+    """Call it with a thread count for torch (and convops) in this test; restored after."""
+    old = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(old)
+
+
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

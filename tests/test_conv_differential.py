@@ -203,9 +203,13 @@ def test_reduced_precision_accumulates_in_float(dtype, spatial):
     ((40, 40), (3, 3), 2),    # chunks of one image (its columns exceed the buffer bound)
     ((96, 96), (1, 1), 2),    # the same, pointwise
 ])
-def test_every_gemm_plan_matches_torch(engine, size, kernel, groups):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_every_gemm_plan_matches_torch(engine, size, kernel, groups, threads, num_threads):
     """The orchestration picks a GEMM plan by problem size (csrc/ops/conv/conv.cpp chunk_plan);
-    each, with batches that do not divide into chunks evenly, forward and both gradients."""
+    each, with batches that do not divide into chunks evenly, forward and both gradients. With
+    3 threads, images with more positions than channels are split among the threads
+    (over_images): 37 images as 13 + 13 + 11, each thread with its own weight-gradient sum."""
+    num_threads(threads)
     gen = torch.Generator().manual_seed(7)
     x = integer_tensor((37, 4 * groups, *size), torch.float64, generator=gen)
     w = integer_tensor((6 * groups, 4, *kernel), torch.float64, generator=gen)

@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <c10/core/DeviceGuard.h>
 
 #include <algorithm>
@@ -222,16 +223,48 @@ at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& 
   return workspace.narrow(0, 0, bytes).view(like.scalar_type()).view(sizes);
 }
 
+// Threads that share this call's GEMMs: 1 inside a parallel region (see over_images).
+int64_t gemm_threads() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
+
+// How many threads over_images splits the batch among, and how: body(problem, first,
+// count) over the batch. On a CPU with several threads and at
+// least as many images, each with at least as many output positions as output channels
+// per group, each thread takes whole images (its own columns, its GEMMs single-threaded
+// inside the parallel region): such images scale better across cores than MKL's threads
+// on their GEMMs (make bench, 2 threads). Images with fewer positions than channels (deep
+// layers: ResNet's 4x4 x 512) stay one call: each thread would read the whole weight, and
+// hold a weight-sized gradient sum, for little work.
+int64_t image_threads(const ConvProblem& p, const at::Tensor& like) {
+  const int64_t threads = at::get_num_threads();
+  const bool split = like.is_cpu() && threads > 1 && p.batch >= threads && p.g.cols_numel() >= p.out_per_group();
+  return split ? threads : 1;
+}
+
+template <typename Body>
+void over_images(const ConvProblem& p, const at::Tensor& like, Body&& body) {
+  if (image_threads(p, like) == 1) {
+    body(p, int64_t(0), p.batch);
+    return;
+  }
+  const at::ThreadLocalState caller;  // the dispatch state ATen ops inside the body must see
+  at::parallel_for(0, p.batch, 1, [&](int64_t first, int64_t end) {
+    at::ThreadLocalStateGuard same_state(caller);
+    ConvProblem part = p;
+    part.batch = end - first;
+    body(part, first, end - first);
+  });
+}
+
 // Output positions per tile when one image's columns would not stay in cache: tiles of
-// the columns, each filled and multiplied while in cache (one GEMM per tile, so groups == 1).
+// the columns, each filled and multiplied (one GEMM per group) while in cache.
 // 0: whole images (also where the device has no tile kernel).
 constexpr int64_t kMinTileWidth = 512;  // narrower GEMMs lose more than the cache gains
 
 int64_t tile_width(const ConvProblem& p, const ColumnKernels& k) {
   const int64_t rows = p.column_rows(), L = p.g.cols_numel();
-  if (k.im2col_tile == nullptr || p.groups != 1 || is_pointwise(p.g) || rows * L <= kColumnBufferElements) return 0;
+  if (k.im2col_tile == nullptr || is_pointwise(p.g) || rows * L <= kColumnBufferElements) return 0;
   // Each thread works on its share of a tile's GEMM: a tile per thread stays in that core's cache.
-  const int64_t width = std::max<int64_t>(kMinTileWidth, kColumnBufferElements / rows) * at::get_num_threads();
+  const int64_t width = std::max<int64_t>(kMinTileWidth, kColumnBufferElements / rows) * gemm_threads();
   return width < L ? width : 0;
 }
 
@@ -296,34 +329,23 @@ at::Tensor col2im(const at::Tensor& columns, at::IntArrayRef output_size, at::In
   return out;
 }
 
-at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  const char* op = "convops::conv";
-  check_batched(op, "input", input);
-  check_floating(op, "input", input);
-  check_same(op, "weight", weight, "input", input);
-  const auto p = conv_problem(op, input.sizes(), weight.sizes(), stride, padding, dilation, groups);
-  check_bias(op, bias, p.out_channels, input);
-  auto out = at::empty(p.output_sizes(), input.options());
-  if (out.numel() == 0) return out;
-  c10::DeviceGuard guard(input.device());
-  const auto& k = column_kernels(op, input);
-  const auto x = input.contiguous();
-  const auto w = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()});
-  const bool has_bias = bias.has_value() && bias->defined();
-  if (is_depthwise(p) && k.depthwise_forward != nullptr &&
-      k.depthwise_forward(x, weight.contiguous(), has_bias ? bias->contiguous() : at::Tensor(), out, p.g)) {
-    return out;
-  }
-  const int64_t L = p.g.cols_numel(), G = groups, O = p.out_channels;
+namespace {
+
+// y = conv(x, w) + bias for the images of x (p.batch of them), columns by tiles or chunks.
+void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& x, const at::Tensor& w,
+                 const at::Tensor& bias, at::Tensor out) {
+  const int64_t L = p.g.cols_numel(), G = p.groups, O = p.out_channels;
   if (const int64_t width = tile_width(p, k); width > 0) {
-    const auto w_2d = w.select(0, 0);
+    const int64_t Og = p.out_per_group(), Rg = p.rows_per_group();
     const bool tiled = for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t lo, int64_t hi) {
       auto y = out.select(0, i).view({O, L}).narrow(1, lo, hi - lo);
-      at::mm_out(y, w_2d, cols);
-      if (has_bias) y.add_(bias->view({O, 1}));
+      for (int64_t group = 0; group < G; ++group) {
+        auto y_g = y.narrow(0, group * Og, Og);
+        at::mm_out(y_g, w.select(0, group), cols.narrow(0, group * Rg, Rg));
+      }
+      if (bias.defined()) y.add_(bias.view({O, 1}));
     });
-    if (tiled) return out;
+    if (tiled) return;
   }
   const auto plan = chunk_plan(p);
   auto buffer = column_buffer(p, plan.size, x, L);
@@ -337,8 +359,99 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
       auto y_g = by_group(y, b, G, L);
       batched_mm(y_g, per_image(w, b), by_group(cols, b, G, L), G, plan.one_call);
     }
-    if (has_bias) y.add_(bias->view({1, O, 1}));
+    if (bias.defined()) y.add_(bias.view({1, O, 1}));
   }
+}
+
+// dx = col2im(W^T @ dy) for the images of dy.
+void conv_backward_input_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& dy,
+                                const at::Tensor& wt, at::Tensor dx) {
+  const int64_t L = p.g.cols_numel(), G = p.groups;
+  const bool pointwise = is_pointwise(p.g);
+  const auto plan = chunk_plan(p);
+  auto buffer = column_buffer(p, plan.size, dy, L);
+  for (int64_t start = 0; start < p.batch; start += plan.size) {
+    const int64_t b = std::min(plan.size, p.batch - start);
+    auto dx_chunk = dx.narrow(0, start, b);
+    auto cols = pointwise ? dx_chunk.view({b, p.in_channels, L}) : buffer.narrow(0, 0, b);
+    const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L});
+    if (plan.fold) {
+      cols.view({b, G, p.rows_per_group(), L}).copy_(unfold_batch(at::bmm(wt, fold_batch(dy_chunk, b, G, L)), b, L));
+    } else {
+      auto cols_g = by_group(cols, b, G, L);
+      batched_mm(cols_g, per_image(wt, b), by_group(dy_chunk, b, G, L), G, plan.one_call);
+    }
+    if (!pointwise) k.col2im(cols, dx_chunk, p.g);
+  }
+}
+
+// dw = sum over the images of x of dy @ im2col(x)^T, dw (G, O/G, C/G * K) in acc_type. Its
+// first GEMM overwrites dw (beta 0: what dw held is never read), so it need not be zeroed.
+void conv_backward_weight_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& dy,
+                                 const at::Tensor& x, at::Tensor dw) {
+  const int64_t L = p.g.cols_numel(), G = p.groups;
+  const auto acc_type = dw.scalar_type();
+  double beta = 0;
+  if (const int64_t width = tile_width(p, k); width > 0) {
+    const int64_t Og = p.out_per_group(), Rg = p.rows_per_group();
+    const bool tiled = for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t lo, int64_t hi) {
+      const auto dy_tile = dy.select(0, i).view({p.out_channels, L}).narrow(1, lo, hi - lo).to(acc_type);
+      const auto cols_acc = cols.to(acc_type);
+      for (int64_t group = 0; group < G; ++group) {
+        dw.select(0, group).addmm_(dy_tile.narrow(0, group * Og, Og), cols_acc.narrow(0, group * Rg, Rg).t(), beta);
+      }
+      beta = 1;
+    });
+    if (tiled) return;
+  }
+  const auto plan = chunk_plan(p);
+  auto buffer = column_buffer(p, plan.size, x, L);
+  for (int64_t start = 0; start < p.batch; start += plan.size) {
+    const int64_t b = std::min(plan.size, p.batch - start);
+    const auto cols_chunk = columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type);
+    const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type);
+    if (plan.fold) {
+      dw.baddbmm_(fold_batch(dy_chunk, b, G, L), fold_batch(cols_chunk, b, G, L).transpose(1, 2), beta);
+      beta = 1;
+      continue;
+    }
+    const auto cols = by_group(cols_chunk, b, G, L);
+    const auto dy_g = by_group(dy_chunk, b, G, L);
+    if (plan.one_call) {
+      const auto sum = at::bmm(dy_g, cols.transpose(1, 2)).view({b, G, p.out_per_group(), p.rows_per_group()}).sum(0);
+      beta == 0 ? dw.copy_(sum) : dw.add_(sum);
+      beta = 1;
+    } else {
+      for (int64_t i = 0; i < b; ++i, beta = 1) {
+        dw.baddbmm_(dy_g.narrow(0, i * G, G), cols.narrow(0, i * G, G).transpose(1, 2), beta);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const char* op = "convops::conv";
+  check_batched(op, "input", input);
+  check_floating(op, "input", input);
+  check_same(op, "weight", weight, "input", input);
+  const auto p = conv_problem(op, input.sizes(), weight.sizes(), stride, padding, dilation, groups);
+  check_bias(op, bias, p.out_channels, input);
+  auto out = at::empty(p.output_sizes(), input.options());
+  if (out.numel() == 0) return out;
+  c10::DeviceGuard guard(input.device());
+  const auto& k = column_kernels(op, input);
+  const auto x = input.contiguous();
+  const auto b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  if (is_depthwise(p) && k.depthwise_forward != nullptr && k.depthwise_forward(x, weight.contiguous(), b, out, p.g)) {
+    return out;
+  }
+  const auto w = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()});
+  over_images(p, x, [&](const ConvProblem& part, int64_t first, int64_t count) {
+    conv_images(part, k, x.narrow(0, first, count), w, b, out.narrow(0, first, count));
+  });
   return out;
 }
 
@@ -364,23 +477,9 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
     return dx;
   }
   const auto wt = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()}).transpose(1, 2);
-  const int64_t L = p.g.cols_numel(), G = groups;
-  const bool pointwise = is_pointwise(p.g);
-  const auto plan = chunk_plan(p);
-  auto buffer = column_buffer(p, plan.size, dy, L);
-  for (int64_t start = 0; start < p.batch; start += plan.size) {
-    const int64_t b = std::min(plan.size, p.batch - start);
-    auto dx_chunk = dx.narrow(0, start, b);
-    auto cols = pointwise ? dx_chunk.view({b, p.in_channels, L}) : buffer.narrow(0, 0, b);
-    const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L});
-    if (plan.fold) {
-      cols.view({b, G, p.rows_per_group(), L}).copy_(unfold_batch(at::bmm(wt, fold_batch(dy_chunk, b, G, L)), b, L));
-    } else {
-      auto cols_g = by_group(cols, b, G, L);
-      batched_mm(cols_g, per_image(wt, b), by_group(dy_chunk, b, G, L), G, plan.one_call);
-    }
-    if (!pointwise) k.col2im(cols, dx_chunk, p.g);
-  }
+  over_images(p, dy, [&](const ConvProblem& part, int64_t first, int64_t count) {
+    conv_backward_input_images(part, k, dy.narrow(0, first, count), wt, dx.narrow(0, first, count));
+  });
   return dx;
 }
 
@@ -395,47 +494,31 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
   check_grad_output(op, grad_output, p, input.sizes(), weight_size);
   // The weight gradient sums over the whole batch: accumulate in float for half/bfloat16.
   const auto acc_type = at::toOpMathType(input.scalar_type());
-  auto dw = at::zeros({groups, p.out_per_group(), p.rows_per_group()}, input.options().dtype(acc_type));
-  if (grad_output.numel() == 0 || dw.numel() == 0) return dw.to(input.scalar_type()).view(weight_size);
+  const auto acc_options = input.options().dtype(acc_type);
+  if (grad_output.numel() == 0 || p.out_channels * p.rows_per_group() == 0) {
+    return at::zeros(weight_size, input.options());
+  }
   c10::DeviceGuard guard(input.device());
   const auto& k = column_kernels(op, input);
   const auto x = input.contiguous();
   const auto dy = grad_output.contiguous();
-  if (is_depthwise(p)) {
-    auto dw_channels = dw.view({p.in_channels, p.g.kernel_numel()});
-    if (k.depthwise_backward_weight != nullptr && k.depthwise_backward_weight(dy, x, dw_channels, p.g)) {
-      return dw.to(input.scalar_type()).view(weight_size);
-    }
+  if (is_depthwise(p) && k.depthwise_backward_weight != nullptr) {
+    auto dw = at::zeros({p.in_channels, p.g.kernel_numel()}, acc_options);
+    if (k.depthwise_backward_weight(dy, x, dw, p.g)) return dw.to(input.scalar_type()).view(weight_size);
   }
-  const int64_t L = p.g.cols_numel(), G = groups;
-  if (const int64_t width = tile_width(p, k); width > 0) {
-    auto dw_2d = dw.select(0, 0);
-    const bool tiled = for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t lo, int64_t hi) {
-      const auto dy_tile = dy.select(0, i).view({p.out_channels, L}).narrow(1, lo, hi - lo);
-      dw_2d.addmm_(dy_tile.to(acc_type), cols.to(acc_type).t());
-    });
-    if (tiled) return dw.to(input.scalar_type()).view(weight_size);
+  // Each thread of over_images sums its images into its own slot, added in slot order: the
+  // same result for the same thread count. A slot no thread wrote (fewer threads ran) is 0.
+  auto slots = at::empty({image_threads(p, x), groups, p.out_per_group(), p.rows_per_group()}, acc_options);
+  std::vector<char> written(slots.size(0), 0);
+  over_images(p, x, [&](const ConvProblem& part, int64_t first, int64_t count) {
+    const int64_t slot = at::get_thread_num();
+    conv_backward_weight_images(part, k, dy.narrow(0, first, count), x.narrow(0, first, count), slots.select(0, slot));
+    written[slot] = 1;
+  });
+  for (int64_t slot = 0; slot < slots.size(0); ++slot) {
+    if (!written[slot]) slots.select(0, slot).zero_();
   }
-  const auto plan = chunk_plan(p);
-  auto buffer = column_buffer(p, plan.size, x, L);
-  for (int64_t start = 0; start < p.batch; start += plan.size) {
-    const int64_t b = std::min(plan.size, p.batch - start);
-    const auto cols_chunk = columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type);
-    const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type);
-    if (plan.fold) {
-      dw.baddbmm_(fold_batch(dy_chunk, b, G, L), fold_batch(cols_chunk, b, G, L).transpose(1, 2));
-      continue;
-    }
-    const auto cols = by_group(cols_chunk, b, G, L);
-    const auto dy_g = by_group(dy_chunk, b, G, L);
-    if (plan.one_call) {
-      dw += at::bmm(dy_g, cols.transpose(1, 2)).view({b, G, p.out_per_group(), p.rows_per_group()}).sum(0);
-    } else {
-      for (int64_t i = 0; i < b; ++i) {
-        dw.baddbmm_(dy_g.narrow(0, i * G, G), cols.narrow(0, i * G, G).transpose(1, 2));
-      }
-    }
-  }
+  const auto dw = slots.size(0) == 1 ? slots.select(0, 0) : slots.sum(0);
   return dw.to(input.scalar_type()).view(weight_size);
 }
 
