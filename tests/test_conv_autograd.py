@@ -156,6 +156,34 @@ def test_depthwise_gradcheck_and_gradgradcheck(config, isa_engine):
     assert gradgradcheck(fn, (x, w, b), **TIGHT)
 
 
+@pytest.mark.parametrize("sizes,kernel,padding,dilation", [
+    ((17,), (3,), (1,), (1,)),              # fused taps of width 3
+    ((9, 12), (3, 5), (1, 2), (1, 1)),      # width 5
+    ((9, 12), (2, 7), (0, 4), (1, 2)),      # width 7 (tap by tap), dilated, padding > dil * (K - 1) / 2
+    ((6, 7), (3, 3), (3, 0), (1, 1)),       # padding > dil * (K - 1): the input gradient takes the row form
+    ((5, 6, 7), (3, 3, 3), (1, 2, 1), (1, 2, 1)),
+    ((4, 5, 6), (1, 2, 3), (0, 1, 1), (1, 1, 2)),
+])
+def test_depthwise_unit_stride_forms_match_torch(sizes, kernel, padding, dilation, isa_engine):
+    """At unit stride the depthwise forms work on a zero-padded plane with one run per tap
+    (kernels/depthwise.h), and the input gradient is the forward with the kernel flipped."""
+    gen = torch.Generator().manual_seed(3)
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d, 3: torch.nn.functional.conv3d}[len(sizes)]
+    x = torch.randint(-4, 5, (2, 3, *sizes), generator=gen).double()
+    w = torch.randint(-4, 5, (3, 1, *kernel), generator=gen).double()
+    b = torch.randint(-4, 5, (3,), generator=gen).double()
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    refs = [t.clone().requires_grad_() for t in (x, w, b)]
+    out = ops.conv(*leaves, [1] * len(sizes), list(padding), list(dilation), 3)
+    ref = conv(*refs, padding=padding, dilation=dilation, groups=3)
+    assert torch.equal(out, ref)
+    g = torch.randint(-4, 5, ref.shape, generator=gen).double()
+    out.backward(g)
+    ref.backward(g)
+    for ours, theirs in zip(leaves, refs):
+        assert torch.equal(ours.grad, theirs.grad)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_depthwise_matches_torch(dtype, isa_engine):
     x = torch.randn(3, 8, 13, 11).to(dtype)

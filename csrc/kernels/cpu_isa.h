@@ -46,7 +46,7 @@ template <typename T, typename Acc>
 struct DepthwiseCpuKernels {
   void (*forward_plane)(const T*, const T*, const T*, T*, Acc*, const ColumnGeometry&, const TapRanges&, int64_t);
   void (*backward_input_plane)(const T*, const T*, T*, Acc*, const ColumnGeometry&, const TapRanges&, int64_t);
-  void (*backward_weight_channel)(const T*, const T*, Acc*, int64_t, const ColumnGeometry&, const TapRanges&,
+  void (*backward_weight_channel)(const T*, const T*, Acc*, int64_t, Acc*, const ColumnGeometry&, const TapRanges&,
                                   int64_t);
 };
 

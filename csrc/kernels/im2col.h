@@ -46,6 +46,11 @@ struct ColumnGeometry {
   CONVOPS_HOST_DEVICE int64_t last_valid(int d, int64_t k) const {
     return min64(cols[d], ceil_div(image[d] + pad[d] - k * dil[d], stride[d]));
   }
+  CONVOPS_HOST_DEVICE bool unit_stride() const { return stride[0] == 1 && stride[1] == 1 && stride[2] == 1; }
+  // The image zero-padded on both sides of every dim, as the CPU's unit-stride depthwise form holds it.
+  CONVOPS_HOST_DEVICE int64_t padded_numel() const {
+    return (image[0] + 2 * pad[0]) * (image[1] + 2 * pad[1]) * (image[2] + 2 * pad[2]);
+  }
   // Output position that reads image coordinate x through tap k, or -1 if none.
   CONVOPS_HOST_DEVICE int64_t reader(int d, int64_t x, int64_t k) const {
     return tap_reader(x, k, stride[d], pad[d], dil[d], cols[d]);

@@ -4,6 +4,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <numeric>
 #include <vector>
 
 #include "../cpu_engine.h"
@@ -75,12 +76,17 @@ const kernels::DepthwiseCpuKernels<T, Acc>& depthwise_forms() {
   return cpu_forms_for_call(baseline);
 }
 
+// Scratch of the depthwise forward plane and weight-gradient channel: the output plane, or
+// at unit stride the padded input plane and as many "wide" positions (kernels/depthwise.h).
+int64_t depthwise_scratch(const ColumnGeometry& g) {
+  return g.unit_stride() ? 2 * g.padded_numel() : g.cols_numel();
+}
+
 // Depthwise: one plane (or, for the weight gradient, one channel) per task. The element
 // engine declines, so the tests also run depthwise problems through im2col + GEMM, the
 // path the GPU takes.
-bool depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+void run_depthwise_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                            at::Tensor& output, const ColumnGeometry& g) {
-  if (use_element_engine()) return false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "convops::conv", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = depthwise_forms<scalar_t, acc_t>();
@@ -91,16 +97,43 @@ bool depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight, co
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t planes = output.numel() / g.cols_numel();
     at::parallel_for(0, planes, grain_for(g.cols_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(g.cols_numel());
+      std::vector<acc_t> acc(depthwise_scratch(g));
       for (int64_t p = begin; p < end; ++p) forms.forward_plane(in, w, b, out, acc.data(), g, taps, p);
     });
   });
+}
+
+bool depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                           at::Tensor& output, const ColumnGeometry& g) {
+  if (use_element_engine()) return false;
+  run_depthwise_forward(input, weight, bias, output, g);
   return true;
+}
+
+// At unit stride the input gradient is itself a depthwise correlation: of grad_output with
+// the kernel flipped in every dim, padded by dil*(K-1) - pad (when that is >= 0), the
+// forward's fast form. The geometry of that correlation, or nothing where it does not apply.
+c10::optional<ColumnGeometry> input_gradient_as_forward(const ColumnGeometry& g) {
+  if (!g.unit_stride()) return c10::nullopt;
+  ColumnGeometry t = g;
+  for (int d = 0; d < kernels::kMaxSpatial; ++d) {
+    t.image[d] = g.cols[d];
+    t.cols[d] = g.image[d];
+    t.pad[d] = g.dil[d] * (g.kernel[d] - 1) - g.pad[d];
+    if (t.pad[d] < 0) return c10::nullopt;
+  }
+  return t;
 }
 
 bool depthwise_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
                                   const ColumnGeometry& g) {
   if (use_element_engine()) return false;
+  if (const auto as_forward = input_gradient_as_forward(g)) {
+    std::vector<int64_t> spatial_dims(weight.dim() - 2);
+    std::iota(spatial_dims.begin(), spatial_dims.end(), 2);
+    run_depthwise_forward(grad_output, weight.flip(spatial_dims).contiguous(), at::Tensor(), grad_input, *as_forward);
+    return true;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "convops::conv_backward_input", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = depthwise_forms<scalar_t, acc_t>();
@@ -129,7 +162,10 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
     acc_t* dw = grad_weight.mutable_data_ptr<acc_t>();
     const int64_t batch = input.size(0), K = g.kernel_numel();
     at::parallel_for(0, g.channels, grain_for(batch * g.cols_numel() * K), [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) forms.backward_weight_channel(dy, x, dw + c * K, batch, g, taps, c);
+      std::vector<acc_t> scratch(depthwise_scratch(g));
+      for (int64_t c = begin; c < end; ++c) {
+        forms.backward_weight_channel(dy, x, dw + c * K, batch, scratch.data(), g, taps, c);
+      }
     });
   });
   return true;
