@@ -18,6 +18,10 @@
 #pragma once
 #include <type_traits>
 
+#ifndef __CUDACC__
+#include <vector>
+#endif
+
 #include "common.h"
 
 namespace convops {
@@ -207,8 +211,39 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, c
 template <typename Acc>
 using PlanePos = typename std::conditional<sizeof(Acc) == 8, int64_t, int32_t>::type;
 
+// The phased layout of an input row (pool_cpu.h): the row, padded, split into `stride`
+// phases of `length` entries, phase q holding the padded positions q, q + stride, ...
+// Window o's tap k reads padded position o*stride + k*dil: entry o + tap[k] of the line.
+// Found once per call by the launcher (PhasedRow::build): it costs integer divisions.
+struct PhasedRow {
+  int64_t length;      // entries per phase
+  int64_t size;        // stride * length, the whole line
+  const int64_t* tap;  // kernel[2] entries: where tap k of window 0 lies in the line
+  const int64_t* lo;   // stride entries each: phase q's entries [lo[q], hi[q]) hold input
+  const int64_t* hi;   // positions, the others padding or overhang
+#ifndef __CUDACC__
+  // Fills taps (kernel[2]) and bounds (2 * stride) and returns the layout over them.
+  static PhasedRow build(const PoolGeometry& g, std::vector<int64_t>& taps, std::vector<int64_t>& bounds) {
+    const int64_t s = g.stride[2];
+    const int64_t windows_end = (g.out[2] - 1) * s + (g.kernel[2] - 1) * g.dil[2] + 1;
+    const int64_t length = ceil_div(max64(windows_end, g.pad[2] + g.image[2]), s);
+    taps.resize(g.kernel[2]);
+    for (int64_t k = 0; k < g.kernel[2]; ++k) {
+      const int64_t offset = k * g.dil[2];
+      taps[k] = (offset % s) * length + offset / s;
+    }
+    bounds.resize(2 * s);
+    for (int64_t q = 0; q < s; ++q) {
+      bounds[q] = min64(max64(0, ceil_div(g.pad[2] - q, s)), length);
+      bounds[s + q] = max64(min64(length, ceil_div(g.pad[2] + g.image[2] - q, s)), bounds[q]);
+    }
+    return {length, s * length, taps.data(), bounds.data(), bounds.data() + s};
+  }
+#endif
+};
+
 // Scratch for one plane: rows (X0*X1*O2, and at least X2) of values and positions,
-// three O2 rows (best_at holds two) and one phased row.
+// three O2 rows (best_at holds two), one phased row (line) and its layout.
 template <typename Acc>
 struct PoolScratch {
   Acc* rows;
@@ -216,7 +251,8 @@ struct PoolScratch {
   Acc* best;
   PlanePos<Acc>* best_at;
   Acc* factor;
-  Acc* line;  // phased_line_size(g) entries
+  Acc* line;  // phased.size entries
+  PhasedRow phased;
 };
 
 // ---------------------------------------------------------------- global average pooling

@@ -25,14 +25,16 @@ namespace {
 // Per-task scratch for the plane engine.
 template <typename Acc>
 struct PlaneBuffers {
+  std::vector<int64_t> taps, bounds;
+  kernels::PhasedRow phased;
   std::vector<Acc> rows, best, factor, line;
   std::vector<kernels::PlanePos<Acc>> row_at, best_at;
   explicit PlaneBuffers(const PoolGeometry& g, bool with_positions)
-      : rows(std::max(g.image[0] * g.image[1] * g.out[2], g.image[2])), best(g.out[2]), factor(g.out[2]),
-        line(kernels::phased_line_size(g)), row_at(with_positions ? rows.size() : 0),
-        best_at(with_positions ? 2 * g.out[2] : 0) {}
+      : phased(kernels::PhasedRow::build(g, taps, bounds)),
+        rows(std::max(g.image[0] * g.image[1] * g.out[2], g.image[2])), best(g.out[2]), factor(g.out[2]),
+        line(phased.size), row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0) {}
   kernels::PoolScratch<Acc> view() {
-    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data()};
+    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased};
   }
 };
 
