@@ -8,8 +8,10 @@
 //
 // Two forms of the same math:
 //   *_element: one output element per call (what a CUDA thread computes);
-//   im2col_row / col2im_plane: one (plane, tap) row or one image plane per call,
-//              index arithmetic hoisted, vectorisable inner loops (the fast CPU engine).
+//   im2col_rows / col2im_plane: (plane, tap) rows or one image plane per call,
+//              index arithmetic hoisted, vectorisable inner loops (the fast CPU engine);
+//              for images with short output rows, *_gathered through a table of
+//              positions built once per call (GatherTable, ReaderTable).
 // col2im is written as a gather: each image element is owned by exactly one
 // call, which sums every column entry that came from it. No atomics, so the
 // result is deterministic on every device.
@@ -113,21 +115,105 @@ struct TapRanges {
   }
 };
 
+// For images whose output rows are short (ResNet's 8x8 and smaller stages on 32x32 inputs:
+// per layer 1.3-1.6x faster), copying row segments costs more per segment than per value:
+// instead, each tap's whole column row is
+// gathered through a table built once per call, source[k * L + l] = the plane offset output
+// position l reads through tap k, or -1 where that is padding (K * L entries).
+struct GatherTable {
+  std::vector<int64_t> source;
+  explicit GatherTable(const ColumnGeometry& g) : source(g.kernel_numel() * g.cols_numel()) {
+    int64_t* at = source.data();
+    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0)
+      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1)
+        for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2)
+          for (int64_t l0 = 0; l0 < g.cols[0]; ++l0)
+            for (int64_t l1 = 0; l1 < g.cols[1]; ++l1)
+              for (int64_t l2 = 0; l2 < g.cols[2]; ++l2) {
+                const int64_t x0 = g.source(0, l0, k0), x1 = g.source(1, l1, k1), x2 = g.source(2, l2, k2);
+                const bool inside = x0 >= 0 && x0 < g.image[0] && x1 >= 0 && x1 < g.image[1] && x2 >= 0 &&
+                                    x2 < g.image[2];
+                *at++ = inside ? (x0 * g.image[1] + x1) * g.image[2] + x2 : -1;
+              }
+  }
+  // Worth it where output rows are this short and the table this small.
+  static bool suits(const ColumnGeometry& g) {
+    return g.cols[2] < 16 && g.kernel_numel() * g.cols_numel() <= (int64_t(1) << 16);
+  }
+};
+
+// Rows [begin, end) of whole-image columns (as im2col_rows with lo = 0, hi = L and the same
+// `fold`), gathered.
+template <typename T>
+inline void im2col_rows_gathered(const T* image, T* columns, const ColumnGeometry& g, const GatherTable& table,
+                                 int64_t begin, int64_t end, int64_t fold = 0) {
+  const int64_t K = g.kernel_numel(), L = g.cols_numel(), X = g.image_numel(), image_rows = g.channels * K;
+  for (int64_t row = begin; row < end; ++row) {
+    const T* __restrict__ plane = image + (row / K) * X;
+    const int64_t* __restrict__ source = table.source.data() + (row % K) * L;
+    T* __restrict__ dst = columns + (fold > 0 ? (row % image_rows) * fold + row / image_rows : row) * L;
+    for (int64_t l = 0; l < L; ++l) dst[l] = source[l] >= 0 ? plane[source[l]] : T(0);
+  }
+}
+
+// col2im's table: reader[k * X + x] = the output position whose tap k reads image position
+// x, or -1 (K * X entries). Only for the shortest rows: at LeNet's 10-wide rows adding row
+// segments was faster, at ResNet's 4x4 and smaller stages this (make bench, training step).
+struct ReaderTable {
+  std::vector<int64_t> reader;
+  explicit ReaderTable(const ColumnGeometry& g) : reader(g.kernel_numel() * g.image_numel()) {
+    int64_t* at = reader.data();
+    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0)
+      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1)
+        for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2)
+          for (int64_t x0 = 0; x0 < g.image[0]; ++x0)
+            for (int64_t x1 = 0; x1 < g.image[1]; ++x1)
+              for (int64_t x2 = 0; x2 < g.image[2]; ++x2) {
+                const int64_t l0 = g.reader(0, x0, k0), l1 = g.reader(1, x1, k1), l2 = g.reader(2, x2, k2);
+                *at++ = l0 >= 0 && l1 >= 0 && l2 >= 0 ? (l0 * g.cols[1] + l1) * g.cols[2] + l2 : -1;
+              }
+  }
+  static bool suits(const ColumnGeometry& g) {
+    return g.cols[2] < 8 && g.kernel_numel() * g.image_numel() <= (int64_t(1) << 16);
+  }
+};
+
+// One image plane of col2im (as col2im_plane: acc is X values of scratch), gathered: the
+// same additions, in the same tap order.
+template <typename T, typename Acc>
+inline void col2im_plane_gathered(const T* columns, T* image, Acc* __restrict__ acc, const ColumnGeometry& g,
+                                  const ReaderTable& table, int64_t plane) {
+  const int64_t X = g.image_numel(), L = g.cols_numel(), K = g.kernel_numel();
+  for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
+  for (int64_t k = 0; k < K; ++k) {
+    const T* __restrict__ src = columns + (plane * K + k) * L;
+    const int64_t* __restrict__ reader = table.reader.data() + k * X;
+    for (int64_t x = 0; x < X; ++x) {
+      if (reader[x] >= 0) acc[x] += static_cast<Acc>(src[reader[x]]);
+    }
+  }
+  T* dst = image + plane * X;
+  for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
+}
+
 // Rows [begin, end) of the columns, row in [0, B * C*K) one (plane, kernel tap), over the
 // output positions [lo, hi) of the flat L: all of them (0, L), or a tile when the columns
-// of a whole image would not stay in cache. Row r starts at columns + r * (hi - lo). The
+// of a whole image would not stay in cache. Row r = b*C*K + q (image b, row q of its
+// columns) starts at columns + r * (hi - lo), or with `fold` images side by side (the
+// (C*K, fold, L) layout one GEMM per group multiplies) at columns + (q * fold + b) * L. The
 // first row's tap is decoded once, then counted on; the innermost loop is a copy.
 template <typename T>
 inline void im2col_rows(const T* image, T* columns, const ColumnGeometry& g, const TapRanges& taps, int64_t begin,
-                        int64_t end, int64_t lo, int64_t hi) {
+                        int64_t end, int64_t lo, int64_t hi, int64_t fold = 0) {
   int64_t rest = begin;
   int64_t k2 = rest % g.kernel[2]; rest /= g.kernel[2];
   int64_t k1 = rest % g.kernel[1]; rest /= g.kernel[1];
   int64_t k0 = rest % g.kernel[0];
   int64_t plane = rest / g.kernel[0];
-  const int64_t s2 = g.stride[2], L1 = g.cols[1], L2 = g.cols[2];
+  const int64_t s2 = g.stride[2], L1 = g.cols[1], L2 = g.cols[2], image_rows = g.channels * g.kernel_numel();
   T* dst = columns + begin * (hi - lo);
   for (int64_t row = begin; row < end; ++row) {
+    if (fold > 0) dst = columns + ((row % image_rows) * fold + row / image_rows) * (hi - lo);
     const T* src_plane = image + plane * g.image_numel();
     const int64_t first0 = taps.first[0][k0], last0 = taps.last[0][k0];
     const int64_t first1 = taps.first[1][k1], last1 = taps.last[1][k1];

@@ -207,6 +207,17 @@ at::Tensor columns_of(const ConvProblem& p, const ColumnKernels& k, const at::Te
   return cols;
 }
 
+// The columns of a chunk's images side by side, (G, C/G*K, b*L): filled so by the device
+// where it can (no copy), else image by image and folded by a copy.
+at::Tensor folded_columns_of(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& x, at::Tensor& buffer) {
+  const int64_t b = x.size(0), L = p.g.cols_numel();
+  if (k.im2col_folded != nullptr && !is_pointwise(p.g)) {
+    auto cols = buffer.view(-1).narrow(0, 0, p.column_rows() * b * L).view({p.column_rows(), b, L});
+    if (k.im2col_folded(x, cols, p.g)) return cols.view({p.groups, -1, b * L});
+  }
+  return fold_batch(columns_of(p, k, x, buffer), b, p.groups, L);
+}
+
 // The column buffer of a batch chunk. On the CPU each thread keeps its buffer between
 // calls: a fresh multi-megabyte allocation pays a page fault per 4 KiB on first touch,
 // which cost as much as the im2col itself. (CUDA's caching allocator already reuses.)
@@ -351,13 +362,14 @@ void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor&
   auto buffer = column_buffer(p, plan.size, x, L);
   for (int64_t start = 0; start < p.batch; start += plan.size) {
     const int64_t b = std::min(plan.size, p.batch - start);
-    const auto cols = columns_of(p, k, x.narrow(0, start, b), buffer);
+    const auto x_chunk = x.narrow(0, start, b);
     auto y = out.narrow(0, start, b).view({b, O, L});
     if (plan.fold) {
-      y.view({b, G, p.out_per_group(), L}).copy_(unfold_batch(at::bmm(w, fold_batch(cols, b, G, L)), b, L));
+      const auto cols = folded_columns_of(p, k, x_chunk, buffer);
+      y.view({b, G, p.out_per_group(), L}).copy_(unfold_batch(at::bmm(w, cols), b, L));
     } else {
       auto y_g = by_group(y, b, G, L);
-      batched_mm(y_g, per_image(w, b), by_group(cols, b, G, L), G, plan.one_call);
+      batched_mm(y_g, per_image(w, b), by_group(columns_of(p, k, x_chunk, buffer), b, G, L), G, plan.one_call);
     }
     if (bias.defined()) y.add_(bias.view({1, O, 1}));
   }
@@ -408,14 +420,15 @@ void conv_backward_weight_images(const ConvProblem& p, const ColumnKernels& k, c
   auto buffer = column_buffer(p, plan.size, x, L);
   for (int64_t start = 0; start < p.batch; start += plan.size) {
     const int64_t b = std::min(plan.size, p.batch - start);
-    const auto cols_chunk = columns_of(p, k, x.narrow(0, start, b), buffer).to(acc_type);
+    const auto x_chunk = x.narrow(0, start, b);
     const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type);
     if (plan.fold) {
-      dw.baddbmm_(fold_batch(dy_chunk, b, G, L), fold_batch(cols_chunk, b, G, L).transpose(1, 2), beta);
+      const auto cols = folded_columns_of(p, k, x_chunk, buffer).to(acc_type);
+      dw.baddbmm_(fold_batch(dy_chunk, b, G, L), cols.transpose(1, 2), beta);
       beta = 1;
       continue;
     }
-    const auto cols = by_group(cols_chunk, b, G, L);
+    const auto cols = by_group(columns_of(p, k, x_chunk, buffer).to(acc_type), b, G, L);
     const auto dy_g = by_group(dy_chunk, b, G, L);
     if (plan.one_call) {
       const auto sum = at::bmm(dy_g, cols.transpose(1, 2)).view({b, G, p.out_per_group(), p.rows_per_group()}).sum(0);

@@ -24,6 +24,9 @@ struct ColumnKernels {
   // Optional: the columns of output positions [lo, hi) only, (B, C*K, hi - lo); returns
   // false to decline, and whole images' columns are used instead.
   bool (*im2col_tile)(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g, int64_t lo, int64_t hi);
+  // Optional: the columns of a chunk's B images side by side, (C*K, B, L), as one GEMM per
+  // group multiplies them; returns false to decline, and the columns are folded by a copy.
+  bool (*im2col_folded)(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g);
   // Optional direct forms for depthwise convolutions (groups == in == out channels) on
   // contiguous tensors; each returns false to decline, and im2col + GEMM runs instead.
   bool (*depthwise_forward)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,

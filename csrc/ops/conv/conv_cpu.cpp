@@ -15,12 +15,21 @@ namespace convops {
 namespace ops {
 namespace {
 
-// Rows of columns over the output positions [lo, hi), in parallel.
+// Rows of columns over the output positions [lo, hi), in parallel; whole images' columns
+// of short output rows gathered (kernels::GatherTable). fold: kernels::im2col_rows.
 template <typename T>
-void im2col_rows_cpu(const T* image, T* columns, const ColumnGeometry& g, int64_t lo, int64_t hi, int64_t rows) {
+void im2col_rows_cpu(const T* image, T* columns, const ColumnGeometry& g, int64_t lo, int64_t hi, int64_t rows,
+                     int64_t fold = 0) {
+  if (lo == 0 && hi == g.cols_numel() && kernels::GatherTable::suits(g)) {
+    const kernels::GatherTable table(g);
+    at::parallel_for(0, rows, grain_for(hi - lo), [&](int64_t begin, int64_t end) {
+      kernels::im2col_rows_gathered(image, columns, g, table, begin, end, fold);
+    });
+    return;
+  }
   const kernels::TapRanges taps(g);
   at::parallel_for(0, rows, grain_for(hi - lo), [&](int64_t begin, int64_t end) {
-    kernels::im2col_rows(image, columns, g, taps, begin, end, lo, hi);
+    kernels::im2col_rows(image, columns, g, taps, begin, end, lo, hi, fold);
   });
 }
 
@@ -36,6 +45,16 @@ void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeomet
     }
     im2col_rows_cpu(in, out, g, 0, g.cols_numel(), columns.numel() / g.cols_numel());
   });
+}
+
+// The images of a chunk side by side, columns (C*K, B, L): the row engine only, as tiles.
+bool im2col_folded_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
+  if (use_element_engine()) return false;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
+    im2col_rows_cpu(image.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), g, 0, g.cols_numel(),
+                    columns.numel() / g.cols_numel(), image.size(0));
+  });
+  return true;
 }
 
 // Tiles run the row engine only: the element engine's tests use images small enough
@@ -61,6 +80,14 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
       return;
     }
     const int64_t planes = image.numel() / g.image_numel();
+    if (kernels::ReaderTable::suits(g)) {
+      const kernels::ReaderTable table(g);
+      at::parallel_for(0, planes, grain_for(g.image_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
+        std::vector<acc_t> acc(g.image_numel());
+        for (int64_t p = begin; p < end; ++p) kernels::col2im_plane_gathered(in, out, acc.data(), g, table, p);
+      });
+      return;
+    }
     const kernels::TapRanges taps(g);
     at::parallel_for(0, planes, grain_for(g.image_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.image_numel());
@@ -172,7 +199,7 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
 }
 
 const bool registered = DeviceTable<ColumnKernels>::set(
-    c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu, &im2col_tile_cpu, &depthwise_forward_cpu, &depthwise_backward_input_cpu,
+    c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu, &im2col_tile_cpu, &im2col_folded_cpu, &depthwise_forward_cpu, &depthwise_backward_input_cpu,
                              &depthwise_backward_weight_cpu});
 
 }  // namespace
