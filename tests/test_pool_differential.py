@@ -81,6 +81,25 @@ def test_max_pool_matches_torch(engine):
         check()
 
 
+@pytest.mark.parametrize("sizes,kernel,stride,padding,dilation,ceil_mode", [
+    ((9, 40), (3, 3), (2, 1), (1, 1), (1, 2), False),        # 36 windows per row: the phased row form
+    ((9, 11), (2, 2), (2, 2), (0, 0), (1, 1), True),          # 6 per row: window by window
+    ((4, 5, 30), (2, 3, 3), (1, 2, 1), (1, 1, 1), (2, 1, 1), True),
+    ((4, 5, 9), (2, 3, 3), (1, 2, 2), (1, 1, 1), (2, 1, 1), False),
+])
+@pytest.mark.parametrize("specials", ["nan", "ties", "inf"])
+def test_max_pool_row_forms_match_torch(sizes, kernel, stride, padding, dilation, ceil_mode, specials, isa_engine):
+    """The CPU plane form pools long output rows by phased row passes and short ones window by
+    window (kernels/pool_cpu.h, kShortPoolRow); both against torch, values, indices, gradients."""
+    p = dict(batch=2, channels=3, sizes=sizes, unbatched=False, dtype=torch.float32, specials=specials)
+    x = pool_input(p)
+    args = (kernel, stride, padding, dilation, ceil_mode, True)
+    ours = forward_backward(lambda t: OURS_MAX[len(sizes)](t, *args), x, "contiguous", True)
+    theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args), x, "contiguous", True)
+    for a, b in zip(ours, theirs):
+        same(a, b)
+
+
 def torch_avg_accepts(p):
     """torch's avg_pool3d (alone) refuses inputs smaller than the kernel; convops pools them."""
     return p["spatial"] != 3 or all(s >= k for s, k in zip(p["sizes"], p["kernel"]))

@@ -96,13 +96,10 @@ CONVOPS_HOST_DEVICE inline Acc lowest() {
   return -static_cast<Acc>(__builtin_huge_valf());
 }
 
-// Output element index of (B*C, O) -> its max and (unless argmax is null) its argmax.
+// Window (o0, o1, o2) of one plane -> its max and (unless argmax is null) its argmax.
 template <typename T, typename Acc>
-CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeometry& g, int64_t index, T* out,
-                                                 int64_t* argmax) {
-  int64_t o[kMaxSpatial];
-  const T* plane = input + split_index(index, g.out, o) * g.image_numel();
-  const int64_t o0 = o[0], o1 = o[1], o2 = o[2];
+CONVOPS_HOST_DEVICE inline void max_pool_window(const T* plane, const PoolGeometry& g, int64_t o0, int64_t o1,
+                                                int64_t o2, T* out, int64_t* argmax) {
   const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
   const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
   const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
@@ -123,6 +120,15 @@ CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeome
   }
   *out = static_cast<T>(best);
   if (argmax != nullptr) *argmax = best_at;
+}
+
+// Output element index of (B*C, O) -> its max and (unless argmax is null) its argmax.
+template <typename T, typename Acc>
+CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeometry& g, int64_t index, T* out,
+                                                 int64_t* argmax) {
+  int64_t o[kMaxSpatial];
+  const T* plane = input + split_index(index, g.out, o) * g.image_numel();
+  max_pool_window<T, Acc>(plane, g, o[0], o[1], o[2], out, argmax);
 }
 
 // Input element index of (B*C, X): the sum of the output gradients whose argmax it is.
