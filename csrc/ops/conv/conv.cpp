@@ -267,31 +267,42 @@ void over_images(const ConvProblem& p, const at::Tensor& like, Body&& body) {
 }
 
 // Output positions per tile when one image's columns would not stay in cache: tiles of
-// the columns, each filled and multiplied (one GEMM per group) while in cache.
-// 0: whole images (also where the device has no tile kernel).
+// the columns, each filled and multiplied while in cache, group by group (a group's
+// columns are those of its channels). 0: whole images (also where the device has no tile
+// kernel). Grouped convolutions tile whenever their whole columns exceed the bound, with
+// tiles as wide as a group's columns allow (up to whole images: fewer, larger GEMMs).
 constexpr int64_t kMinTileWidth = 512;  // narrower GEMMs lose more than the cache gains
+constexpr int64_t kGroupTileElements = int64_t(1) << 18;  // 1 MiB of float, half this L2
 
 int64_t tile_width(const ConvProblem& p, const ColumnKernels& k) {
-  const int64_t rows = p.column_rows(), L = p.g.cols_numel();
-  if (k.im2col_tile == nullptr || is_pointwise(p.g) || rows * L <= kColumnBufferElements) return 0;
+  const int64_t L = p.g.cols_numel();
+  if (k.im2col_tile == nullptr || is_pointwise(p.g) || p.column_rows() * L <= kColumnBufferElements) return 0;
+  if (p.groups > 1) {
+    return std::min(L, std::max<int64_t>(kMinTileWidth, kGroupTileElements / p.rows_per_group()));
+  }
   // Each thread works on its share of a tile's GEMM: a tile per thread stays in that core's cache.
-  const int64_t width = std::max<int64_t>(kMinTileWidth, kColumnBufferElements / rows) * gemm_threads();
+  const int64_t width = std::max<int64_t>(kMinTileWidth, kColumnBufferElements / p.column_rows()) * gemm_threads();
   return width < L ? width : 0;
 }
 
-// Calls visit(cols, image, lo, hi) with the (C*K, hi - lo) columns of each tile of each image,
-// in order. Returns false, having visited nothing, if the device's tile kernel declines.
+// Calls visit(cols, image, group, lo, hi) with the (C/G*K, hi - lo) columns of each tile of
+// each group of each image, in order. Returns false, having visited nothing, if the
+// device's tile kernel declines.
 template <typename Visit>
 bool for_each_tile(const ConvProblem& p, const ColumnKernels& k, const at::Tensor& x, int64_t width, Visit&& visit) {
-  const int64_t rows = p.column_rows(), L = p.g.cols_numel();
+  const int64_t rows = p.rows_per_group(), L = p.g.cols_numel(), channels = p.in_per_group();
   auto buffer = column_buffer(p, 1, x, width).view(-1);
+  ColumnGeometry g = p.g;
+  g.channels = channels;
   for (int64_t i = 0; i < p.batch; ++i) {
-    const auto image = x.narrow(0, i, 1);
-    for (int64_t lo = 0; lo < L; lo += width) {
-      const int64_t hi = std::min(L, lo + width);
-      auto cols = buffer.narrow(0, 0, rows * (hi - lo)).view({1, rows, hi - lo});
-      if (!k.im2col_tile(image, cols, p.g, lo, hi)) return false;
-      visit(cols.select(0, 0), i, lo, hi);
+    for (int64_t group = 0; group < p.groups; ++group) {
+      const auto image = x.select(0, i).narrow(0, group * channels, channels).unsqueeze(0);  // contiguous
+      for (int64_t lo = 0; lo < L; lo += width) {
+        const int64_t hi = std::min(L, lo + width);
+        auto cols = buffer.narrow(0, 0, rows * (hi - lo)).view({1, rows, hi - lo});
+        if (!k.im2col_tile(image, cols, g, lo, hi)) return false;
+        visit(cols.select(0, 0), i, group, lo, hi);
+      }
     }
   }
   return true;
@@ -347,15 +358,13 @@ void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor&
                  const at::Tensor& bias, at::Tensor out) {
   const int64_t L = p.g.cols_numel(), G = p.groups, O = p.out_channels;
   if (const int64_t width = tile_width(p, k); width > 0) {
-    const int64_t Og = p.out_per_group(), Rg = p.rows_per_group();
-    const bool tiled = for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t lo, int64_t hi) {
-      auto y = out.select(0, i).view({O, L}).narrow(1, lo, hi - lo);
-      for (int64_t group = 0; group < G; ++group) {
-        auto y_g = y.narrow(0, group * Og, Og);
-        at::mm_out(y_g, w.select(0, group), cols.narrow(0, group * Rg, Rg));
-      }
-      if (bias.defined()) y.add_(bias.view({O, 1}));
-    });
+    const int64_t Og = p.out_per_group();
+    const bool tiled =
+        for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t group, int64_t lo, int64_t hi) {
+          auto y = out.select(0, i).view({O, L}).narrow(0, group * Og, Og).narrow(1, lo, hi - lo);
+          at::mm_out(y, w.select(0, group), cols);
+          if (bias.defined()) y.add_(bias.narrow(0, group * Og, Og).view({Og, 1}));
+        });
     if (tiled) return;
   }
   const auto plan = chunk_plan(p);
@@ -405,15 +414,14 @@ void conv_backward_weight_images(const ConvProblem& p, const ColumnKernels& k, c
   const auto acc_type = dw.scalar_type();
   double beta = 0;
   if (const int64_t width = tile_width(p, k); width > 0) {
-    const int64_t Og = p.out_per_group(), Rg = p.rows_per_group();
-    const bool tiled = for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t lo, int64_t hi) {
-      const auto dy_tile = dy.select(0, i).view({p.out_channels, L}).narrow(1, lo, hi - lo).to(acc_type);
-      const auto cols_acc = cols.to(acc_type);
-      for (int64_t group = 0; group < G; ++group) {
-        dw.select(0, group).addmm_(dy_tile.narrow(0, group * Og, Og), cols_acc.narrow(0, group * Rg, Rg).t(), beta);
-      }
-      beta = 1;
-    });
+    const int64_t Og = p.out_per_group();
+    std::vector<double> beta_of(G, 0.0);  // each group's first GEMM overwrites its slice
+    const bool tiled =
+        for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t group, int64_t lo, int64_t hi) {
+          const auto dy_tile = dy.select(0, i).view({p.out_channels, L}).narrow(0, group * Og, Og).narrow(1, lo, hi - lo);
+          dw.select(0, group).addmm_(dy_tile.to(acc_type), cols.to(acc_type).t(), beta_of[group]);
+          beta_of[group] = 1;
+        });
     if (tiled) return;
   }
   const auto plan = chunk_plan(p);
