@@ -5,8 +5,10 @@
 //   conv_backward_weight dw = sum_n dy[n] @ im2col(x[n])^T
 // per group, over chunks of the batch so the column buffer stays bounded. The GEMM plan
 // follows the problem's size (chunk_plan, tile_width): images with few output positions
-// side by side in one GEMM; small per-image GEMMs as one batched call, large ones one call
-// each; an image whose columns would not stay in cache by tiles of output positions.
+// side by side in one GEMM (their columns filled so by the device where it can); small
+// per-image GEMMs as one batched call, large ones one call each; an image whose columns
+// would not stay in cache by tiles of output positions (and of groups). With several CPU
+// threads, images are split among them (over_images), each thread's GEMMs single-threaded.
 // Shapes: x (N, C, *X), w (O, C/groups, *K), y (N, O, *L).
 #include "conv.h"
 
