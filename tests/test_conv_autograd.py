@@ -164,18 +164,41 @@ def test_depthwise_gradcheck_and_gradgradcheck(config, isa_engine):
     ((5, 6, 7), (3, 3, 3), (1, 2, 1), (1, 2, 1)),
     ((4, 5, 6), (1, 2, 3), (0, 1, 1), (1, 1, 2)),
 ])
-def test_depthwise_unit_stride_forms_match_torch(sizes, kernel, padding, dilation, isa_engine):
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_unit_stride_forms_match_torch(sizes, kernel, padding, dilation, multiplier, isa_engine):
     """At unit stride the depthwise forms work on a zero-padded plane with one run per tap
-    (kernels/depthwise.h), and the input gradient is the forward with the kernel flipped."""
+    (kernels/depthwise.h), and the input gradient is the forward with the kernel flipped;
+    with a channel multiplier, output channel o reads input channel o // multiplier."""
     gen = torch.Generator().manual_seed(3)
     conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d, 3: torch.nn.functional.conv3d}[len(sizes)]
     x = torch.randint(-4, 5, (2, 3, *sizes), generator=gen).double()
-    w = torch.randint(-4, 5, (3, 1, *kernel), generator=gen).double()
-    b = torch.randint(-4, 5, (3,), generator=gen).double()
+    w = torch.randint(-4, 5, (3 * multiplier, 1, *kernel), generator=gen).double()
+    b = torch.randint(-4, 5, (3 * multiplier,), generator=gen).double()
     leaves = [t.clone().requires_grad_() for t in (x, w, b)]
     refs = [t.clone().requires_grad_() for t in (x, w, b)]
     out = ops.conv(*leaves, [1] * len(sizes), list(padding), list(dilation), 3)
     ref = conv(*refs, padding=padding, dilation=dilation, groups=3)
+    assert torch.equal(out, ref)
+    g = torch.randint(-4, 5, ref.shape, generator=gen).double()
+    out.backward(g)
+    ref.backward(g)
+    for ours, theirs in zip(leaves, refs):
+        assert torch.equal(ours.grad, theirs.grad)
+
+
+@pytest.mark.parametrize("in_channels,out_channels,groups,stride,padding", [
+    (1, 6, 1, 1, 2),   # LeNet's first layer: one input channel, groups == 1
+    (3, 9, 3, 2, 1),   # multiplier 3, strided: the row forms
+])
+def test_depthwise_channel_multiplier_matches_torch(in_channels, out_channels, groups, stride, padding, isa_engine):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(-4, 5, (3, in_channels, 11, 13), generator=gen).double()
+    w = torch.randint(-4, 5, (out_channels, 1, 5, 3), generator=gen).double()
+    b = torch.randint(-4, 5, (out_channels,), generator=gen).double()
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    refs = [t.clone().requires_grad_() for t in (x, w, b)]
+    out = F.conv2d(*leaves, stride=stride, padding=padding, groups=groups)
+    ref = torch.nn.functional.conv2d(*refs, stride=stride, padding=padding, groups=groups)
     assert torch.equal(out, ref)
     g = torch.randint(-4, 5, ref.shape, generator=gen).double()
     out.backward(g)

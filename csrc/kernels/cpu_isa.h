@@ -44,10 +44,11 @@ struct PoolCpuKernels {
 
 template <typename T, typename Acc>
 struct DepthwiseCpuKernels {
-  void (*forward_plane)(const T*, const T*, const T*, T*, Acc*, const ColumnGeometry&, const TapRanges&, int64_t);
+  void (*forward_plane)(const T*, const T*, const T*, T*, Acc*, const ColumnGeometry&, const TapRanges&, int64_t,
+                        int64_t);
   void (*backward_input_plane)(const T*, const T*, T*, Acc*, const ColumnGeometry&, const TapRanges&, int64_t);
   void (*backward_weight_channel)(const T*, const T*, Acc*, int64_t, Acc*, const ColumnGeometry&, const TapRanges&,
-                                  int64_t);
+                                  int64_t, int64_t);
 };
 
 // Whether a table has copies: those of float and double (half and bfloat16 stay baseline).

@@ -106,12 +106,12 @@ inline void pad_plane(const T* plane, const ColumnGeometry& g, const UnitStrideL
 // which start at the bias and gather one run per tap row; the same sums in the same tap
 // order as the row form (whose skipped taps read zeros here).
 template <typename T, typename Acc>
-inline void depthwise_forward_plane_unit_stride(const T* input, const T* w, Acc start, T* output, Acc* scratch,
-                                                const ColumnGeometry& g, int64_t plane) {
+inline void depthwise_forward_plane_unit_stride(const T* src, const T* w, Acc start, T* dst, Acc* scratch,
+                                                const ColumnGeometry& g) {
   const UnitStrideLayout u(g);
   Acc* __restrict__ padded = scratch;
   Acc* __restrict__ wide = scratch + u.numel();
-  pad_plane(input + plane * g.image_numel(), g, u, padded);
+  pad_plane(src, g, u, padded);
   for (int64_t i = 0; i < u.count; ++i) wide[i] = start;
   const int64_t K2 = g.kernel[2], d2 = g.dil[2];
   for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
@@ -127,7 +127,6 @@ inline void depthwise_forward_plane_unit_stride(const T* input, const T* w, Acc 
       }
     }
   }
-  T* dst = output + plane * g.cols_numel();
   for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
     for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
       strided_copy(wide + u.wide(l0, l1), 1, dst + (l0 * g.cols[1] + l1) * g.cols[2], 1, g.cols[2]);
@@ -135,19 +134,23 @@ inline void depthwise_forward_plane_unit_stride(const T* input, const T* w, Acc 
   }
 }
 
-// Output plane: acc (depthwise_scratch values) starts at the bias and gathers every tap's
-// row products; unit-stride problems take the padded form above.
+// Output plane `plane` (of N * C*multiplier): acc (depthwise_scratch values) starts at the
+// bias and gathers every tap's row products; unit-stride problems take the padded form
+// above. Output channel o reads input channel o / multiplier (torch's channel multiplier).
 template <typename T, typename Acc>
 inline void depthwise_forward_plane(const T* input, const T* weight, const T* bias, T* output, Acc* acc,
-                                    const ColumnGeometry& g, const TapRanges& taps, int64_t plane) {
-  const int64_t c = plane % g.channels, L = g.cols_numel(), L2 = g.cols[2], X2 = g.image[2], s2 = g.stride[2];
-  const T* w = weight + c * g.kernel_numel();
-  const Acc start = bias != nullptr ? static_cast<Acc>(bias[c]) : Acc(0);
+                                    const ColumnGeometry& g, const TapRanges& taps, int64_t multiplier,
+                                    int64_t plane) {
+  const int64_t out_channels = g.channels * multiplier, o = plane % out_channels;
+  const int64_t L = g.cols_numel(), L2 = g.cols[2], X2 = g.image[2], s2 = g.stride[2];
+  const T* w = weight + o * g.kernel_numel();
+  const T* src = input + ((plane / out_channels) * g.channels + o / multiplier) * g.image_numel();
+  T* dst = output + plane * L;
+  const Acc start = bias != nullptr ? static_cast<Acc>(bias[o]) : Acc(0);
   if (g.unit_stride()) {
-    depthwise_forward_plane_unit_stride(input, w, start, output, acc, g, plane);
+    depthwise_forward_plane_unit_stride(src, w, start, dst, acc, g);
     return;
   }
-  const T* src = input + plane * g.image_numel();
   for (int64_t l = 0; l < L; ++l) acc[l] = start;
   for_each_tap_row(g, [&](int64_t out_row, int64_t in_row, int64_t tap) {
     const T* row = src + in_row * X2;
@@ -157,7 +160,6 @@ inline void depthwise_forward_plane(const T* input, const T* weight, const T* bi
       strided_scaled_add(static_cast<Acc>(w[tap + k2]), row + first * s2 + offset, s2, to + first, 1, last - first);
     }
   });
-  T* dst = output + plane * L;
   for (int64_t l = 0; l < L; ++l) dst[l] = static_cast<T>(acc[l]);
 }
 
@@ -187,15 +189,16 @@ inline void depthwise_backward_input_plane(const T* grad_output, const T* weight
 // dot product over the wide positions.
 template <typename T, typename Acc>
 inline void depthwise_backward_weight_unit_stride(const T* grad_output, const T* input, Acc* dw, int64_t batch,
-                                                  Acc* scratch, const ColumnGeometry& g, int64_t c) {
+                                                  Acc* scratch, const ColumnGeometry& g, int64_t multiplier,
+                                                  int64_t o) {
   const UnitStrideLayout u(g);
+  const int64_t out_channels = g.channels * multiplier;
   Acc* __restrict__ padded = scratch;
   Acc* __restrict__ wide = scratch + u.numel();
   for (int64_t i = 0; i < u.count; ++i) wide[i] = Acc(0);  // the places between rows stay 0
   for (int64_t n = 0; n < batch; ++n) {
-    const int64_t plane = n * g.channels + c;
-    pad_plane(input + plane * g.image_numel(), g, u, padded);
-    const T* dy = grad_output + plane * g.cols_numel();
+    pad_plane(input + (n * g.channels + o / multiplier) * g.image_numel(), g, u, padded);
+    const T* dy = grad_output + (n * out_channels + o) * g.cols_numel();
     for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
       for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
         strided_copy(dy + (l0 * g.cols[1] + l1) * g.cols[2], 1, wide + u.wide(l0, l1), 1, g.cols[2]);
@@ -215,21 +218,22 @@ inline void depthwise_backward_weight_unit_stride(const T* grad_output, const T*
   }
 }
 
-// Weight gradient of channel c over the whole batch (dw: K values): dw[c, k] = the sum over
-// images and positions of grad_output times the input that tap k read. scratch: as the forward's.
+// Weight gradient of output channel o over the whole batch (dw: K values): dw[o, k] = the
+// sum over images and positions of grad_output times the input that tap k read (input
+// channel o / multiplier). scratch: as the forward's.
 template <typename T, typename Acc>
 inline void depthwise_backward_weight_channel(const T* grad_output, const T* input, Acc* dw, int64_t batch,
-                                              Acc* scratch, const ColumnGeometry& g, const TapRanges& taps, int64_t c) {
-  const int64_t L2 = g.cols[2], X2 = g.image[2], s2 = g.stride[2];
+                                              Acc* scratch, const ColumnGeometry& g, const TapRanges& taps,
+                                              int64_t multiplier, int64_t o) {
+  const int64_t L2 = g.cols[2], X2 = g.image[2], s2 = g.stride[2], out_channels = g.channels * multiplier;
   for (int64_t k = 0; k < g.kernel_numel(); ++k) dw[k] = Acc(0);
   if (g.unit_stride()) {
-    depthwise_backward_weight_unit_stride(grad_output, input, dw, batch, scratch, g, c);
+    depthwise_backward_weight_unit_stride(grad_output, input, dw, batch, scratch, g, multiplier, o);
     return;
   }
   for (int64_t n = 0; n < batch; ++n) {
-    const int64_t plane = n * g.channels + c;
-    const T* src = input + plane * g.image_numel();
-    const T* dy_plane = grad_output + plane * g.cols_numel();
+    const T* src = input + (n * g.channels + o / multiplier) * g.image_numel();
+    const T* dy_plane = grad_output + (n * out_channels + o) * g.cols_numel();
     for_each_tap_row(g, [&](int64_t out_row, int64_t in_row, int64_t tap) {
       const T* row = src + in_row * X2;
       const T* dy = dy_plane + out_row * L2;

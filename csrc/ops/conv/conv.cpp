@@ -93,9 +93,9 @@ struct ConvProblem {
   }
 };
 
-bool is_depthwise(const ConvProblem& p) {
-  return p.groups == p.in_channels && p.out_channels == p.in_channels;
-}
+// One input channel per group (groups == in_channels), any number of output channels per
+// group (torch's channel multiplier; also a single-channel input with groups == 1).
+bool is_depthwise(const ConvProblem& p) { return p.groups == p.in_channels; }
 
 // Shared by every conv op: x_sizes (N, C, *X), w_sizes (O, C/groups, *K).
 ConvProblem conv_problem(const char* op, at::IntArrayRef x_sizes, at::IntArrayRef w_sizes, at::IntArrayRef stride,
@@ -526,7 +526,7 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
   const auto x = input.contiguous();
   const auto dy = grad_output.contiguous();
   if (is_depthwise(p) && k.depthwise_backward_weight != nullptr) {
-    auto dw = at::zeros({p.in_channels, p.g.kernel_numel()}, acc_options);
+    auto dw = at::zeros({p.out_channels, p.g.kernel_numel()}, acc_options);
     if (k.depthwise_backward_weight(dy, x, dw, p.g)) return dw.to(input.scalar_type()).view(weight_size);
   }
   // Each thread of over_images sums its images into its own slot, added in slot order: the

@@ -27,13 +27,14 @@ struct ColumnKernels {
   // Optional: the columns of a chunk's B images side by side, (C*K, B, L), as one GEMM per
   // group multiplies them; returns false to decline, and the columns are folded by a copy.
   bool (*im2col_folded)(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g);
-  // Optional direct forms for depthwise convolutions (groups == in == out channels) on
-  // contiguous tensors; each returns false to decline, and im2col + GEMM runs instead.
+  // Optional direct forms for depthwise convolutions (groups == in_channels, out_channels a
+  // multiple of it: torch's channel multiplier) on contiguous tensors; each returns false to
+  // decline, and im2col + GEMM runs instead.
   bool (*depthwise_forward)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                             at::Tensor& output, const ColumnGeometry& g);
   bool (*depthwise_backward_input)(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
                                    const ColumnGeometry& g);
-  // grad_weight: (C, K) in the accumulation dtype
+  // grad_weight: (O, K) in the accumulation dtype. Each form may decline a channel multiplier (O > C).
   bool (*depthwise_backward_weight)(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_weight,
                                     const ColumnGeometry& g);
 };

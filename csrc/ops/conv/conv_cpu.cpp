@@ -122,10 +122,10 @@ void run_depthwise_forward(const at::Tensor& input, const at::Tensor& weight, co
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    const int64_t planes = output.numel() / g.cols_numel();
+    const int64_t planes = output.numel() / g.cols_numel(), multiplier = output.size(1) / input.size(1);
     at::parallel_for(0, planes, grain_for(g.cols_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(depthwise_scratch(g));
-      for (int64_t p = begin; p < end; ++p) forms.forward_plane(in, w, b, out, acc.data(), g, taps, p);
+      for (int64_t p = begin; p < end; ++p) forms.forward_plane(in, w, b, out, acc.data(), g, taps, multiplier, p);
     });
   });
 }
@@ -154,7 +154,8 @@ c10::optional<ColumnGeometry> input_gradient_as_forward(const ColumnGeometry& g)
 
 bool depthwise_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
                                   const ColumnGeometry& g) {
-  if (use_element_engine()) return false;
+  // A channel multiplier sums several output channels into each input channel: im2col + GEMM.
+  if (use_element_engine() || grad_output.size(1) != grad_input.size(1)) return false;
   if (const auto as_forward = input_gradient_as_forward(g)) {
     std::vector<int64_t> spatial_dims(weight.dim() - 2);
     std::iota(spatial_dims.begin(), spatial_dims.end(), 2);
@@ -187,11 +188,12 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
     const scalar_t* dy = grad_output.const_data_ptr<scalar_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     acc_t* dw = grad_weight.mutable_data_ptr<acc_t>();
-    const int64_t batch = input.size(0), K = g.kernel_numel();
-    at::parallel_for(0, g.channels, grain_for(batch * g.cols_numel() * K), [&](int64_t begin, int64_t end) {
+    const int64_t batch = input.size(0), K = g.kernel_numel(), out_channels = grad_output.size(1);
+    const int64_t multiplier = out_channels / input.size(1);
+    at::parallel_for(0, out_channels, grain_for(batch * g.cols_numel() * K), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> scratch(depthwise_scratch(g));
-      for (int64_t c = begin; c < end; ++c) {
-        forms.backward_weight_channel(dy, x, dw + c * K, batch, scratch.data(), g, taps, c);
+      for (int64_t o = begin; o < end; ++o) {
+        forms.backward_weight_channel(dy, x, dw + o * K, batch, scratch.data(), g, taps, multiplier, o);
       }
     });
   });
