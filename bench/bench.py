@@ -168,21 +168,23 @@ def _row(name, pass_, threads, t_torch, t_ours, target):
 
 
 def run(threads_list, repeats, min_seconds, only):
+    """Every case at one thread count, then every case at the next. Measuring 1 thread right
+    after a 2-thread case ran 1-D/2-D pooling up to 1.4x slower, on either side: the idle
+    OpenMP worker spins on the second vCPU for a while (with OMP_WAIT_POLICY=PASSIVE the
+    1-thread rows were steady, and 2-thread regions much slower)."""
     rows = []
-    gen = torch.Generator().manual_seed(0)
-    for name, ours, theirs, target in _model_cases(gen):
-        if only and only not in name:
-            continue
-        for threads in threads_list:
-            torch.set_num_threads(threads)
+    for threads in threads_list:
+        torch.set_num_threads(threads)
+        gen = torch.Generator().manual_seed(0)  # the same inputs at every thread count
+        for name, ours, theirs, target in _model_cases(gen):
+            if only and only not in name:
+                continue
             t_torch, t_ours = measure(ours, theirs, max(3, repeats // 3), min_seconds)
             rows.append(_row(name, "train", threads, t_torch, t_ours, target))
             print_row(rows[-1])
-    for name, make_step, ours, theirs, target_f, target_fb in _cases(gen):
-        if only and only not in name:
-            continue
-        for threads in threads_list:
-            torch.set_num_threads(threads)
+        for name, make_step, ours, theirs, target_f, target_fb in _cases(gen):
+            if only and only not in name:
+                continue
             for backward, target in ((False, target_f), (True, target_fb)):
                 with torch.set_grad_enabled(backward):
                     t_torch, t_ours = measure(make_step(ours, backward), make_step(theirs, backward), repeats,
