@@ -156,6 +156,22 @@ def test_depthwise_gradcheck_and_gradgradcheck(config, isa_engine):
     assert gradgradcheck(fn, (x, w, b), **TIGHT)
 
 
+def _exactly_as_torch(ours, theirs, x_shape, w_shape, seed):
+    """ours(x, w, b) and theirs(x, w, b) on integer-valued float64 data: the same output and the
+    same gradients of x, w and b, bit for bit."""
+    gen = torch.Generator().manual_seed(seed)
+    tensors = [torch.randint(-4, 5, shape, generator=gen).double() for shape in (x_shape, w_shape, w_shape[:1])]
+    leaves = [t.clone().requires_grad_() for t in tensors]
+    refs = [t.clone().requires_grad_() for t in tensors]
+    out, ref = ours(*leaves), theirs(*refs)
+    assert torch.equal(out, ref)
+    g = torch.randint(-4, 5, ref.shape, generator=gen).double()
+    out.backward(g)
+    ref.backward(g)
+    for mine, expected in zip(leaves, refs):
+        assert torch.equal(mine.grad, expected.grad)
+
+
 @pytest.mark.parametrize("sizes,kernel,padding,dilation", [
     ((17,), (3,), (1,), (1,)),              # fused taps of width 3
     ((9, 12), (3, 5), (1, 2), (1, 1)),      # width 5
@@ -169,21 +185,10 @@ def test_depthwise_unit_stride_forms_match_torch(sizes, kernel, padding, dilatio
     """At unit stride the depthwise forms work on a zero-padded plane with one run per tap
     (kernels/depthwise.h), and the input gradient is the forward with the kernel flipped;
     with a channel multiplier, output channel o reads input channel o // multiplier."""
-    gen = torch.Generator().manual_seed(3)
     conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d, 3: torch.nn.functional.conv3d}[len(sizes)]
-    x = torch.randint(-4, 5, (2, 3, *sizes), generator=gen).double()
-    w = torch.randint(-4, 5, (3 * multiplier, 1, *kernel), generator=gen).double()
-    b = torch.randint(-4, 5, (3 * multiplier,), generator=gen).double()
-    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
-    refs = [t.clone().requires_grad_() for t in (x, w, b)]
-    out = ops.conv(*leaves, [1] * len(sizes), list(padding), list(dilation), 3)
-    ref = conv(*refs, padding=padding, dilation=dilation, groups=3)
-    assert torch.equal(out, ref)
-    g = torch.randint(-4, 5, ref.shape, generator=gen).double()
-    out.backward(g)
-    ref.backward(g)
-    for ours, theirs in zip(leaves, refs):
-        assert torch.equal(ours.grad, theirs.grad)
+    _exactly_as_torch(lambda *t: ops.conv(*t, [1] * len(sizes), list(padding), list(dilation), 3),
+                      lambda *t: conv(*t, padding=padding, dilation=dilation, groups=3),
+                      (2, 3, *sizes), (3 * multiplier, 1, *kernel), seed=3)
 
 
 @pytest.mark.parametrize("in_channels,out_channels,groups,stride,padding", [
@@ -191,20 +196,9 @@ def test_depthwise_unit_stride_forms_match_torch(sizes, kernel, padding, dilatio
     (3, 9, 3, 2, 1),   # multiplier 3, strided: the row forms
 ])
 def test_depthwise_channel_multiplier_matches_torch(in_channels, out_channels, groups, stride, padding, isa_engine):
-    gen = torch.Generator().manual_seed(5)
-    x = torch.randint(-4, 5, (3, in_channels, 11, 13), generator=gen).double()
-    w = torch.randint(-4, 5, (out_channels, 1, 5, 3), generator=gen).double()
-    b = torch.randint(-4, 5, (out_channels,), generator=gen).double()
-    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
-    refs = [t.clone().requires_grad_() for t in (x, w, b)]
-    out = F.conv2d(*leaves, stride=stride, padding=padding, groups=groups)
-    ref = torch.nn.functional.conv2d(*refs, stride=stride, padding=padding, groups=groups)
-    assert torch.equal(out, ref)
-    g = torch.randint(-4, 5, ref.shape, generator=gen).double()
-    out.backward(g)
-    ref.backward(g)
-    for ours, theirs in zip(leaves, refs):
-        assert torch.equal(ours.grad, theirs.grad)
+    _exactly_as_torch(lambda *t: F.conv2d(*t, stride=stride, padding=padding, groups=groups),
+                      lambda *t: torch.nn.functional.conv2d(*t, stride=stride, padding=padding, groups=groups),
+                      (3, in_channels, 11, 13), (out_channels, 1, 5, 3), seed=5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -57,6 +57,17 @@ struct ColumnGeometry {
   CONVOPS_HOST_DEVICE int64_t reader(int d, int64_t x, int64_t k) const {
     return tap_reader(x, k, stride[d], pad[d], dil[d], cols[d]);
   }
+  // The in-plane offset that output position l reads through tap k, or -1 for padding.
+  CONVOPS_HOST_DEVICE int64_t read_at(const int64_t l[kMaxSpatial], const int64_t k[kMaxSpatial]) const {
+    const int64_t x0 = source(0, l[0], k[0]), x1 = source(1, l[1], k[1]), x2 = source(2, l[2], k[2]);
+    if (x0 < 0 || x0 >= image[0] || x1 < 0 || x1 >= image[1] || x2 < 0 || x2 >= image[2]) return -1;
+    return (x0 * image[1] + x1) * image[2] + x2;
+  }
+  // The flat output position that reads image position x through tap k, or -1 if none.
+  CONVOPS_HOST_DEVICE int64_t read_by(const int64_t x[kMaxSpatial], const int64_t k[kMaxSpatial]) const {
+    const int64_t l0 = reader(0, x[0], k[0]), l1 = reader(1, x[1], k[1]), l2 = reader(2, x[2], k[2]);
+    return l0 >= 0 && l1 >= 0 && l2 >= 0 ? (l0 * cols[1] + l1) * cols[2] + l2 : -1;
+  }
 };
 
 // columns[index] for a chunk, index in [0, B * C*K * L).
@@ -64,11 +75,8 @@ template <typename T>
 CONVOPS_HOST_DEVICE inline T im2col_element(const T* image, const ColumnGeometry& g, int64_t index) {
   int64_t l[kMaxSpatial], k[kMaxSpatial];
   const int64_t plane = split_index(split_index(index, g.cols, l), g.kernel, k);  // b * C + c
-  const int64_t x0 = g.source(0, l[0], k[0]), x1 = g.source(1, l[1], k[1]), x2 = g.source(2, l[2], k[2]);
-  if (x0 < 0 || x0 >= g.image[0] || x1 < 0 || x1 >= g.image[1] || x2 < 0 || x2 >= g.image[2]) {
-    return T(0);
-  }
-  return image[((plane * g.image[0] + x0) * g.image[1] + x1) * g.image[2] + x2];
+  const int64_t at = g.read_at(l, k);
+  return at < 0 ? T(0) : image[plane * g.image_numel() + at];
 }
 
 // image[index] for a chunk, index in [0, B * C * X), accumulated in Acc.
@@ -115,27 +123,28 @@ struct TapRanges {
   }
 };
 
+// table[k * P + p] = entry(k, p) for every kernel tap k and position p of `extent` (P of
+// them), both row-major: the tables below, built once per call.
+template <typename Entry>
+inline std::vector<int64_t> tap_table(const ColumnGeometry& g, const int64_t extent[kMaxSpatial], Entry entry) {
+  std::vector<int64_t> table(g.kernel_numel() * extent[0] * extent[1] * extent[2]);
+  for (int64_t t = 0; t < static_cast<int64_t>(table.size()); ++t) {
+    int64_t k[kMaxSpatial], p[kMaxSpatial];
+    split_index(split_index(t, extent, p), g.kernel, k);
+    table[t] = entry(k, p);
+  }
+  return table;
+}
+
 // For images whose output rows are short (ResNet's 8x8 and smaller stages on 32x32 inputs:
 // per layer 1.3-1.6x faster), copying row segments costs more per segment than per value:
-// instead, each tap's whole column row is
-// gathered through a table built once per call, source[k * L + l] = the plane offset output
-// position l reads through tap k, or -1 where that is padding (K * L entries).
+// instead, each tap's whole column row is gathered through a table built once per call,
+// source[k * L + l] = the plane offset output position l reads through tap k, or -1 where
+// that is padding (K * L entries).
 struct GatherTable {
   std::vector<int64_t> source;
-  explicit GatherTable(const ColumnGeometry& g) : source(g.kernel_numel() * g.cols_numel()) {
-    int64_t* at = source.data();
-    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0)
-      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1)
-        for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2)
-          for (int64_t l0 = 0; l0 < g.cols[0]; ++l0)
-            for (int64_t l1 = 0; l1 < g.cols[1]; ++l1)
-              for (int64_t l2 = 0; l2 < g.cols[2]; ++l2) {
-                const int64_t x0 = g.source(0, l0, k0), x1 = g.source(1, l1, k1), x2 = g.source(2, l2, k2);
-                const bool inside = x0 >= 0 && x0 < g.image[0] && x1 >= 0 && x1 < g.image[1] && x2 >= 0 &&
-                                    x2 < g.image[2];
-                *at++ = inside ? (x0 * g.image[1] + x1) * g.image[2] + x2 : -1;
-              }
-  }
+  explicit GatherTable(const ColumnGeometry& g)
+      : source(tap_table(g, g.cols, [&](const int64_t* k, const int64_t* l) { return g.read_at(l, k); })) {}
   // Worth it where output rows are this short and the table this small.
   static bool suits(const ColumnGeometry& g) {
     return g.cols[2] < 16 && g.kernel_numel() * g.cols_numel() <= (int64_t(1) << 16);
@@ -161,18 +170,8 @@ inline void im2col_rows_gathered(const T* image, T* columns, const ColumnGeometr
 // segments was faster, at ResNet's 4x4 and smaller stages this (make bench, training step).
 struct ReaderTable {
   std::vector<int64_t> reader;
-  explicit ReaderTable(const ColumnGeometry& g) : reader(g.kernel_numel() * g.image_numel()) {
-    int64_t* at = reader.data();
-    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0)
-      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1)
-        for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2)
-          for (int64_t x0 = 0; x0 < g.image[0]; ++x0)
-            for (int64_t x1 = 0; x1 < g.image[1]; ++x1)
-              for (int64_t x2 = 0; x2 < g.image[2]; ++x2) {
-                const int64_t l0 = g.reader(0, x0, k0), l1 = g.reader(1, x1, k1), l2 = g.reader(2, x2, k2);
-                *at++ = l0 >= 0 && l1 >= 0 && l2 >= 0 ? (l0 * g.cols[1] + l1) * g.cols[2] + l2 : -1;
-              }
-  }
+  explicit ReaderTable(const ColumnGeometry& g)
+      : reader(tap_table(g, g.image, [&](const int64_t* k, const int64_t* x) { return g.read_by(x, k); })) {}
   static bool suits(const ColumnGeometry& g) {
     return g.cols[2] < 8 && g.kernel_numel() * g.image_numel() <= (int64_t(1) << 16);
   }

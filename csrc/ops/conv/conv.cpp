@@ -310,6 +310,19 @@ bool for_each_tile(const ConvProblem& p, const ColumnKernels& k, const at::Tenso
   return true;
 }
 
+// The (O/G, hi - lo) slice of image i, group `group`, positions [lo, hi) of an (N, O, *L)
+// tensor: where a tile's GEMM writes (output) or reads (output gradient).
+at::Tensor group_tile(const at::Tensor& t, const ConvProblem& p, int64_t i, int64_t group, int64_t lo, int64_t hi) {
+  const int64_t Og = p.out_per_group();
+  return t.select(0, i).view({p.out_channels, p.g.cols_numel()}).narrow(0, group * Og, Og).narrow(1, lo, hi - lo);
+}
+
+// Calls visit(start, b) for the chunks of `size` images of a batch, in order.
+template <typename Visit>
+void for_each_chunk(int64_t batch, int64_t size, Visit&& visit) {
+  for (int64_t start = 0; start < batch; start += size) visit(start, std::min(size, batch - start));
+}
+
 }  // namespace
 
 at::Tensor im2col(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef dilation,
@@ -363,7 +376,7 @@ void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor&
     const int64_t Og = p.out_per_group();
     const bool tiled =
         for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t group, int64_t lo, int64_t hi) {
-          auto y = out.select(0, i).view({O, L}).narrow(0, group * Og, Og).narrow(1, lo, hi - lo);
+          auto y = group_tile(out, p, i, group, lo, hi);
           at::mm_out(y, w.select(0, group), cols);
           if (bias.defined()) y.add_(bias.narrow(0, group * Og, Og).view({Og, 1}));
         });
@@ -371,8 +384,7 @@ void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor&
   }
   const auto plan = chunk_plan(p);
   auto buffer = column_buffer(p, plan.size, x, L);
-  for (int64_t start = 0; start < p.batch; start += plan.size) {
-    const int64_t b = std::min(plan.size, p.batch - start);
+  for_each_chunk(p.batch, plan.size, [&](int64_t start, int64_t b) {
     const auto x_chunk = x.narrow(0, start, b);
     auto y = out.narrow(0, start, b).view({b, O, L});
     if (plan.fold) {
@@ -383,7 +395,7 @@ void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor&
       batched_mm(y_g, per_image(w, b), by_group(columns_of(p, k, x_chunk, buffer), b, G, L), G, plan.one_call);
     }
     if (bias.defined()) y.add_(bias.view({1, O, 1}));
-  }
+  });
 }
 
 // dx = col2im(W^T @ dy) for the images of dy.
@@ -393,8 +405,7 @@ void conv_backward_input_images(const ConvProblem& p, const ColumnKernels& k, co
   const bool pointwise = is_pointwise(p.g);
   const auto plan = chunk_plan(p);
   auto buffer = column_buffer(p, plan.size, dy, L);
-  for (int64_t start = 0; start < p.batch; start += plan.size) {
-    const int64_t b = std::min(plan.size, p.batch - start);
+  for_each_chunk(p.batch, plan.size, [&](int64_t start, int64_t b) {
     auto dx_chunk = dx.narrow(0, start, b);
     auto cols = pointwise ? dx_chunk.view({b, p.in_channels, L}) : buffer.narrow(0, 0, b);
     const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L});
@@ -405,7 +416,7 @@ void conv_backward_input_images(const ConvProblem& p, const ColumnKernels& k, co
       batched_mm(cols_g, per_image(wt, b), by_group(dy_chunk, b, G, L), G, plan.one_call);
     }
     if (!pointwise) k.col2im(cols, dx_chunk, p.g);
-  }
+  });
 }
 
 // dw = sum over the images of x of dy @ im2col(x)^T, dw (G, O/G, C/G * K) in acc_type. Its
@@ -414,42 +425,36 @@ void conv_backward_weight_images(const ConvProblem& p, const ColumnKernels& k, c
                                  const at::Tensor& x, at::Tensor dw) {
   const int64_t L = p.g.cols_numel(), G = p.groups;
   const auto acc_type = dw.scalar_type();
-  double beta = 0;
   if (const int64_t width = tile_width(p, k); width > 0) {
-    const int64_t Og = p.out_per_group();
-    std::vector<double> beta_of(G, 0.0);  // each group's first GEMM overwrites its slice
     const bool tiled =
         for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t group, int64_t lo, int64_t hi) {
-          const auto dy_tile = dy.select(0, i).view({p.out_channels, L}).narrow(0, group * Og, Og).narrow(1, lo, hi - lo);
-          dw.select(0, group).addmm_(dy_tile.to(acc_type), cols.to(acc_type).t(), beta_of[group]);
-          beta_of[group] = 1;
+          const double beta = i == 0 && lo == 0 ? 0 : 1;  // a group's first tile overwrites its slice
+          dw.select(0, group).addmm_(group_tile(dy, p, i, group, lo, hi).to(acc_type), cols.to(acc_type).t(), beta);
         });
     if (tiled) return;
   }
   const auto plan = chunk_plan(p);
   auto buffer = column_buffer(p, plan.size, x, L);
-  for (int64_t start = 0; start < p.batch; start += plan.size) {
-    const int64_t b = std::min(plan.size, p.batch - start);
+  for_each_chunk(p.batch, plan.size, [&](int64_t start, int64_t b) {
+    const double beta = start == 0 ? 0 : 1;  // the first chunk overwrites dw
     const auto x_chunk = x.narrow(0, start, b);
     const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type);
     if (plan.fold) {
       const auto cols = folded_columns_of(p, k, x_chunk, buffer).to(acc_type);
       dw.baddbmm_(fold_batch(dy_chunk, b, G, L), cols.transpose(1, 2), beta);
-      beta = 1;
-      continue;
+      return;
     }
     const auto cols = by_group(columns_of(p, k, x_chunk, buffer).to(acc_type), b, G, L);
     const auto dy_g = by_group(dy_chunk, b, G, L);
     if (plan.one_call) {
       const auto sum = at::bmm(dy_g, cols.transpose(1, 2)).view({b, G, p.out_per_group(), p.rows_per_group()}).sum(0);
       beta == 0 ? dw.copy_(sum) : dw.add_(sum);
-      beta = 1;
     } else {
-      for (int64_t i = 0; i < b; ++i, beta = 1) {
-        dw.baddbmm_(dy_g.narrow(0, i * G, G), cols.narrow(0, i * G, G).transpose(1, 2), beta);
+      for (int64_t i = 0; i < b; ++i) {
+        dw.baddbmm_(dy_g.narrow(0, i * G, G), cols.narrow(0, i * G, G).transpose(1, 2), i == 0 ? beta : 1);
       }
     }
-  }
+  });
 }
 
 }  // namespace

@@ -15,56 +15,54 @@ namespace convops {
 namespace ops {
 namespace {
 
-// Rows of columns over the output positions [lo, hi), in parallel; whole images' columns
-// of short output rows gathered (kernels::GatherTable). fold: kernels::im2col_rows.
-template <typename T>
-void im2col_rows_cpu(const T* image, T* columns, const ColumnGeometry& g, int64_t lo, int64_t hi, int64_t rows,
-                     int64_t fold = 0) {
-  if (lo == 0 && hi == g.cols_numel() && kernels::GatherTable::suits(g)) {
-    const kernels::GatherTable table(g);
+// The row engine: every (plane, tap) row of `columns` over the output positions [lo, hi),
+// in parallel; whole images' columns of short output rows gathered (kernels::GatherTable).
+// fold: kernels::im2col_rows.
+void im2col_rows_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g, int64_t lo, int64_t hi,
+                     int64_t fold) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
+    const scalar_t* in = image.const_data_ptr<scalar_t>();
+    scalar_t* out = columns.mutable_data_ptr<scalar_t>();
+    const int64_t rows = columns.numel() / (hi - lo);
+    if (lo == 0 && hi == g.cols_numel() && kernels::GatherTable::suits(g)) {
+      const kernels::GatherTable table(g);
+      at::parallel_for(0, rows, grain_for(hi - lo), [&](int64_t begin, int64_t end) {
+        kernels::im2col_rows_gathered(in, out, g, table, begin, end, fold);
+      });
+      return;
+    }
+    const kernels::TapRanges taps(g);
     at::parallel_for(0, rows, grain_for(hi - lo), [&](int64_t begin, int64_t end) {
-      kernels::im2col_rows_gathered(image, columns, g, table, begin, end, fold);
+      kernels::im2col_rows(in, out, g, taps, begin, end, lo, hi, fold);
     });
-    return;
-  }
-  const kernels::TapRanges taps(g);
-  at::parallel_for(0, rows, grain_for(hi - lo), [&](int64_t begin, int64_t end) {
-    kernels::im2col_rows(image, columns, g, taps, begin, end, lo, hi, fold);
   });
 }
 
 void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
+  if (!use_element_engine()) {
+    im2col_rows_cpu(image, columns, g, 0, g.cols_numel(), 0);
+    return;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
     const scalar_t* in = image.const_data_ptr<scalar_t>();
     scalar_t* out = columns.mutable_data_ptr<scalar_t>();
-    if (use_element_engine()) {
-      at::parallel_for(0, columns.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) out[i] = kernels::im2col_element(in, g, i);
-      });
-      return;
-    }
-    im2col_rows_cpu(in, out, g, 0, g.cols_numel(), columns.numel() / g.cols_numel());
+    at::parallel_for(0, columns.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = kernels::im2col_element(in, g, i);
+    });
   });
 }
 
-// The images of a chunk side by side, columns (C*K, B, L): the row engine only, as tiles.
+// Side-by-side chunks and tiles run the row engine only: the element engine's tests use
+// images small enough for whole-image columns, folded by a copy.
 bool im2col_folded_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
   if (use_element_engine()) return false;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
-    im2col_rows_cpu(image.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), g, 0, g.cols_numel(),
-                    columns.numel() / g.cols_numel(), image.size(0));
-  });
+  im2col_rows_cpu(image, columns, g, 0, g.cols_numel(), image.size(0));
   return true;
 }
 
-// Tiles run the row engine only: the element engine's tests use images small enough
-// for whole-image columns.
 bool im2col_tile_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g, int64_t lo, int64_t hi) {
   if (use_element_engine()) return false;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
-    im2col_rows_cpu(image.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), g, lo, hi,
-                    columns.numel() / (hi - lo));
-  });
+  im2col_rows_cpu(image, columns, g, lo, hi, 0);
   return true;
 }
 
@@ -201,8 +199,8 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
 }
 
 const bool registered = DeviceTable<ColumnKernels>::set(
-    c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu, &im2col_tile_cpu, &im2col_folded_cpu, &depthwise_forward_cpu, &depthwise_backward_input_cpu,
-                             &depthwise_backward_weight_cpu});
+    c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu, &im2col_tile_cpu, &im2col_folded_cpu, &depthwise_forward_cpu,
+                             &depthwise_backward_input_cpu, &depthwise_backward_weight_cpu});
 
 }  // namespace
 
