@@ -15,6 +15,9 @@ settings.load_profile("ci")
 torch.manual_seed(0)
 
 ENGINES = ("row", "element")
+# Convolutions also run 'columns': the row engine with every convolution through im2col + GEMM
+# (the row engine takes groups with few output channels through the direct forms instead).
+CONV_ENGINES = ("row", "columns", "element")
 # The row engine's forms that have copies per instruction set (pooling, depthwise) also run baseline x86-64.
 ISA_ENGINES = ("row", "row-baseline", "element")
 
@@ -38,7 +41,8 @@ def _env(name, value):
 @contextlib.contextmanager
 def cpu_engine(name):
     """Run the CPU kernels with the given engine: 'element' is the per-element code the CUDA kernels run;
-    'row' the fast CPU forms (the best copy the CPU has: AVX-512, AVX2), 'row-baseline' their baseline copy."""
+    'row' the fast CPU forms (the best copy the CPU has: AVX-512, AVX2), 'row-baseline' their baseline copy,
+    'columns' the row engine with convolutions through im2col + GEMM only."""
     engine, isa = ("row", "baseline") if name == "row-baseline" else (name, None)
     with _env("CONVOPS_CPU_ENGINE", engine), _env("CONVOPS_CPU_ISA", isa):
         yield
@@ -46,6 +50,12 @@ def cpu_engine(name):
 
 @pytest.fixture(params=ENGINES)
 def engine(request):
+    with cpu_engine(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=CONV_ENGINES)
+def conv_engine(request):
     with cpu_engine(request.param):
         yield request.param
 

@@ -40,7 +40,7 @@ def output_padding_for(config):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_conv_gradcheck_and_gradgradcheck(config, engine):
+def test_conv_gradcheck_and_gradgradcheck(config, conv_engine):
     x, w, b, p = problem(config)
     fn = lambda x, w, b: ops.conv(x, w, b, *p)  # noqa: E731
     assert gradcheck(fn, (x, w, b), **TIGHT)
@@ -48,7 +48,7 @@ def test_conv_gradcheck_and_gradgradcheck(config, engine):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_conv_backward_ops_gradcheck_and_gradgradcheck(config, engine):
+def test_conv_backward_ops_gradcheck_and_gradgradcheck(config, conv_engine):
     x, w, _, p = problem(config)
     dy = rand(*ops.conv(x, w, None, *p).shape)
     bwd_input = lambda dy, w: ops.conv_backward_input(dy, w, list(x.shape), *p)  # noqa: E731
@@ -60,7 +60,7 @@ def test_conv_backward_ops_gradcheck_and_gradgradcheck(config, engine):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_conv_transpose_gradcheck_and_gradgradcheck(config, engine):
+def test_conv_transpose_gradcheck_and_gradgradcheck(config, conv_engine):
     sizes, kernel, stride, padding, dilation, groups = config
     x = rand(2, 2 * groups, *[max(1, s // 2) for s in sizes])
     w = rand(2 * groups, 3, *kernel)
@@ -218,3 +218,24 @@ def test_depthwise_matches_torch(dtype, isa_engine):
         ref.backward(g)
         for ours, theirs in ((xa, xb), (wa, wb), (ba, bb)):
             torch.testing.assert_close(ours.grad.float(), theirs.grad, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation,groups", [
+    ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),            # LeNet's second layer, blocks across rows
+    ((2, 16, 9, 11), (16, 2, 3, 3), 1, 1, 1, 8),            # grouped
+    ((2, 5, 6, 7, 5), (40, 5, 3, 3, 3), 1, 1, 1, 1),        # several channel vectors, the last partial
+    ((2, 4, 9, 10), (72, 2, 3, 2), 1, (1, 0), (2, 1), 2),   # dilated; 36 channels per group
+    ((3, 5, 17), (7, 5, 4), 2, 3, 2, 1),                    # strided: the input gradient takes the columns
+    ((2, 6, 13, 12), (20, 3, 3, 2), (2, 3), 1, 1, 2),
+    ((2, 3, 7, 8), (5, 3, 3, 3), 1, (3, 1), 1, 1),          # padding > dil * (K - 1): columns for the input gradient
+    ((1, 2, 3), (3, 2, 3), 1, 2, 1, 1),                     # fewer positions than a block
+])
+def test_direct_forms_match_torch(x_shape, w_shape, stride, padding, dilation, groups, isa_engine):
+    """Groups with few output channels run the direct forms (kernels/direct_conv.h): output
+    channels in vectors, blocks of positions in registers, the input gradient at unit stride
+    as the forward with each group's kernel transposed and flipped."""
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
+            3: torch.nn.functional.conv3d}[len(x_shape) - 2]
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    ours = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(x_shape) - 2]
+    _exactly_as_torch(lambda *t: ours(*t, **args), lambda *t: conv(*t, **args), x_shape, w_shape, seed=11)

@@ -1,7 +1,9 @@
 """convops against torch.nn.functional (and the slow reference for what torch
 lacks), forward and backward, over hypothesis-drawn problems with integer data
 so the comparison is exact. Each test runs on both CPU engines: 'row' (the
-fast CPU loops) and 'element' (the per-element code the CUDA kernels run)."""
+fast CPU loops) and 'element' (the per-element code the CUDA kernels run); the
+convolutions also on 'columns' (the row engine through im2col + GEMM only: 'row'
+takes groups with few output channels through the direct forms)."""
 import pytest
 import torch
 import torch.nn.functional as tF
@@ -9,10 +11,10 @@ from hypothesis import given, settings
 
 import convops.functional as F
 import reference
-from conftest import cpu_engine
+from conftest import CONV_ENGINES, cpu_engine
 from strategies import conv_problems, conv_transpose_problems, integer_tensor, unfold_problems, with_layout
 
-EXAMPLES = {"row": 250, "element": 80}
+EXAMPLES = {"row": 250, "columns": 120, "element": 80}
 TORCH_CONV = {1: tF.conv1d, 2: tF.conv2d, 3: tF.conv3d}
 TORCH_CONV_T = {1: tF.conv_transpose1d, 2: tF.conv_transpose2d, 3: tF.conv_transpose3d}
 OURS_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -59,7 +61,7 @@ def _flipped(w, mode):
     return w.flip(list(range(2, w.dim()))) if mode in ("convolution", 0) else w
 
 
-@pytest.mark.parametrize("engine", ["row", "element"])
+@pytest.mark.parametrize("engine", CONV_ENGINES)
 def test_conv_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine])
     @given(conv_problems())
@@ -74,7 +76,7 @@ def test_conv_matches_torch(engine):
         check()
 
 
-@pytest.mark.parametrize("engine", ["row", "element"])
+@pytest.mark.parametrize("engine", CONV_ENGINES)
 def test_generic_conv_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine] // 4)
     @given(conv_problems())
@@ -90,7 +92,7 @@ def test_generic_conv_matches_torch(engine):
         check()
 
 
-@pytest.mark.parametrize("engine", ["row", "element"])
+@pytest.mark.parametrize("engine", CONV_ENGINES)
 def test_conv_transpose_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine])
     @given(conv_transpose_problems())
@@ -192,7 +194,7 @@ def test_reduced_precision_accumulates_in_float(dtype, spatial):
     torch.testing.assert_close(wr.grad.float(), w32.grad, rtol=tol, atol=tol * 10)
 
 
-@pytest.mark.parametrize("engine", ["row", "element"])
+@pytest.mark.parametrize("engine", CONV_ENGINES)
 @pytest.mark.parametrize("size,kernel,groups", [
     ((5, 5), (3, 3), 1),      # 25 positions per image: the images of a chunk share one GEMM per group
     ((5, 5), (3, 3), 2),
@@ -205,7 +207,8 @@ def test_reduced_precision_accumulates_in_float(dtype, spatial):
 ])
 @pytest.mark.parametrize("threads", [1, 3])
 def test_every_gemm_plan_matches_torch(engine, size, kernel, groups, threads, num_threads):
-    """The orchestration picks a GEMM plan by problem size (csrc/ops/conv/conv.cpp chunk_plan);
+    """The orchestration picks a GEMM plan by problem size (csrc/ops/conv/conv.cpp chunk_plan;
+    engine 'columns': with 6 output channels per group, 'row' runs the direct forms);
     each, with batches that do not divide into chunks evenly, forward and both gradients. With
     3 threads, images with more positions than channels are split among the threads
     (over_images): 37 images as 13 + 13 + 11, each thread with its own weight-gradient sum."""

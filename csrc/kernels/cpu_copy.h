@@ -21,6 +21,7 @@
 CONVOPS_TARGET_PRAGMA(CONVOPS_CPU_ISA_TARGET)
 
 #include "depthwise.h"
+#include "direct_conv.h"
 #include "pool_cpu.h"
 
 namespace convops {
@@ -38,6 +39,8 @@ CONVOPS_CPU_COPY(PoolCpuKernels, pool_cpu_kernels, float)
 CONVOPS_CPU_COPY(PoolCpuKernels, pool_cpu_kernels, double)
 CONVOPS_CPU_COPY(DepthwiseCpuKernels, depthwise_cpu_kernels, float)
 CONVOPS_CPU_COPY(DepthwiseCpuKernels, depthwise_cpu_kernels, double)
+CONVOPS_CPU_COPY(DirectConvCpuKernels, direct_conv_cpu_kernels, float)
+CONVOPS_CPU_COPY(DirectConvCpuKernels, direct_conv_cpu_kernels, double)
 #undef CONVOPS_CPU_COPY
 
 }  // namespace kernels

@@ -1,4 +1,4 @@
-// The CPU kernel forms (pool_cpu.h, depthwise.h) are compiled three times on x86-64: for
+// The CPU kernel forms (pool_cpu.h, depthwise.h, direct_conv.h) are compiled three times on x86-64: for
 // the baseline instruction set, as the rest of the extension, and as copies for AVX2
 // (cpu_avx2.cpp) and AVX-512 (cpu_avx512.cpp), one of which the launchers pick at run
 // time (ops/cpu_engine.h). Each copy is a table of function pointers per (value,
@@ -6,7 +6,8 @@
 //
 // Why inline namespaces: a copy's functions are inline templates; compiled for several
 // instruction sets under one name, the linker would keep any one copy for every caller
-// (an AVX2 body on a CPU without AVX2). CONVOPS_CPU_ISA names the copy being compiled.
+// (an AVX2 body on a CPU without AVX2). CONVOPS_CPU_ISA names the copy being compiled,
+// CONVOPS_CPU_ISA_ENUM its CpuIsa.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -16,6 +17,7 @@
 
 #ifndef CONVOPS_CPU_ISA
 #define CONVOPS_CPU_ISA baseline
+#define CONVOPS_CPU_ISA_ENUM CpuIsa::kBaseline
 #endif
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
@@ -49,6 +51,17 @@ struct DepthwiseCpuKernels {
   void (*backward_input_plane)(const T*, const T*, T*, Acc*, const ColumnGeometry&, const TapRanges&, int64_t);
   void (*backward_weight_channel)(const T*, const T*, Acc*, int64_t, Acc*, const ColumnGeometry&, const TapRanges&,
                                   int64_t, int64_t);
+};
+
+// Direct convolution vectorised over output channels (direct_conv.h); T float or double.
+template <typename T, typename Acc>
+struct DirectConvCpuKernels {
+  int64_t lanes;          // output channels per vector: the packed layouts' last dim
+  int64_t taps_per_task;  // taps of one weight-gradient task
+  void (*pad_planes)(const T*, int64_t, const ColumnGeometry&, const PaddedTaps&, T*);
+  void (*forward_group)(const T*, const T*, const T*, T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t);
+  void (*backward_weight_task)(const T*, const T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t, int64_t,
+                               int64_t, int64_t);
 };
 
 // Whether a table has copies: those of float and double (half and bfloat16 stay baseline).

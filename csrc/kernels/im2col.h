@@ -136,6 +136,30 @@ inline std::vector<int64_t> tap_table(const ColumnGeometry& g, const int64_t ext
   return table;
 }
 
+// The CPU's direct forms (direct_conv.h) hold a group of `channels` image planes zero-padded
+// on both sides of every dim (Xp = X + 2*pad, plane = Xp0*Xp1*Xp2 values each): output
+// position (l0, l1, l2) reads tap t = c*K + k at padded[start(l0, l1) + l2*stride2 + offset[t]],
+// with no bounds to check.
+struct PaddedTaps {
+  int64_t Xp[kMaxSpatial];
+  int64_t plane, channels;
+  std::vector<int64_t> offset;  // channels * K
+  PaddedTaps(const ColumnGeometry& g, int64_t channels_) : channels(channels_) {
+    for (int d = 0; d < kMaxSpatial; ++d) Xp[d] = g.image[d] + 2 * g.pad[d];
+    plane = Xp[0] * Xp[1] * Xp[2];
+    offset.resize(channels * g.kernel_numel());
+    for (int64_t t = 0; t < static_cast<int64_t>(offset.size()); ++t) {
+      int64_t k[kMaxSpatial];
+      const int64_t c = split_index(t, g.kernel, k);
+      offset[t] = c * plane + (k[0] * g.dil[0] * Xp[1] + k[1] * g.dil[1]) * Xp[2] + k[2] * g.dil[2];
+    }
+  }
+  int64_t start(const ColumnGeometry& g, int64_t l0, int64_t l1) const {
+    return (l0 * g.stride[0] * Xp[1] + l1 * g.stride[1]) * Xp[2];
+  }
+  int64_t numel() const { return channels * plane; }
+};
+
 // For images whose output rows are short (ResNet's 8x8 and smaller stages on 32x32 inputs:
 // per layer 1.3-1.6x faster), copying row segments costs more per segment than per value:
 // instead, each tap's whole column row is gathered through a table built once per call,

@@ -57,6 +57,8 @@ namespace {
 // The best copy this CPU (and this build) can run.
 kernels::CpuIsa best_cpu_isa() {
 #ifdef CONVOPS_CPU_COPIES
+  // Both copies use FMA (kernels/direct_conv.h); every CPU with AVX2 that we know of has it.
+  if (!__builtin_cpu_supports("fma")) return kernels::CpuIsa::kBaseline;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx512dq")) {
     return kernels::CpuIsa::kAvx512;

@@ -2,6 +2,7 @@
 // planes, vectorisable loops). "element": one output element per iteration, exactly
 // the functions each CUDA thread runs. CONVOPS_CPU_ENGINE=element selects it; the
 // tests run both, so every CI run exercises the GPU's kernel bodies on the CPU.
+// ("columns": the row engine with convolutions through im2col + GEMM only, below.)
 // The row engine's forms come in copies per instruction set (kernels/cpu_isa.h).
 #pragma once
 #include <algorithm>
@@ -14,10 +15,17 @@
 namespace convops {
 namespace ops {
 
-inline bool use_element_engine() {
+inline bool cpu_engine_is(const char* name) {
   const char* engine = std::getenv("CONVOPS_CPU_ENGINE");
-  return engine != nullptr && std::strcmp(engine, "element") == 0;
+  return engine != nullptr && std::strcmp(engine, name) == 0;
 }
+
+inline bool use_element_engine() { return cpu_engine_is("element"); }
+
+// CONVOPS_CPU_ENGINE=columns: the row engine without the direct convolution forms
+// (kernels/direct_conv.h), every convolution through im2col + GEMM as on the GPU, so that
+// the tests reach the column forms with the small channel counts the direct forms take.
+inline bool use_direct_conv() { return !use_element_engine() && !cpu_engine_is("columns"); }
 
 // Which copy of the CPU forms (kernels/cpu_isa.h) the row engine runs, as CONVOPS_CPU_ISA
 // says: "auto" or unset (the best the CPU has), "baseline", "avx2" or "avx512" (an error

@@ -476,6 +476,7 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
   if (is_depthwise(p) && k.depthwise_forward != nullptr && k.depthwise_forward(x, weight.contiguous(), b, out, p.g)) {
     return out;
   }
+  if (k.direct_forward != nullptr && k.direct_forward(x, weight.contiguous(), b, out, p.g, groups)) return out;
   const auto w = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()});
   over_images(p, x, [&](const ConvProblem& part, int64_t first, int64_t count) {
     conv_images(part, k, x.narrow(0, first, count), w, b, out.narrow(0, first, count));
@@ -502,6 +503,9 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
   const auto dy = grad_output.contiguous();
   if (is_depthwise(p) && k.depthwise_backward_input != nullptr &&
       k.depthwise_backward_input(dy, weight.contiguous(), dx, p.g)) {
+    return dx;
+  }
+  if (k.direct_backward_input != nullptr && k.direct_backward_input(dy, weight.contiguous(), dx, p.g, groups)) {
     return dx;
   }
   const auto wt = weight.contiguous().view({groups, p.out_per_group(), p.rows_per_group()}).transpose(1, 2);
@@ -533,6 +537,10 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
   if (is_depthwise(p) && k.depthwise_backward_weight != nullptr) {
     auto dw = at::zeros({p.out_channels, p.g.kernel_numel()}, acc_options);
     if (k.depthwise_backward_weight(dy, x, dw, p.g)) return dw.to(input.scalar_type()).view(weight_size);
+  }
+  if (k.direct_backward_weight != nullptr) {
+    auto dw = at::empty({p.out_channels, p.rows_per_group()}, acc_options);
+    if (k.direct_backward_weight(dy, x, dw, p.g, groups)) return dw.to(input.scalar_type()).view(weight_size);
   }
   // Each thread of over_images sums its images into its own slot, added in slot order: the
   // same result for the same thread count. A slot no thread wrote (fewer threads ran) is 0.

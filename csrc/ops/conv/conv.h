@@ -37,6 +37,16 @@ struct ColumnKernels {
   // grad_weight: (O, K) in the accumulation dtype. Each form may decline a channel multiplier (O > C).
   bool (*depthwise_backward_weight)(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_weight,
                                     const ColumnGeometry& g);
+  // Optional direct forms for groups with few output channels (no columns): the forward,
+  // the input gradient (a correlation of grad_output with the kernel transposed and flipped)
+  // and the weight gradient, grad_weight (O, C/groups * K) in the accumulation dtype. Each
+  // returns false to decline, and im2col + GEMM runs instead.
+  bool (*direct_forward)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                         at::Tensor& output, const ColumnGeometry& g, int64_t groups);
+  bool (*direct_backward_input)(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
+                                const ColumnGeometry& g, int64_t groups);
+  bool (*direct_backward_weight)(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_weight,
+                                 const ColumnGeometry& g, int64_t groups);
 };
 
 

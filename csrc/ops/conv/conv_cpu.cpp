@@ -2,6 +2,7 @@
 // convolution family. Both engines of cpu_engine.h run the math of kernels/im2col.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <numeric>
@@ -9,6 +10,7 @@
 
 #include "../cpu_engine.h"
 #include "../../kernels/depthwise.h"
+#include "../../kernels/direct_conv.h"
 #include "conv.h"
 
 namespace convops {
@@ -94,6 +96,22 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
   });
 }
 
+// At unit stride the input gradient is itself a correlation: of grad_output with the kernel
+// flipped in every dim (and, per group, transposed: in and out channels swapped), padded
+// by dil*(K-1) - pad (when that is >= 0), which the depthwise and direct forward forms
+// run. The geometry of that correlation, or nothing where it does not apply.
+c10::optional<ColumnGeometry> input_gradient_as_forward(const ColumnGeometry& g) {
+  if (!g.unit_stride()) return c10::nullopt;
+  ColumnGeometry t = g;
+  for (int d = 0; d < kernels::kMaxSpatial; ++d) {
+    t.image[d] = g.cols[d];
+    t.cols[d] = g.image[d];
+    t.pad[d] = g.dil[d] * (g.kernel[d] - 1) - g.pad[d];
+    if (t.pad[d] < 0) return c10::nullopt;
+  }
+  return t;
+}
+
 // The depthwise forms for this call (the copy for this CPU, cpu_engine.h).
 template <typename T, typename Acc>
 const kernels::DepthwiseCpuKernels<T, Acc>& depthwise_forms() {
@@ -133,21 +151,6 @@ bool depthwise_forward_cpu(const at::Tensor& input, const at::Tensor& weight, co
   if (use_element_engine()) return false;
   run_depthwise_forward(input, weight, bias, output, g);
   return true;
-}
-
-// At unit stride the input gradient is itself a depthwise correlation: of grad_output with
-// the kernel flipped in every dim, padded by dil*(K-1) - pad (when that is >= 0), the
-// forward's fast form. The geometry of that correlation, or nothing where it does not apply.
-c10::optional<ColumnGeometry> input_gradient_as_forward(const ColumnGeometry& g) {
-  if (!g.unit_stride()) return c10::nullopt;
-  ColumnGeometry t = g;
-  for (int d = 0; d < kernels::kMaxSpatial; ++d) {
-    t.image[d] = g.cols[d];
-    t.cols[d] = g.image[d];
-    t.pad[d] = g.dil[d] * (g.kernel[d] - 1) - g.pad[d];
-    if (t.pad[d] < 0) return c10::nullopt;
-  }
-  return t;
 }
 
 bool depthwise_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
@@ -198,9 +201,117 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
   return true;
 }
 
+// ---------------------------------------------------------------- direct forms
+// Groups with at most this many output channels run the direct forms (kernels/direct_conv.h)
+// instead of im2col + GEMM: their columns cost more than the products they feed.
+constexpr int64_t kDirectMaxChannels = 32;
+
+template <typename T>
+const kernels::DirectConvCpuKernels<T, T>& direct_forms() {
+  static const auto baseline = kernels::direct_conv_cpu_kernels<T, T>();
+  return cpu_forms_for_call(baseline);
+}
+
+// float and double on the row engine (the element and columns engines decline: the tests
+// then run these problems through im2col + GEMM, the path the GPU takes).
+bool suits_direct(const at::Tensor& t, int64_t out_per_group) {
+  return use_direct_conv() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) &&
+         out_per_group <= kDirectMaxChannels;
+}
+
+// (G, M, R) -> (G, ceil(M / lanes), R, lanes), zero past M: M's entries side by side, a
+// vector of `lanes` per (block, r).
+at::Tensor pack_lanes(const at::Tensor& t, int64_t lanes) {
+  const int64_t M = t.size(1), blocks = kernels::ceil_div(M, lanes);
+  return at::constant_pad_nd(t, {0, 0, 0, blocks * lanes - M})
+      .view({t.size(0), blocks, lanes, t.size(2)})
+      .transpose(2, 3)
+      .contiguous();
+}
+
+// output (N, O, *L) = conv(input (N, C, *X), weight (O, C/groups, *K)) + bias, one task per
+// (image, group).
+void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                        at::Tensor& output, const ColumnGeometry& g, int64_t groups) {
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv", [&] {
+    const auto& forms = direct_forms<scalar_t>();
+    const int64_t C = input.size(1), O = output.size(1), Cg = C / groups, Og = O / groups;
+    const kernels::PaddedTaps taps(g, Cg);
+    const auto w = pack_lanes(weight.reshape({groups, Og, -1}), forms.lanes);
+    const auto b = bias.defined() ? pack_lanes(bias.view({groups, Og, 1}), forms.lanes) : at::Tensor();
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    const scalar_t* w_data = w.const_data_ptr<scalar_t>();
+    const scalar_t* b_data = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    const int64_t X = g.image_numel(), L = g.cols_numel(), w_group = w.numel() / groups, b_group = w.size(1) * forms.lanes;
+    at::parallel_for(0, input.size(0) * groups, 1, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> padded(taps.numel());
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t n = task / groups, group = task % groups;
+        forms.forward_group(x + (n * C + group * Cg) * X, w_data + group * w_group,
+                            b_data != nullptr ? b_data + group * b_group : nullptr, out + (n * O + group * Og) * L,
+                            padded.data(), g, taps, Og);
+      }
+    });
+  });
+}
+
+bool direct_forward_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                        at::Tensor& output, const ColumnGeometry& g, int64_t groups) {
+  if (!suits_direct(input, output.size(1) / groups)) return false;
+  run_direct_forward(input, weight, bias, output, g, groups);
+  return true;
+}
+
+// The input gradient at unit stride: the direct forward of grad_output with each group's
+// kernel transposed (C/groups outputs, O/groups inputs) and flipped.
+bool direct_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
+                               const ColumnGeometry& g, int64_t groups) {
+  const auto as_forward = input_gradient_as_forward(g);
+  if (!as_forward || !suits_direct(grad_output, weight.size(1))) return false;
+  std::vector<int64_t> spatial_dims(weight.dim() - 2), sizes = weight.sizes().vec();
+  std::iota(spatial_dims.begin(), spatial_dims.end(), 3);
+  sizes[0] = weight.size(1) * groups;
+  sizes[1] = weight.size(0) / groups;
+  const auto transposed =
+      weight.unflatten(0, {groups, weight.size(0) / groups}).transpose(1, 2).flip(spatial_dims).reshape(sizes);
+  run_direct_forward(grad_output, transposed, at::Tensor(), grad_input, *as_forward, groups);
+  return true;
+}
+
+// grad_weight (O, C/groups * K): the batch padded once, grad_output packed in channel
+// vectors, then one task per (group, channel vector, block of taps), each over the batch.
+bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_weight,
+                                const ColumnGeometry& g, int64_t groups) {
+  const int64_t N = input.size(0), C = input.size(1), O = grad_output.size(1), Og = O / groups;
+  if (!suits_direct(input, Og)) return false;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv_backward_weight", [&] {
+    const auto& forms = direct_forms<scalar_t>();
+    const kernels::PaddedTaps taps(g, C / groups);
+    const auto dy = pack_lanes(grad_output.view({N * groups, Og, -1}), forms.lanes);
+    std::vector<scalar_t> padded(N * C * taps.plane);
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        forms.pad_planes(x + n * C * g.image_numel(), C, g, taps, padded.data() + n * C * taps.plane);
+      }
+    });
+    const int64_t tasks = groups * dy.size(1) * kernels::ceil_div(taps.offset.size(), forms.taps_per_task);
+    const scalar_t* dy_data = dy.const_data_ptr<scalar_t>();
+    scalar_t* dw = grad_weight.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        forms.backward_weight_task(padded.data(), dy_data, dw, g, taps, N, groups, Og, task);
+      }
+    });
+  });
+  return true;
+}
+
 const bool registered = DeviceTable<ColumnKernels>::set(
     c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu, &im2col_tile_cpu, &im2col_folded_cpu, &depthwise_forward_cpu,
-                             &depthwise_backward_input_cpu, &depthwise_backward_weight_cpu});
+                             &depthwise_backward_input_cpu, &depthwise_backward_weight_cpu, &direct_forward_cpu,
+                             &direct_backward_input_cpu, &direct_backward_weight_cpu});
 
 }  // namespace
 

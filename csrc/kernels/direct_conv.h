@@ -1,0 +1,239 @@
+// Direct convolution vectorised over output channels, CPU forms, torch-free: for groups
+// with few output channels (LeNet's 6->16, grouped and small 3-D convolutions), where
+// im2col's copy of the input costs more than the GEMM it feeds.
+//
+//   forward      y[n, o, l]  = bias[o] + sum_{c, k} w[o, c, k] * x[n, c, l*stride - pad + k*dil]
+//   weight grad  dw[o, c, k] = sum_{n, l} dy[n, o, l] * x[n, c, l*stride - pad + k*dil]
+// per group (c, o of that group). A vector holds `lanes` output channels (as wide as this
+// copy's registers). The forward keeps the sums of a few channel vectors at a few
+// consecutive positions of an output row in registers, and adds tap by tap a vector of
+// weights times one broadcast input value; the weight gradient keeps a vector per tap of
+// a block of taps, and adds position by position the vector of output gradients times the
+// input each tap read. Every product is added by a fused multiply-add (std::fma: one
+// rounding in every copy, the FMA instruction where the copy has it) in a fixed order (the
+// forward: taps c*K + k in order; the weight gradient: images, then positions), so each
+// sum is the same bits in every copy and at any thread count.
+//
+// Shapes (spatial dims padded in front to 3; G groups, Cg = C/G input and Og = O/G output
+// channels per group, K taps, L output positions, n = lanes):
+//   padded          one image's Cg planes zero-padded (kernels::PaddedTaps, im2col.h);
+//   packed weight   (G, ceil(Og/n), Cg*K, n): vector j of a group holds its output
+//                   channels j*n .. j*n+n-1, zero past Og; packed bias (G, ceil(Og/n)*n);
+//   packed dy       (N*G, ceil(Og/n), L, n), for the weight gradient;
+//   output          (Og, L) of the group; weight gradient (O, Cg*K).
+//
+// Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
+#pragma once
+#include <cmath>
+#include <cstring>
+
+#include "cpu_isa.h"
+#include "im2col.h"
+
+namespace convops {
+namespace kernels {
+inline namespace CONVOPS_CPU_ISA {
+
+// This copy's vector registers: how wide, and how many. (Named by the copy: in C++, GCC's
+// target pragma does not define the ISA macros such as __AVX512F__.)
+constexpr CpuIsa kThisCopy = CONVOPS_CPU_ISA_ENUM;
+constexpr int kVectorBytes = kThisCopy == CpuIsa::kAvx512 ? 64 : kThisCopy == CpuIsa::kAvx2 ? 32 : 16;
+constexpr int kVectorRegisters = kThisCopy == CpuIsa::kAvx512 ? 32 : 16;
+
+template <typename T>
+struct LanesOf {
+  typedef T type __attribute__((vector_size(kVectorBytes)));
+};
+template <typename T>
+using Lanes = typename LanesOf<T>::type;
+template <typename T>
+constexpr int kLanes = kVectorBytes / sizeof(T);
+
+template <typename T>
+inline Lanes<T> load_lanes(const T* from) {
+  Lanes<T> v;
+  std::memcpy(&v, from, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline Lanes<T> splat(T value) {
+  Lanes<T> v;
+  for (int i = 0; i < kLanes<T>; ++i) v[i] = value;
+  return v;
+}
+
+// a * b + c rounded once, lane by lane: the loop vectorises into the FMA instruction in the
+// AVX2 and AVX-512 copies; the baseline calls libm's fma, which rounds the same.
+template <typename Vector>
+inline Vector fused_multiply_add(Vector a, Vector b, Vector c) {
+  Vector r;
+  for (int i = 0; i < static_cast<int>(sizeof(Vector) / sizeof(a[0])); ++i) r[i] = std::fma(a[i], b[i], c[i]);
+  return r;
+}
+
+// Register blocking: up to kMaxBlocks channel vectors at once, and as many positions as
+// leave a register for each weight vector and one for the broadcast value.
+constexpr int kMaxPositions = 8;
+constexpr int kMaxBlocks = kVectorRegisters >= 32 ? 4 : 2;
+constexpr int positions_for(int blocks) {
+  return (kVectorRegisters - blocks - 2) / blocks < kMaxPositions ? (kVectorRegisters - blocks - 2) / blocks
+                                                                   : kMaxPositions;
+}
+constexpr int kWeightTaps = positions_for(1);  // taps per weight-gradient task
+
+// `planes` consecutive image planes, zero-padded into `padded` (planes * taps.plane values).
+template <typename T>
+inline void pad_planes(const T* image, int64_t planes, const ColumnGeometry& g, const PaddedTaps& taps, T* padded) {
+  std::memset(padded, 0, sizeof(T) * planes * taps.plane);
+  const int64_t X1 = g.image[1], X2 = g.image[2];
+  for (int64_t c = 0; c < planes; ++c) {
+    for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
+      for (int64_t x1 = 0; x1 < X1; ++x1) {
+        std::memcpy(padded + c * taps.plane + ((x0 + g.pad[0]) * taps.Xp[1] + x1 + g.pad[1]) * taps.Xp[2] + g.pad[2],
+                    image + ((c * g.image[0] + x0) * X1 + x1) * X2, sizeof(T) * X2);
+      }
+    }
+  }
+}
+
+// The sums of kBlocks channel vectors at kPositions consecutive output positions, position
+// p reading tap t at from[p][offset[t]]; the first `count` positions are stored at out
+// (channel c at out[c * L]), the others (repeats of the last, at a plane's end) dropped.
+// weight: the first vector's packed taps; bias: its packed lanes, or null.
+template <typename T, int kBlocks, int kPositions>
+inline void forward_positions(const T* const* from, const T* weight, int64_t taps, const int64_t* offset,
+                              const T* bias, T* out, int64_t L, int64_t channels, int64_t count) {
+  constexpr int n = kLanes<T>;
+  Lanes<T> acc[kBlocks][kPositions];
+#pragma GCC unroll 8
+  for (int j = 0; j < kBlocks; ++j) {
+    const Lanes<T> start = bias != nullptr ? load_lanes(bias + j * n) : Lanes<T>{};
+#pragma GCC unroll 8
+    for (int p = 0; p < kPositions; ++p) acc[j][p] = start;
+  }
+  const T* x[kPositions];
+#pragma GCC unroll 8
+  for (int p = 0; p < kPositions; ++p) x[p] = from[p];
+  for (int64_t t = 0; t < taps; ++t) {
+    const int64_t at = offset[t];
+    Lanes<T> w[kBlocks];
+#pragma GCC unroll 8
+    for (int j = 0; j < kBlocks; ++j) w[j] = load_lanes(weight + (j * taps + t) * n);
+#pragma GCC unroll 8
+    for (int p = 0; p < kPositions; ++p) {
+      const Lanes<T> value = splat(x[p][at]);
+#pragma GCC unroll 8
+      for (int j = 0; j < kBlocks; ++j) acc[j][p] = fused_multiply_add(w[j], value, acc[j][p]);
+    }
+  }
+  for (int j = 0; j < kBlocks; ++j) {
+    for (int v = 0; v < n && j * n + v < channels; ++v) {
+      T* to = out + (j * n + v) * L;
+      for (int p = 0; p < count; ++p) to[p] = acc[j][p][v];
+    }
+  }
+}
+
+// Every output position of kBlocks channel vectors, kPositions at a time in the order of
+// the flat output (a block may span rows: each position has its own start in `padded`).
+template <typename T, int kBlocks>
+inline void forward_plane(const T* padded, const T* weight, const T* bias, T* out, const ColumnGeometry& g,
+                          const PaddedTaps& taps, int64_t channels) {
+  constexpr int kP = positions_for(kBlocks);
+  const int64_t L = g.cols_numel(), K = taps.offset.size();
+  int64_t l0 = 0, l1 = 0, l2 = 0;  // the next position
+  const T* from[kP];
+  for (int64_t first = 0; first < L; first += kP) {
+    const int64_t count = min64(kP, L - first);
+    for (int p = 0; p < kP; ++p) {
+      if (p >= count) {
+        from[p] = from[count - 1];
+        continue;
+      }
+      from[p] = padded + taps.start(g, l0, l1) + l2 * g.stride[2];
+      if (++l2 == g.cols[2]) {
+        l2 = 0;
+        if (++l1 == g.cols[1]) {
+          l1 = 0;
+          ++l0;
+        }
+      }
+    }
+    forward_positions<T, kBlocks, kP>(from, weight, K, taps.offset.data(), bias, out + first, L, channels, count);
+  }
+}
+
+// One image's group: its Cg input planes (image) padded into `padded` (taps.numel()
+// values), then its Og output planes (out), kMaxBlocks channel vectors per pass.
+template <typename T, typename Acc>
+inline void direct_forward_group(const T* image, const T* weight, const T* bias, T* out, T* padded,
+                                 const ColumnGeometry& g, const PaddedTaps& taps, int64_t out_channels) {
+  pad_planes(image, taps.channels, g, taps, padded);
+  constexpr int n = kLanes<T>;
+  const int64_t blocks = ceil_div(out_channels, n), K = taps.offset.size(), L = g.cols_numel();
+  for (int64_t j = 0; j < blocks;) {
+    const int64_t now = min64(blocks - j, kMaxBlocks), channels = out_channels - j * n;
+    const T* w = weight + j * K * n;
+    const T* b = bias != nullptr ? bias + j * n : nullptr;
+    T* o = out + j * n * L;
+    if (now == 4) {
+      forward_plane<T, 4>(padded, w, b, o, g, taps, channels);
+    } else if (now == 3) {
+      forward_plane<T, 3>(padded, w, b, o, g, taps, channels);
+    } else if (now == 2) {
+      forward_plane<T, 2>(padded, w, b, o, g, taps, channels);
+    } else {
+      forward_plane<T, 1>(padded, w, b, o, g, taps, channels);
+    }
+    j += now;
+  }
+}
+
+// Weight-gradient task `task`: channel vector j of group `group`, taps [first, first +
+// kWeightTaps) of the group's Cg*K, each summed over every image (padded: the whole
+// batch's planes) and every position.
+template <typename T, typename Acc>
+inline void direct_backward_weight_task(const T* padded, const T* grad_output, T* grad_weight,
+                                        const ColumnGeometry& g, const PaddedTaps& taps, int64_t batch,
+                                        int64_t groups, int64_t out_channels, int64_t task) {
+  constexpr int n = kLanes<T>, kT = kWeightTaps;
+  const int64_t K = taps.offset.size(), L = g.cols_numel(), s2 = g.stride[2];
+  const int64_t tap_blocks = ceil_div(K, kT), blocks = ceil_div(out_channels, n);
+  const int64_t first = (task % tap_blocks) * kT, j = (task / tap_blocks) % blocks, group = task / (tap_blocks * blocks);
+  int64_t offset[kT];
+  for (int t = 0; t < kT; ++t) offset[t] = taps.offset[min64(first + t, K - 1)];  // past K: a repeat, dropped
+  Lanes<T> acc[kT];
+#pragma GCC unroll 8
+  for (int t = 0; t < kT; ++t) acc[t] = Lanes<T>{};
+  for (int64_t image = 0; image < batch; ++image) {
+    const T* x = padded + (image * groups + group) * taps.channels * taps.plane;
+    const T* dy = grad_output + ((image * groups + group) * blocks + j) * L * n;
+    for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
+      for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
+        const T* row = x + taps.start(g, l0, l1);
+        for (int64_t l2 = 0; l2 < g.cols[2]; ++l2, dy += n) {
+          const Lanes<T> d = load_lanes(dy);
+          const T* at = row + l2 * s2;
+#pragma GCC unroll 8
+          for (int t = 0; t < kT; ++t) acc[t] = fused_multiply_add(d, splat(at[offset[t]]), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < kT && first + t < K; ++t) {
+    for (int v = 0; v < n && j * n + v < out_channels; ++v) {
+      grad_weight[(group * out_channels + j * n + v) * K + first + t] = acc[t][v];
+    }
+  }
+}
+
+template <typename T, typename Acc>
+DirectConvCpuKernels<T, Acc> direct_conv_cpu_kernels() {
+  return {kLanes<T>, kWeightTaps, &pad_planes<T>, &direct_forward_group<T, Acc>,
+          &direct_backward_weight_task<T, Acc>};
+}
+
+}  // namespace CONVOPS_CPU_ISA
+}  // namespace kernels
+}  // namespace convops
