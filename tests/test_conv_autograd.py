@@ -222,7 +222,8 @@ def test_depthwise_matches_torch(dtype, isa_engine):
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation,groups", [
     ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),            # LeNet's second layer, blocks across rows
-    ((2, 16, 9, 11), (16, 2, 3, 3), 1, 1, 1, 8),            # grouped
+    ((2, 24, 9, 11), (24, 12, 3, 3), 1, 1, 1, 2),           # grouped, 12 input channels per group
+    ((2, 16, 9, 11), (16, 2, 3, 3), 1, 1, 1, 8),            # 2 input channels per group: columns for dx
     ((2, 5, 6, 7, 5), (40, 5, 3, 3, 3), 1, 1, 1, 1),        # several channel vectors, the last partial
     ((2, 4, 9, 10), (72, 2, 3, 2), 1, (1, 0), (2, 1), 2),   # dilated; 36 channels per group
     ((3, 5, 17), (7, 5, 4), 2, 3, 2, 1),                    # strided: the input gradient takes the columns
