@@ -26,6 +26,7 @@
 #pragma once
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "cpu_isa.h"
 #include "im2col.h"
@@ -57,6 +58,11 @@ inline Lanes<T> load_lanes(const T* from) {
 }
 
 template <typename T>
+inline void store_lanes(T* to, Lanes<T> v) {
+  std::memcpy(to, &v, sizeof(v));
+}
+
+template <typename T>
 inline Lanes<T> splat(T value) {
   Lanes<T> v;
   for (int i = 0; i < kLanes<T>; ++i) v[i] = value;
@@ -80,7 +86,7 @@ constexpr int positions_for(int blocks) {
   return (kVectorRegisters - blocks - 2) / blocks < kMaxPositions ? (kVectorRegisters - blocks - 2) / blocks
                                                                    : kMaxPositions;
 }
-constexpr int kWeightTaps = positions_for(1);  // taps per weight-gradient task
+constexpr int kWeightTaps = kVectorRegisters >= 32 ? 16 : positions_for(1);  // taps per weight-gradient block
 
 // `planes` consecutive image planes, zero-padded into `padded` (planes * taps.plane values).
 template <typename T>
@@ -106,24 +112,24 @@ inline void forward_positions(const T* const* from, const T* weight, int64_t tap
                               const T* bias, T* out, int64_t L, int64_t channels, int64_t count) {
   constexpr int n = kLanes<T>;
   Lanes<T> acc[kBlocks][kPositions];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int j = 0; j < kBlocks; ++j) {
     const Lanes<T> start = bias != nullptr ? load_lanes(bias + j * n) : Lanes<T>{};
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int p = 0; p < kPositions; ++p) acc[j][p] = start;
   }
   const T* x[kPositions];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int p = 0; p < kPositions; ++p) x[p] = from[p];
   for (int64_t t = 0; t < taps; ++t) {
     const int64_t at = offset[t];
     Lanes<T> w[kBlocks];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < kBlocks; ++j) w[j] = load_lanes(weight + (j * taps + t) * n);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int p = 0; p < kPositions; ++p) {
       const Lanes<T> value = splat(x[p][at]);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int j = 0; j < kBlocks; ++j) acc[j][p] = fused_multiply_add(w[j], value, acc[j][p]);
     }
   }
@@ -190,40 +196,62 @@ inline void direct_forward_group(const T* image, const T* weight, const T* bias,
   }
 }
 
-// Weight-gradient task `task`: channel vector j of group `group`, taps [first, first +
-// kWeightTaps) of the group's Cg*K, each summed over every image (padded: the whole
-// batch's planes) and every position.
-template <typename T, typename Acc>
-inline void direct_backward_weight_task(const T* padded, const T* grad_output, T* grad_weight,
-                                        const ColumnGeometry& g, const PaddedTaps& taps, int64_t batch,
-                                        int64_t groups, int64_t out_channels, int64_t task) {
+// One image's share of the weight gradient of tap block `first` (kWeightTaps taps of the
+// group's Cg*K from there) for one channel vector: sums (kWeightTaps vectors) += over the
+// image's positions, dy (its packed output gradient, a vector per position) times the input
+// each tap read in x (the image's group of padded planes). sums: plain values, as a
+// container of vector types would not be aligned for them. (Passes over ranges of 256
+// positions, to keep dy in L1 for every block, were 10% slower.)
+template <typename T>
+inline void add_image_taps(const T* x, const T* dy, T* sums, int64_t first, const ColumnGeometry& g,
+                           const PaddedTaps& taps) {
   constexpr int n = kLanes<T>, kT = kWeightTaps;
-  const int64_t K = taps.offset.size(), L = g.cols_numel(), s2 = g.stride[2];
-  const int64_t tap_blocks = ceil_div(K, kT), blocks = ceil_div(out_channels, n);
-  const int64_t first = (task % tap_blocks) * kT, j = (task / tap_blocks) % blocks, group = task / (tap_blocks * blocks);
+  const int64_t K = taps.offset.size(), s2 = g.stride[2];
   int64_t offset[kT];
   for (int t = 0; t < kT; ++t) offset[t] = taps.offset[min64(first + t, K - 1)];  // past K: a repeat, dropped
   Lanes<T> acc[kT];
-#pragma GCC unroll 8
-  for (int t = 0; t < kT; ++t) acc[t] = Lanes<T>{};
-  for (int64_t image = 0; image < batch; ++image) {
-    const T* x = padded + (image * groups + group) * taps.channels * taps.plane;
-    const T* dy = grad_output + ((image * groups + group) * blocks + j) * L * n;
-    for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
-      for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
-        const T* row = x + taps.start(g, l0, l1);
-        for (int64_t l2 = 0; l2 < g.cols[2]; ++l2, dy += n) {
-          const Lanes<T> d = load_lanes(dy);
-          const T* at = row + l2 * s2;
-#pragma GCC unroll 8
-          for (int t = 0; t < kT; ++t) acc[t] = fused_multiply_add(d, splat(at[offset[t]]), acc[t]);
-        }
+#pragma GCC unroll 16
+  for (int t = 0; t < kT; ++t) acc[t] = load_lanes(sums + t * n);
+  for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
+    for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
+      const T* row = x + taps.start(g, l0, l1);
+      for (int64_t l2 = 0; l2 < g.cols[2]; ++l2, dy += n) {
+        const Lanes<T> d = load_lanes(dy);
+        const T* at = row + l2 * s2;
+#pragma GCC unroll 16
+        for (int t = 0; t < kT; ++t) acc[t] = fused_multiply_add(d, splat(at[offset[t]]), acc[t]);
       }
     }
   }
-  for (int t = 0; t < kT && first + t < K; ++t) {
-    for (int v = 0; v < n && j * n + v < out_channels; ++v) {
-      grad_weight[(group * out_channels + j * n + v) * K + first + t] = acc[t][v];
+#pragma GCC unroll 16
+  for (int t = 0; t < kT; ++t) store_lanes(sums + t * n, acc[t]);
+}
+
+// Weight-gradient task `task`: channel vector j of group `group`, tap blocks [first, end)
+// (`per_task` blocks of kWeightTaps taps of the group's Cg*K per task), each summed over
+// every image (padded: the whole batch's planes) and position. Image by image, so that one
+// image's output gradient serves every tap block while in cache; each sum runs the same
+// operations in the same order however the blocks are cut into tasks.
+template <typename T, typename Acc>
+inline void direct_backward_weight_task(const T* padded, const T* grad_output, T* grad_weight,
+                                        const ColumnGeometry& g, const PaddedTaps& taps, int64_t batch,
+                                        int64_t groups, int64_t out_channels, int64_t per_task, int64_t task) {
+  constexpr int n = kLanes<T>, kT = kWeightTaps;
+  const int64_t K = taps.offset.size(), L = g.cols_numel();
+  const int64_t tap_blocks = ceil_div(K, kT), chunks = ceil_div(tap_blocks, per_task), blocks = ceil_div(out_channels, n);
+  const int64_t chunk = task % chunks, j = (task / chunks) % blocks, group = task / (chunks * blocks);
+  const int64_t first = chunk * per_task, end = min64(tap_blocks, first + per_task);
+  std::vector<T> sums((end - first) * kT * n, T(0));
+  for (int64_t image = 0; image < batch; ++image) {
+    const T* x = padded + (image * groups + group) * taps.channels * taps.plane;
+    const T* dy = grad_output + ((image * groups + group) * blocks + j) * L * n;
+    for (int64_t b = first; b < end; ++b) add_image_taps(x, dy, sums.data() + (b - first) * kT * n, b * kT, g, taps);
+  }
+  for (int64_t b = first; b < end; ++b) {
+    for (int t = 0; t < kT && b * kT + t < K; ++t) {
+      for (int v = 0; v < n && j * n + v < out_channels; ++v) {
+        grad_weight[(group * out_channels + j * n + v) * K + b * kT + t] = sums[((b - first) * kT + t) * n + v];
+      }
     }
   }
 }

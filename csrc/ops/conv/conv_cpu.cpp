@@ -219,8 +219,10 @@ bool depthwise_backward_weight_cpu(const at::Tensor& grad_output, const at::Tens
 
 // ---------------------------------------------------------------- direct forms
 // Groups with at most this many output channels run the direct forms (kernels/direct_conv.h)
-// instead of im2col + GEMM: their columns cost more than the products they feed.
-constexpr int64_t kDirectMaxChannels = 32;
+// instead of im2col + GEMM: their columns cost more than the products they feed. The weight
+// gradient's tasks (8 taps each over the whole batch) lost to the GEMM at 64 channels and more.
+constexpr int64_t kDirectMaxChannels = 64;
+constexpr int64_t kDirectWeightGradientMaxChannels = 32;
 
 template <typename T>
 const kernels::DirectConvCpuKernels<T, T>& direct_forms() {
@@ -230,9 +232,9 @@ const kernels::DirectConvCpuKernels<T, T>& direct_forms() {
 
 // float and double on the row engine (the element and columns engines decline: the tests
 // then run these problems through im2col + GEMM, the path the GPU takes).
-bool suits_direct(const at::Tensor& t, int64_t out_per_group) {
+bool suits_direct(const at::Tensor& t, int64_t out_per_group, int64_t max_channels = kDirectMaxChannels) {
   return use_direct_conv() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) &&
-         out_per_group <= kDirectMaxChannels;
+         out_per_group <= max_channels;
 }
 
 // Output channels per vector of the direct forms this call runs.
@@ -320,7 +322,7 @@ bool direct_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& 
 bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_weight,
                                 const ColumnGeometry& g, int64_t groups) {
   const int64_t N = input.size(0), C = input.size(1), O = grad_output.size(1), Og = O / groups;
-  if (!suits_direct(input, Og)) return false;
+  if (!suits_direct(input, Og, kDirectWeightGradientMaxChannels)) return false;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv_backward_weight", [&] {
     const auto& forms = direct_forms<scalar_t>();
     const kernels::PaddedTaps taps(g, C / groups);
@@ -332,12 +334,16 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
         forms.pad_planes(x + n * C * g.image_numel(), C, g, taps, padded.get() + n * C * taps.plane);
       }
     });
-    const int64_t tasks =
-        groups * kernels::ceil_div(Og, forms.lanes) * kernels::ceil_div(taps.offset.size(), forms.taps_per_task);
+    // Tap blocks are cut into tasks only as far as the threads need: each task reads every
+    // image's output gradient once.
+    const int64_t vectors = groups * kernels::ceil_div(Og, forms.lanes);
+    const int64_t tap_blocks = kernels::ceil_div(taps.offset.size(), forms.taps_per_block);
+    const int64_t chunks = std::min(tap_blocks, kernels::ceil_div(2 * at::get_num_threads(), vectors));
+    const int64_t per_task = kernels::ceil_div(tap_blocks, chunks);
     scalar_t* dw = grad_weight.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, vectors * kernels::ceil_div(tap_blocks, per_task), 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
-        forms.backward_weight_task(padded.get(), dy.data(), dw, g, taps, N, groups, Og, task);
+        forms.backward_weight_task(padded.get(), dy.data(), dw, g, taps, N, groups, Og, per_task, task);
       }
     });
   });
