@@ -13,6 +13,9 @@
 #ifdef CONVOPS_CPU_COPIES
 #include <type_traits>
 #include <vector>
+#if defined(__x86_64__)
+#include <immintrin.h>  // first included here, with the baseline target (pool_cpu.h streams stores)
+#endif
 
 #define CONVOPS_PRAGMA(text) _Pragma(#text)
 #define CONVOPS_TARGET_PRAGMA(isa_target) CONVOPS_PRAGMA(GCC target(isa_target))

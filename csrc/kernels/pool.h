@@ -249,7 +249,9 @@ struct PhasedRow {
 };
 
 // Scratch for one plane: rows (X0*X1*O2, and at least X2) of values and positions,
-// three O2 rows (best_at holds two), one phased row (line) and its layout.
+// three O2 rows (best_at holds two), one phased row (line) and its layout; for the
+// average-pool gradient, a column per output row (O0*O1*X2) and the output rows covering
+// each input row (2*(X0 + X1)).
 template <typename Acc>
 struct PoolScratch {
   Acc* rows;
@@ -259,6 +261,8 @@ struct PoolScratch {
   Acc* factor;
   Acc* line;  // phased.size entries
   PhasedRow phased;
+  Acc* columns;
+  int64_t* covering;
 };
 
 // ---------------------------------------------------------------- global average pooling

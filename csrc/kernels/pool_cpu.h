@@ -9,7 +9,11 @@
 // Compiled once per instruction set (cpu_isa.h): this code lives in the inline namespace
 // CONVOPS_CPU_ISA, so the baseline, AVX2 and AVX-512 copies never merge at link time.
 #pragma once
+#include <cstdint>
 #include <type_traits>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "cpu_isa.h"
 #include "pool.h"
@@ -247,12 +251,11 @@ inline void add_rows(const T* const* rows, bool first, int64_t count, Acc* __res
   }
 }
 
-// column[x] = the sum over the input rows [lo0, hi0) x [lo1, hi1) of a plane (0 if none),
-// added in row order, up to three rows per pass over the column.
+// column[x] = the sum over the rows [lo0, hi0) x [lo1, hi1) of a plane of rows1 x X2 rows
+// (0 if none), added in row order, up to three rows per pass over the column.
 template <typename T, typename Acc>
-inline void sum_rows(const T* plane, const PoolGeometry& g, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1,
+inline void sum_rows(const T* plane, int64_t rows1, int64_t X2, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1,
                      Acc* __restrict__ column) {
-  const int64_t X2 = g.image[2];
   const T* pending[3];
   int n = 0;
   bool first = true;
@@ -265,7 +268,7 @@ inline void sum_rows(const T* plane, const PoolGeometry& g, int64_t lo0, int64_t
   };
   for (int64_t x0 = lo0; x0 < hi0; ++x0) {
     for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-      pending[n++] = plane + (x0 * g.image[1] + x1) * X2;
+      pending[n++] = plane + (x0 * rows1 + x1) * X2;
       if (n == 3) flush();
     }
   }
@@ -292,7 +295,7 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
     if (hi0 - lo0 == 1 && hi1 - lo1 == 1) {  // one input row (1-D pooling): split it as it is
       phase_split(src + (lo0 * g.image[1] + lo1) * X2, g, s.phased, s.line, Acc(0));
     } else {
-      sum_rows(src, g, lo0, hi0, lo1, hi1, column);
+      sum_rows(src, g.image[1], X2, lo0, hi0, lo1, hi1, column);
       phase_split(column, g, s.phased, s.line, Acc(0));
     }
     const Acc* __restrict__ tap0 = s.line + s.phased.tap[0];
@@ -352,10 +355,43 @@ inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax,
   store_accumulated(sum, dst, X);
 }
 
+// The output windows along dim d covering each input position x: [first[x], end[x]) (empty
+// where none does). Windows move forward with o, so those covering x are consecutive.
+inline void covering_windows(const PoolGeometry& g, int d, int64_t* first, int64_t* end) {
+  for (int64_t x = 0; x < g.image[d]; ++x) first[x] = end[x] = 0;
+  for (int64_t o = 0; o < g.out[d]; ++o) {
+    int64_t lo, hi;
+    g.avg_window(d, o, &lo, &hi);
+    for (int64_t x = lo; x < hi; ++x) {
+      if (end[x] == 0) first[x] = o;
+      end[x] = o + 1;
+    }
+  }
+}
+
+// to[i] = from[i] for i < count, by streaming stores where they apply (float, x86-64): a
+// gradient is written once and not read back here, and a streaming store skips reading
+// each fresh cache line in first (writes of a freshly allocated gradient were the bound).
+template <typename T>
+inline void stream_row(const T* __restrict__ from, T* __restrict__ to, int64_t count) {
+  int64_t i = 0;
+#if defined(__x86_64__) && !defined(__CUDACC__)
+  if constexpr (std::is_same<T, float>::value) {
+    for (; i < count && (reinterpret_cast<uintptr_t>(to + i) & 15) != 0; ++i) to[i] = from[i];
+    for (; i + 4 <= count; i += 4) _mm_stream_ps(to + i, _mm_loadu_ps(from + i));
+  }
+#endif
+  for (; i < count; ++i) to[i] = from[i];
+}
+
 // Average-pool gradient of plane `plane`, owned by this call (acc: X values of scratch, or
 // the gradient itself, see accumulator): the adjoint of avg_pool_plane. Per output row, its
 // gradients over their divisors are spread over the innermost taps (phased) and merged
-// into one input-row column, which is added to every input row of the window.
+// into one input-row column; 1-D: that is the input row. Otherwise every output row's
+// column is kept (s.columns), and each input row is written once, as the sum of the columns
+// of the output rows whose windows cover it in row order (the order a scatter into zeros
+// adds them, without its zero-fill and read-modify-write passes). Rows are written by
+// streaming stores (make bench, 2-D step: 3.3x -> 4.0x torch's speed).
 template <typename T, typename Acc>
 inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* acc, const PoolGeometry& g,
                                     const PoolScratch<Acc>& s, int64_t plane) {
@@ -364,13 +400,11 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
   Acc* __restrict__ sum = accumulator(dst, acc);
   // With one input row per output row and back (1-D pooling), each row is merged in whole.
   const bool row_per_row = g.outer_identity();
-  for (int64_t x = 0; !row_per_row && x < X; ++x) sum[x] = Acc(0);
   const T* go = grad_output + plane * g.out_numel();
   Acc* __restrict__ share = s.best;
   Acc* __restrict__ line = s.line;
-  Acc* __restrict__ column = s.rows;
   for_each_avg_row(g, s.factor, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
-    if (lo0 >= hi0 || lo1 >= hi1) return;  // a window of no input row reaches no input
+    if (lo0 >= hi0 || lo1 >= hi1) return;  // a window of no input row reaches no input (nor is summed)
     divide_by_divisors(go + row * O2, share, f01, s.factor, g);
     for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);
     for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
@@ -378,19 +412,37 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
 #pragma omp simd
       for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += share[o2];
     }
-    if (row_per_row) {
+    if (!row_per_row) {
+      phase_merge(line, g, s.phased, s.columns + row * X2);
+    } else if constexpr (std::is_same<T, Acc>::value) {
+      phase_merge(line, g, s.phased, s.rows);
+      stream_row(s.rows, sum + row * X2, X2);
+    } else {
       phase_merge(line, g, s.phased, sum + row * X2);
-      return;
-    }
-    phase_merge(line, g, s.phased, column);  // every input position of the row
-    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-        Acc* __restrict__ in = sum + (x0 * g.image[1] + x1) * X2;
-#pragma omp simd
-        for (int64_t x = 0; x < X2; ++x) in[x] += column[x];
-      }
     }
   });
+  if (!row_per_row) {
+    int64_t* first0 = s.covering;
+    int64_t* end0 = first0 + g.image[0];
+    int64_t* first1 = end0 + g.image[0];
+    int64_t* end1 = first1 + g.image[1];
+    covering_windows(g, 0, first0, end0);
+    covering_windows(g, 1, first1, end1);
+    for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
+      for (int64_t x1 = 0; x1 < g.image[1]; ++x1) {
+        Acc* to = sum + (x0 * g.image[1] + x1) * X2;
+        if constexpr (std::is_same<T, Acc>::value) {
+          sum_rows(s.columns, g.out[1], X2, first0[x0], end0[x0], first1[x1], end1[x1], s.rows);
+          stream_row(s.rows, to, X2);
+        } else {
+          sum_rows(s.columns, g.out[1], X2, first0[x0], end0[x0], first1[x1], end1[x1], to);
+        }
+      }
+    }
+  }
+#if defined(__x86_64__)
+  _mm_sfence();  // the streaming stores are weakly ordered: done before anyone reads them
+#endif
   store_accumulated(sum, dst, X);
 }
 

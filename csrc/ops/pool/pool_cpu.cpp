@@ -27,14 +27,19 @@ template <typename Acc>
 struct PlaneBuffers {
   std::vector<int64_t> taps, bounds;
   kernels::PhasedRow phased;
-  std::vector<Acc> rows, best, factor, line;
+  std::vector<Acc> rows, best, factor, line, columns;
   std::vector<kernels::PlanePos<Acc>> row_at, best_at;
-  explicit PlaneBuffers(const PoolGeometry& g, bool with_positions)
+  std::vector<int64_t> covering;
+  // with_columns: the average-pool gradient's columns and covering rows.
+  PlaneBuffers(const PoolGeometry& g, bool with_positions, bool with_columns = false)
       : phased(kernels::PhasedRow::build(g, taps, bounds)),
         rows(std::max(g.image[0] * g.image[1] * g.out[2], g.image[2])), best(g.out[2]), factor(g.out[2]),
-        line(phased.size), row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0) {}
+        line(phased.size), columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
+        row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
+        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0) {}
   kernels::PoolScratch<Acc> view() {
-    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased};
+    return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
+            columns.data(), covering.data()};
   }
 };
 
@@ -123,7 +128,7 @@ void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input
       return;
     }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      PlaneBuffers<acc_t> buffers(g, false);
+      PlaneBuffers<acc_t> buffers(g, false, true);
       std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // see kernels::accumulator
       for (int64_t p = b; p < e; ++p) forms.avg_backward_plane(go, gi, acc.data(), g, buffers.view(), p);
     });
