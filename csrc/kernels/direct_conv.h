@@ -83,10 +83,12 @@ inline Vector fused_multiply_add(Vector a, Vector b, Vector c) {
 constexpr int kMaxPositions = 8;
 constexpr int kMaxBlocks = kVectorRegisters >= 32 ? 4 : 2;
 constexpr int positions_for(int blocks) {
-  return (kVectorRegisters - blocks - 2) / blocks < kMaxPositions ? (kVectorRegisters - blocks - 2) / blocks
-                                                                   : kMaxPositions;
+  const int fit = (kVectorRegisters - blocks - 2) / blocks;
+  return fit < kMaxPositions ? fit : kMaxPositions;
 }
-constexpr int kWeightTaps = kVectorRegisters >= 32 ? 16 : positions_for(1);  // taps per weight-gradient block
+// Taps per weight-gradient block, a sum vector each: 16 of AVX-512's 32 registers (8 taps:
+// LeNet's weight gradient 0.44 ms, 16: 0.31 ms).
+constexpr int kWeightTaps = kVectorRegisters >= 32 ? 16 : positions_for(1);
 
 // `planes` consecutive image planes, zero-padded into `padded` (planes * taps.plane values).
 template <typename T>
