@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
+#include "depthwise.h"
 #include "im2col.h"
 
 namespace convops {
@@ -90,19 +91,12 @@ constexpr int positions_for(int blocks) {
 // LeNet's weight gradient 0.44 ms, 16: 0.31 ms).
 constexpr int kWeightTaps = kVectorRegisters >= 32 ? 16 : positions_for(1);
 
-// `planes` consecutive image planes, zero-padded into `padded` (planes * taps.plane values).
+// `planes` consecutive image planes, zero-padded into `padded` (planes * taps.plane values),
+// each as the depthwise forms pad theirs.
 template <typename T>
 inline void pad_planes(const T* image, int64_t planes, const ColumnGeometry& g, const PaddedTaps& taps, T* padded) {
-  std::memset(padded, 0, sizeof(T) * planes * taps.plane);
-  const int64_t X1 = g.image[1], X2 = g.image[2];
-  for (int64_t c = 0; c < planes; ++c) {
-    for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
-      for (int64_t x1 = 0; x1 < X1; ++x1) {
-        std::memcpy(padded + c * taps.plane + ((x0 + g.pad[0]) * taps.Xp[1] + x1 + g.pad[1]) * taps.Xp[2] + g.pad[2],
-                    image + ((c * g.image[0] + x0) * X1 + x1) * X2, sizeof(T) * X2);
-      }
-    }
-  }
+  const UnitStrideLayout layout(g);
+  for (int64_t c = 0; c < planes; ++c) pad_plane(image + c * g.image_numel(), g, layout, padded + c * taps.plane);
 }
 
 // The sums of kBlocks channel vectors at kPositions consecutive output positions, position

@@ -146,7 +146,7 @@ struct PaddedTaps {
   std::vector<int64_t> offset;  // channels * K
   PaddedTaps(const ColumnGeometry& g, int64_t channels_) : channels(channels_) {
     for (int d = 0; d < kMaxSpatial; ++d) Xp[d] = g.image[d] + 2 * g.pad[d];
-    plane = Xp[0] * Xp[1] * Xp[2];
+    plane = g.padded_numel();
     offset.resize(channels * g.kernel_numel());
     for (int64_t t = 0; t < static_cast<int64_t>(offset.size()); ++t) {
       int64_t k[kMaxSpatial];

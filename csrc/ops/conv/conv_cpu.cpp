@@ -128,6 +128,20 @@ c10::optional<ColumnGeometry> input_gradient_as_forward(const ColumnGeometry& g)
   return t;
 }
 
+// The kernel of that correlation: each group's (O/G, C/G, *K) kernel transposed to
+// (C/G, O/G, *K) and flipped in every spatial dim, as (C, O/G, *K).
+at::Tensor input_gradient_kernel(const at::Tensor& weight, int64_t groups) {
+  std::vector<int64_t> spatial_dims(weight.dim() - 2), sizes = weight.sizes().vec();
+  std::iota(spatial_dims.begin(), spatial_dims.end(), 3);
+  sizes[0] = weight.size(1) * groups;
+  sizes[1] = weight.size(0) / groups;
+  return weight.unflatten(0, {groups, weight.size(0) / groups})
+      .transpose(1, 2)
+      .flip(spatial_dims)
+      .reshape(sizes)
+      .contiguous();
+}
+
 // The depthwise forms for this call (the copy for this CPU, cpu_engine.h).
 template <typename T, typename Acc>
 const kernels::DepthwiseCpuKernels<T, Acc>& depthwise_forms() {
@@ -174,9 +188,8 @@ bool depthwise_backward_input_cpu(const at::Tensor& grad_output, const at::Tenso
   // A channel multiplier sums several output channels into each input channel: im2col + GEMM.
   if (use_element_engine() || grad_output.size(1) != grad_input.size(1)) return false;
   if (const auto as_forward = input_gradient_as_forward(g)) {
-    std::vector<int64_t> spatial_dims(weight.dim() - 2);
-    std::iota(spatial_dims.begin(), spatial_dims.end(), 2);
-    run_depthwise_forward(grad_output, weight.flip(spatial_dims).contiguous(), at::Tensor(), grad_input, *as_forward);
+    run_depthwise_forward(grad_output, input_gradient_kernel(weight, grad_input.size(1)), at::Tensor(), grad_input,
+                          *as_forward);
     return true;
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "convops::conv_backward_input", [&] {
@@ -265,7 +278,7 @@ std::vector<T> pack_lanes(const T* from, int64_t G, int64_t M, int64_t R, int64_
 }
 
 // output (N, O, *L) = conv(input (N, C, *X), weight (O, C/groups, *K)) + bias, one task per
-// (image, group).
+// (image, group); every tensor contiguous.
 void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                         at::Tensor& output, const ColumnGeometry& g, int64_t groups) {
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv", [&] {
@@ -273,7 +286,7 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
     const int64_t C = input.size(1), O = output.size(1), Cg = C / groups, Og = O / groups;
     const kernels::PaddedTaps taps(g, Cg);
     const int64_t X = g.image_numel(), L = g.cols_numel(), K = taps.offset.size(), lanes = forms.lanes;
-    const auto w = pack_lanes(weight.contiguous().const_data_ptr<scalar_t>(), groups, Og, K, lanes);
+    const auto w = pack_lanes(weight.const_data_ptr<scalar_t>(), groups, Og, K, lanes);
     const auto b = bias.defined() ? pack_lanes(bias.const_data_ptr<scalar_t>(), groups, Og, 1, lanes)
                                   : std::vector<scalar_t>();
     const int64_t w_group = w.size() / groups, b_group = b.size() / groups;
@@ -310,13 +323,8 @@ bool direct_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& 
   if (!as_forward || !suits_direct(grad_output, g, in_per_group) || 2 * in_per_group <= direct_lanes(grad_output)) {
     return false;
   }
-  std::vector<int64_t> spatial_dims(weight.dim() - 2), sizes = weight.sizes().vec();
-  std::iota(spatial_dims.begin(), spatial_dims.end(), 3);
-  sizes[0] = weight.size(1) * groups;
-  sizes[1] = weight.size(0) / groups;
-  const auto transposed =
-      weight.unflatten(0, {groups, weight.size(0) / groups}).transpose(1, 2).flip(spatial_dims).reshape(sizes);
-  run_direct_forward(grad_output, transposed, at::Tensor(), grad_input, *as_forward, groups);
+  run_direct_forward(grad_output, input_gradient_kernel(weight, groups), at::Tensor(), grad_input, *as_forward,
+                     groups);
   return true;
 }
 
