@@ -284,3 +284,24 @@ def test_pool_meta_shapes():
     assert out.shape == idx.shape == (2, 3, 5, 5) and idx.dtype == torch.int64
     assert F.avg_pool2d(x, 2).shape == (2, 3, 4, 4)
     assert F.global_avg_pool(x, keepdim=True).shape == (2, 3, 1, 1)
+
+
+# Outputs of at least kStreamBytes (4 MiB, kernels/pool.h) are written by streaming stores
+# from scratch in cache: sizes past it, each ISA copy, float and double (max: exact).
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2, 8, 65536), (2, 8, 520, 516), (1, 4, 66, 64, 62)])
+def test_large_outputs_written_by_streaming_stores_match_torch(shape, dtype, isa_engine):
+    spatial = len(shape) - 2
+    tmax, tavg = (getattr(torch.nn.functional, f"{kind}_pool{spatial}d") for kind in ("max", "avg"))
+    ours_max, ours_avg = getattr(F, f"max_pool{spatial}d"), getattr(F, f"avg_pool{spatial}d")
+    x = torch.randint(-50, 50, shape, generator=torch.Generator().manual_seed(spatial)).to(dtype)
+    grad = torch.randint(-8, 8, tmax(x, 3, 2, 1).shape, generator=torch.Generator().manual_seed(7)).to(dtype)
+    for ours, theirs, kwargs in ((ours_max, tmax, {}), (ours_avg, tavg, {"count_include_pad": False})):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_a, out_b = ours(a, 3, 2, 1, **kwargs), theirs(b, 3, 2, 1, **kwargs)
+        out_a.backward(grad), out_b.backward(grad)
+        tol = 0 if ours is ours_max else 1e-6  # average: shares of the divisions add in another order
+        torch.testing.assert_close(out_a, out_b, rtol=tol, atol=tol)
+        torch.testing.assert_close(a.grad, b.grad, rtol=tol, atol=tol)
+    values, indices = ours_max(x, 3, 2, 1, return_indices=True)
+    assert torch.equal(indices, tmax(x, 3, 2, 1, return_indices=True)[1])

@@ -14,7 +14,7 @@
 #include <type_traits>
 #include <vector>
 #if defined(__x86_64__)
-#include <immintrin.h>  // first included here, with the baseline target (pool_cpu.h streams stores)
+#include <immintrin.h>  // first included here, with the baseline target (cpu_lanes.h streams stores)
 #endif
 
 #define CONVOPS_PRAGMA(text) _Pragma(#text)

@@ -34,7 +34,7 @@ template <typename T, typename Acc>
 struct PoolCpuKernels {
   void (*max_plane)(const T*, T*, int64_t*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_plane)(const T*, T*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
-  void (*max_backward_plane)(const T*, const int64_t*, T*, Acc*, const PoolGeometry&, int64_t);
+  void (*max_backward_plane)(const T*, const int64_t*, T*, Acc*, const PoolGeometry&, int64_t, bool);
   void (*avg_backward_plane)(const T*, T*, Acc*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*max_cl_position)(const T*, T*, int64_t*, Acc*, PlanePos<Acc>*, int64_t, const PoolGeometry&, int64_t);
   void (*avg_cl_row)(const T*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);

@@ -24,60 +24,16 @@
 //
 // Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
 #pragma once
-#include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "cpu_isa.h"
+#include "cpu_lanes.h"
 #include "depthwise.h"
 #include "im2col.h"
 
 namespace convops {
 namespace kernels {
 inline namespace CONVOPS_CPU_ISA {
-
-// This copy's vector registers: how wide, and how many. (Named by the copy: in C++, GCC's
-// target pragma does not define the ISA macros such as __AVX512F__.)
-constexpr CpuIsa kThisCopy = CONVOPS_CPU_ISA_ENUM;
-constexpr int kVectorBytes = kThisCopy == CpuIsa::kAvx512 ? 64 : kThisCopy == CpuIsa::kAvx2 ? 32 : 16;
-constexpr int kVectorRegisters = kThisCopy == CpuIsa::kAvx512 ? 32 : 16;
-
-template <typename T>
-struct LanesOf {
-  typedef T type __attribute__((vector_size(kVectorBytes)));
-};
-template <typename T>
-using Lanes = typename LanesOf<T>::type;
-template <typename T>
-constexpr int kLanes = kVectorBytes / sizeof(T);
-
-template <typename T>
-inline Lanes<T> load_lanes(const T* from) {
-  Lanes<T> v;
-  std::memcpy(&v, from, sizeof(v));
-  return v;
-}
-
-template <typename T>
-inline void store_lanes(T* to, Lanes<T> v) {
-  std::memcpy(to, &v, sizeof(v));
-}
-
-template <typename T>
-inline Lanes<T> splat(T value) {
-  Lanes<T> v;
-  for (int i = 0; i < kLanes<T>; ++i) v[i] = value;
-  return v;
-}
-
-// a * b + c rounded once, lane by lane: the loop vectorises into the FMA instruction in the
-// AVX2 and AVX-512 copies; the baseline calls libm's fma, which rounds the same.
-template <typename Vector>
-inline Vector fused_multiply_add(Vector a, Vector b, Vector c) {
-  Vector r;
-  for (int i = 0; i < static_cast<int>(sizeof(Vector) / sizeof(a[0])); ++i) r[i] = std::fma(a[i], b[i], c[i]);
-  return r;
-}
 
 // Register blocking: up to kMaxBlocks channel vectors at once, and as many positions as
 // leave a register for each weight vector and one for the broadcast value.

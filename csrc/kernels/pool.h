@@ -248,7 +248,12 @@ struct PhasedRow {
 #endif
 };
 
-// Scratch for one plane: rows (X0*X1*O2, and at least X2) of values and positions,
+// Outputs of at least this many bytes are written by streaming stores (cpu_lanes.h:
+// stream_copy): they outgrow the caches before anyone reads them, and a streaming store
+// skips reading each fresh cache line in first (writing fresh outputs bounds pooling).
+constexpr int64_t kStreamBytes = int64_t(1) << 22;
+
+// Scratch for one plane: rows (X0*X1*O2, and at least 2*X2 + O2) of values and positions,
 // three O2 rows (best_at holds two), one phased row (line) and its layout; for the
 // average-pool gradient, a column per output row (O0*O1*X2) and the output rows covering
 // each input row (2*(X0 + X1)).
@@ -263,6 +268,7 @@ struct PoolScratch {
   PhasedRow phased;
   Acc* columns;
   int64_t* covering;
+  bool stream;  // write the output by streaming stores (it is at least kStreamBytes)
 };
 
 // ---------------------------------------------------------------- global average pooling

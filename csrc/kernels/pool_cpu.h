@@ -11,11 +11,9 @@
 #pragma once
 #include <cstdint>
 #include <type_traits>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 #include "cpu_isa.h"
+#include "cpu_lanes.h"
 #include "pool.h"
 
 namespace convops {
@@ -27,6 +25,20 @@ inline namespace CONVOPS_CPU_ISA {
 // the windows of a row is one run of O2 consecutive entries, whatever the stride, so the
 // loops over windows run at unit stride and vectorise.
 
+// to[i] = from[i * step] for i < count; at step 2 (the usual stride) two loads and a
+// shuffle per vector (the scalar loop was 40% of 1-D max pooling).
+template <typename T, typename Acc>
+inline void gather_step(const T* __restrict__ from, int64_t step, Acc* __restrict__ to, int64_t count) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<T, Acc>) {
+    constexpr int n = kLanes<T>;
+    for (; step == 2 && i + n < count; i += n) {  // reads up to from[2i + 2n - 1] < from[2 * count - 2]
+      store_lanes(to + i, even_lanes<T>(load_lanes(from + 2 * i), load_lanes(from + 2 * i + n)));
+    }
+  }
+  strided_copy(from + i * step, step, to + i, 1, count - i);
+}
+
 // Splits an input row into the phases of `line`, with `fill` for padding and overhang.
 template <typename T, typename Acc>
 inline void phase_split(const T* row, const PoolGeometry& g, const PhasedRow& r, Acc* line, Acc fill) {
@@ -36,15 +48,33 @@ inline void phase_split(const T* row, const PoolGeometry& g, const PhasedRow& r,
     const int64_t lo = r.lo[q], hi = r.hi[q];
     const T* __restrict__ from = row + q + lo * s - g.pad[2];
     for (int64_t m = 0; m < lo; ++m) phase[m] = fill;
-    strided_copy(from, s, phase + lo, 1, hi - lo);
+    gather_step(from, s, phase + lo, hi - lo);
     for (int64_t m = hi; m < r.length; ++m) phase[m] = fill;
   }
 }
 
 // The adjoint of phase_split: the input row gets the entries of its own positions.
+// At stride 2, input position x lies in phase (x + pad) % 2 at (x + pad) / 2: row[2j] and
+// row[2j + 1] come from two runs that advance together, merged by interleaving vectors.
 template <typename T, typename Acc>
 inline void phase_merge(const Acc* line, const PoolGeometry& g, const PhasedRow& r, T* row) {
   const int64_t s = g.stride[2];
+  if constexpr (std::is_same_v<T, Acc>) {
+    if (s == 2) {
+      const int64_t pad = g.pad[2], X2 = g.image[2];
+      const Acc* __restrict__ even = line + (pad % 2) * r.length + pad / 2;
+      const Acc* __restrict__ odd = line + ((pad + 1) % 2) * r.length + (pad + 1) / 2;
+      constexpr int n = kLanes<T>;
+      int64_t j = 0;
+      for (; 2 * (j + n) <= X2; j += n) {
+        const Lanes<T> a = load_lanes(even + j), b = load_lanes(odd + j);
+        store_lanes(row + 2 * j, interleaved_lanes<0, T>(a, b));
+        store_lanes(row + 2 * j + n, interleaved_lanes<1, T>(a, b));
+      }
+      for (int64_t x = 2 * j; x < X2; ++x) row[x] = (x % 2 == 0 ? even : odd)[x / 2];
+      return;
+    }
+  }
   for (int64_t q = 0; q < s; ++q) {
     const int64_t lo = r.lo[q], hi = r.hi[q];
     const Acc* __restrict__ phase = line + q * r.length;
@@ -67,6 +97,17 @@ template <typename T>
 inline void prefetch_rows(const T* plane, const PoolGeometry& g, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1) {
   for (int64_t x0 = lo0; x0 < hi0; ++x0) {
     for (int64_t x1 = lo1; x1 < hi1; ++x1) prefetch_span(plane + (x0 * g.image[1] + x1) * g.image[2], g.image[2]);
+  }
+}
+
+// to[i] = from[i] (converted) for i < count; by streaming stores where the output is
+// large (PoolScratch::stream; the caller ends with streaming_done()).
+template <typename From, typename To>
+inline void write_out(const From* __restrict__ from, To* __restrict__ to, int64_t count, bool stream) {
+  if (stream) {
+    stream_copy(from, to, count);
+  } else {
+    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[i]);
   }
 }
 
@@ -100,9 +141,13 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
   }
   const bool positions = argmax != nullptr;  // inference needs the values only
   Pos* __restrict__ first2 = s.best_at + O2;  // first inside position of each innermost window
-  for (int64_t o2 = 0; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(g.first_inside(2, o2));
+  if (positions) {  // past the windows that start in the padding, a window's start (vectorises)
+    const int64_t lead = min64(O2, ceil_div(g.pad[2], g.stride[2]));
+    for (int64_t o2 = 0; o2 < lead; ++o2) first2[o2] = static_cast<Pos>(g.first_inside(2, o2));
+    for (int64_t o2 = lead; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(o2 * g.stride[2] - g.pad[2]);
+  }
   const int64_t rows = g.image[0] * g.image[1];
-  for (int64_t r = 0; r < rows; ++r) {
+  auto row_pass = [&](int64_t r) {
     if (r + 2 < rows) prefetch_span(src + (r + 2) * X2, X2);
     phase_split(src + r * X2, g, s.phased, s.line, lowest<Acc>());
     Acc* __restrict__ hv = s.rows + r * O2;
@@ -140,30 +185,36 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
         hat[o2] = hv[o2] == lowest<Acc>() ? first2[o2] : at;
       }
     }
-  }
+  };
   T* dst = output + plane * g.out_numel();
   int64_t* dst_at = argmax != nullptr ? argmax + plane * g.out_numel() : nullptr;
   if (g.outer_identity()) {  // each output row is its input row's pass (1-D pooling)
-    const int64_t rows = g.image[0] * g.image[1];
-    for (int64_t i = 0; i < rows * O2; ++i) dst[i] = static_cast<T>(s.rows[i]);
+    for (int64_t r = 0; r < rows; ++r) row_pass(r);
+    write_out(s.rows, dst, rows * O2, s.stream);
     for (int64_t r = 0; positions && r < rows; ++r) {
-      for (int64_t o2 = 0; o2 < O2; ++o2) dst_at[r * O2 + o2] = r * X2 + s.row_at[r * O2 + o2];
+      for (int64_t o2 = 0; o2 < O2; ++o2) s.row_at[r * O2 + o2] += static_cast<Pos>(r * X2);
     }
+    if (positions) write_out(s.row_at, dst_at, rows * O2, s.stream);
+    if (s.stream) streaming_done();
     return;
   }
+  int64_t rows_passed = 0;
   for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
     const int64_t f0 = g.first_inside(0, o0);
     const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
     for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
       const int64_t f1 = g.first_inside(1, o1);
       const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
+      // Each input row's pass runs just before the first window that reads it, so the
+      // passes a window reads are still in L1 (all passes first: 20% slower at 112x112).
+      for (const int64_t last = (e0 - 1) * g.image[1] + e1 - 1; rows_passed <= last; ++rows_passed) {
+        row_pass(rows_passed);
+      }
       const int64_t first_base = (f0 * g.image[1] + f1) * X2;
       Acc* __restrict__ best = s.best;
       Pos* __restrict__ best_at = s.best_at;
-      for (int64_t o2 = 0; o2 < O2; ++o2) {
-        best[o2] = lowest<Acc>();
-        best_at[o2] = static_cast<Pos>(first_base) + first2[o2];
-      }
+      for (int64_t o2 = 0; o2 < O2; ++o2) best[o2] = lowest<Acc>();
+      for (int64_t o2 = 0; positions && o2 < O2; ++o2) best_at[o2] = static_cast<Pos>(first_base) + first2[o2];
       for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
         for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
           const int64_t r = x0 * g.image[1] + x1;
@@ -188,13 +239,14 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
           }
         }
       }
-      for (int64_t o2 = 0; o2 < O2; ++o2) dst[o2] = static_cast<T>(best[o2]);
+      write_out(best, dst, O2, s.stream);
       if (dst_at != nullptr) {
-        for (int64_t o2 = 0; o2 < O2; ++o2) dst_at[o2] = best_at[o2];
+        write_out(best_at, dst_at, O2, s.stream);
         dst_at += O2;
       }
     }
   }
+  if (s.stream) streaming_done();
 }
 
 // One output row (O2 windows) over its divisors: the outer dims' factors multiply to
@@ -288,16 +340,10 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
   const int64_t O2 = g.out[2], X2 = g.image[2];
   const T* src = input + plane * g.image_numel();
   T* dst = output + plane * g.out_numel();
-  Acc* __restrict__ column = s.rows;
   Acc* __restrict__ sum = s.best;
-  for_each_avg_row(g, s.factor, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
-    prefetch_rows(src, g, lo0, hi0, hi1, min64(hi1 + g.stride[1], g.image[1]));
-    if (hi0 - lo0 == 1 && hi1 - lo1 == 1) {  // one input row (1-D pooling): split it as it is
-      phase_split(src + (lo0 * g.image[1] + lo1) * X2, g, s.phased, s.line, Acc(0));
-    } else {
-      sum_rows(src, g.image[1], X2, lo0, hi0, lo1, hi1, column);
-      phase_split(column, g, s.phased, s.line, Acc(0));
-    }
+  // Output row `row` from the innermost taps of its (summed or single) input row.
+  auto pool_row = [&](int64_t row, const auto* summed, Acc f01) {
+    phase_split(summed, g, s.phased, s.line, Acc(0));
     const Acc* __restrict__ tap0 = s.line + s.phased.tap[0];
     for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = tap0[o2];
     for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
@@ -305,26 +351,52 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
 #pragma omp simd
       for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += tap[o2];
     }
-    divide_by_divisors(sum, dst + row * O2, f01, s.factor, g);
+    if (s.stream) {
+      Acc* __restrict__ divided = s.rows + 2 * X2;  // free: the two columns come first
+      divide_by_divisors(sum, divided, f01, s.factor, g);
+      stream_copy(divided, dst + row * O2, O2);
+    } else {
+      divide_by_divisors(sum, dst + row * O2, f01, s.factor, g);
+    }
+  };
+  // A column is split one output row after its sum is written: split at once, the split's
+  // loads (misaligned, by phase) wait for the sum's stores to retire (40% of the time).
+  int64_t pending = -1;
+  Acc pending_f01 = Acc(0);
+  for_each_avg_row(g, s.factor, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
+    prefetch_rows(src, g, lo0, hi0, hi1, min64(hi1 + g.stride[1], g.image[1]));
+    if (hi0 - lo0 == 1 && hi1 - lo1 == 1) {  // one input row (1-D pooling): split it as it is
+      if (pending >= 0) pool_row(pending, s.rows + (pending % 2) * X2, pending_f01);
+      pending = -1;
+      pool_row(row, src + (lo0 * g.image[1] + lo1) * X2, f01);
+      return;
+    }
+    sum_rows(src, g.image[1], X2, lo0, hi0, lo1, hi1, s.rows + (row % 2) * X2);
+    if (pending >= 0) pool_row(pending, s.rows + (pending % 2) * X2, pending_f01);
+    pending = row;
+    pending_f01 = f01;
   });
+  if (pending >= 0) pool_row(pending, s.rows + (pending % 2) * X2, pending_f01);
+  if (s.stream) streaming_done();
 }
 
-// Where a gradient accumulates: in the output itself when it has the accumulator's type
-// (no extra pass), else in the scratch `acc`, converted by store_accumulated.
+// Where a gradient accumulates: in the scratch `acc` when there is one (the launchers give
+// one where T is not Acc, or where the output is written by streaming stores), else in the
+// output itself (no extra pass); store_accumulated writes the scratch out.
 template <typename T, typename Acc>
 inline Acc* accumulator(T* out, Acc* acc) {
   if constexpr (std::is_same<T, Acc>::value) {
-    return out;
+    return acc != nullptr ? acc : out;
   } else {
     return acc;
   }
 }
 
 template <typename T, typename Acc>
-inline void store_accumulated(const Acc* sum, T* out, int64_t count) {
-  if constexpr (!std::is_same<T, Acc>::value) {
-    for (int64_t i = 0; i < count; ++i) out[i] = static_cast<T>(sum[i]);
-  }
+inline void store_accumulated(const Acc* sum, T* out, int64_t count, bool stream = false) {
+  if (static_cast<const void*>(sum) == static_cast<const void*>(out)) return;
+  write_out(sum, out, count, stream);
+  if (stream) streaming_done();
 }
 
 // Whether output o of a plane (flat in O0*O1*O2) has a max window with no tap inside.
@@ -339,7 +411,7 @@ inline bool output_outside(const PoolGeometry& g, int64_t o) {
 // whose window has no tap inside the input, and positions off the plane, reach no input.
 template <typename T, typename Acc>
 inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
-                                    const PoolGeometry& g, int64_t plane) {
+                                    const PoolGeometry& g, int64_t plane, bool stream) {
   const int64_t X = g.image_numel(), O = g.out_numel();
   T* dst = grad_input + plane * X;
   Acc* sum = accumulator(dst, acc);
@@ -352,7 +424,7 @@ inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax,
     if (any_outside && output_outside(g, o)) continue;
     sum[at[o]] += static_cast<Acc>(go[o]);
   }
-  store_accumulated(sum, dst, X);
+  store_accumulated(sum, dst, X, stream);
 }
 
 // The output windows along dim d covering each input position x: [first[x], end[x]) (empty
@@ -367,21 +439,6 @@ inline void covering_windows(const PoolGeometry& g, int d, int64_t* first, int64
       end[x] = o + 1;
     }
   }
-}
-
-// to[i] = from[i] for i < count, by streaming stores where they apply (float, x86-64): a
-// gradient is written once and not read back here, and a streaming store skips reading
-// each fresh cache line in first (writes of a freshly allocated gradient were the bound).
-template <typename T>
-inline void stream_row(const T* __restrict__ from, T* __restrict__ to, int64_t count) {
-  int64_t i = 0;
-#if defined(__x86_64__) && !defined(__CUDACC__)
-  if constexpr (std::is_same<T, float>::value) {
-    for (; i < count && (reinterpret_cast<uintptr_t>(to + i) & 15) != 0; ++i) to[i] = from[i];
-    for (; i + 4 <= count; i += 4) _mm_stream_ps(to + i, _mm_loadu_ps(from + i));
-  }
-#endif
-  for (; i < count; ++i) to[i] = from[i];
 }
 
 // Average-pool gradient of plane `plane`, owned by this call (acc: X values of scratch, or
@@ -416,7 +473,7 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
       phase_merge(line, g, s.phased, s.columns + row * X2);
     } else if constexpr (std::is_same<T, Acc>::value) {
       phase_merge(line, g, s.phased, s.rows);
-      stream_row(s.rows, sum + row * X2, X2);
+      write_out(s.rows, sum + row * X2, X2, s.stream);
     } else {
       phase_merge(line, g, s.phased, sum + row * X2);
     }
@@ -433,16 +490,14 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
         Acc* to = sum + (x0 * g.image[1] + x1) * X2;
         if constexpr (std::is_same<T, Acc>::value) {
           sum_rows(s.columns, g.out[1], X2, first0[x0], end0[x0], first1[x1], end1[x1], s.rows);
-          stream_row(s.rows, to, X2);
+          write_out(s.rows, to, X2, s.stream);
         } else {
           sum_rows(s.columns, g.out[1], X2, first0[x0], end0[x0], first1[x1], end1[x1], to);
         }
       }
     }
   }
-#if defined(__x86_64__)
-  _mm_sfence();  // the streaming stores are weakly ordered: done before anyone reads them
-#endif
+  if (s.stream) streaming_done();
   store_accumulated(sum, dst, X);
 }
 

@@ -30,16 +30,18 @@ struct PlaneBuffers {
   std::vector<Acc> rows, best, factor, line, columns;
   std::vector<kernels::PlanePos<Acc>> row_at, best_at;
   std::vector<int64_t> covering;
-  // with_columns: the average-pool gradient's columns and covering rows.
-  PlaneBuffers(const PoolGeometry& g, bool with_positions, bool with_columns = false)
+  bool stream;
+  // with_columns: the average-pool gradient's columns and covering rows; stream: write the
+  // output (output_bytes in all) by streaming stores.
+  PlaneBuffers(const PoolGeometry& g, int64_t output_bytes, bool with_positions, bool with_columns = false)
       : phased(kernels::PhasedRow::build(g, taps, bounds)),
-        rows(std::max(g.image[0] * g.image[1] * g.out[2], g.image[2])), best(g.out[2]), factor(g.out[2]),
+        rows(std::max(g.image[0] * g.image[1] * g.out[2], 2 * g.image[2] + g.out[2])), best(g.out[2]), factor(g.out[2]),
         line(phased.size), columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
         row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
-        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0) {}
+        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes) {}
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
-            columns.data(), covering.data()};
+            columns.data(), covering.data(), stream};
   }
 };
 
@@ -49,6 +51,10 @@ const kernels::PoolCpuKernels<T, Acc>& cpu_forms(kernels::CpuIsa widest = kernel
   static const auto baseline = kernels::pool_cpu_kernels<T, Acc>();
   return cpu_forms_for_call(baseline, widest);
 }
+
+// The scratch a kernel accumulates in, or nullptr for none (kernels::accumulator).
+template <typename Acc>
+Acc* scratch_or_null(std::vector<Acc>& scratch) { return scratch.empty() ? nullptr : scratch.data(); }
 
 int64_t planes_of(const at::Tensor& t, int64_t plane_numel) { return t.numel() / plane_numel; }
 
@@ -69,7 +75,7 @@ void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indic
       return;
     }
     at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      PlaneBuffers<acc_t> buffers(g, true);
+      PlaneBuffers<acc_t> buffers(g, output.nbytes() + indices.nbytes(), true);
       for (int64_t p = b; p < e; ++p) forms.max_plane(in, out, at_, g, buffers.view(), p);
     });
   });
@@ -90,8 +96,12 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
       return;
     }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // see kernels::accumulator
-      for (int64_t p = b; p < e; ++p) forms.max_backward_plane(go, at_, gi, acc.data(), g, p);
+      // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
+      const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
+      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> && !stream ? 0 : g.image_numel());  // kernels::accumulator
+      for (int64_t p = b; p < e; ++p) {
+        forms.max_backward_plane(go, at_, gi, scratch_or_null(acc), g, p, stream);
+      }
     });
   });
 }
@@ -109,7 +119,7 @@ void avg_pool_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometr
       return;
     }
     at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      PlaneBuffers<acc_t> buffers(g, false);
+      PlaneBuffers<acc_t> buffers(g, output.nbytes(), false);
       for (int64_t p = b; p < e; ++p) forms.avg_plane(in, out, g, buffers.view(), p);
     });
   });
@@ -128,9 +138,9 @@ void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input
       return;
     }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      PlaneBuffers<acc_t> buffers(g, false, true);
+      PlaneBuffers<acc_t> buffers(g, grad_input.nbytes(), false, true);
       std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // see kernels::accumulator
-      for (int64_t p = b; p < e; ++p) forms.avg_backward_plane(go, gi, acc.data(), g, buffers.view(), p);
+      for (int64_t p = b; p < e; ++p) forms.avg_backward_plane(go, gi, scratch_or_null(acc), g, buffers.view(), p);
     });
   });
 }
@@ -215,7 +225,7 @@ void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& i
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
       std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C);  // kernels::accumulator
-      for (int64_t n = b; n < e; ++n) forms.max_backward_cl_image(go, at_, gi, acc.data(), C, g, n);
+      for (int64_t n = b; n < e; ++n) forms.max_backward_cl_image(go, at_, gi, scratch_or_null(acc), C, g, n);
     });
   });
 }
@@ -256,7 +266,7 @@ void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_in
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
       std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C), share(C);
-      for (int64_t n = b; n < e; ++n) forms.avg_backward_cl_image(go, gi, acc.data(), share.data(), C, g, n);
+      for (int64_t n = b; n < e; ++n) forms.avg_backward_cl_image(go, gi, scratch_or_null(acc), share.data(), C, g, n);
     });
   });
 }

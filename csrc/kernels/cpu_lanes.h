@@ -1,0 +1,133 @@
+// This copy's vectors (cpu_isa.h), torch-free: GCC vector types as wide as the copy's
+// registers (Lanes<T>, kLanes<T> values of T), their loads and stores at any alignment,
+// and the lane shuffles and fused multiply-add the CPU forms build on.
+//
+// Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>  // cpu_copy.h includes it first, before its target pragma
+#endif
+
+#include "cpu_isa.h"
+
+namespace convops {
+namespace kernels {
+inline namespace CONVOPS_CPU_ISA {
+
+// This copy's vector registers: how wide, and how many. (Named by the copy: in C++, GCC's
+// target pragma does not define the ISA macros such as __AVX512F__.)
+constexpr CpuIsa kThisCopy = CONVOPS_CPU_ISA_ENUM;
+constexpr int kVectorBytes = kThisCopy == CpuIsa::kAvx512 ? 64 : kThisCopy == CpuIsa::kAvx2 ? 32 : 16;
+constexpr int kVectorRegisters = kThisCopy == CpuIsa::kAvx512 ? 32 : 16;
+
+template <typename T>
+struct LanesOf {
+  typedef T type __attribute__((vector_size(kVectorBytes)));
+};
+template <typename T>
+using Lanes = typename LanesOf<T>::type;
+template <typename T>
+constexpr int kLanes = kVectorBytes / sizeof(T);
+
+template <typename T>
+inline Lanes<T> load_lanes(const T* from) {
+  Lanes<T> v;
+  std::memcpy(&v, from, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void store_lanes(T* to, Lanes<T> v) {
+  std::memcpy(to, &v, sizeof(v));
+}
+
+template <typename T>
+inline Lanes<T> splat(T value) {
+  Lanes<T> v;
+  for (int i = 0; i < kLanes<T>; ++i) v[i] = value;
+  return v;
+}
+
+// Integer lanes as wide as T's, to pick lanes with.
+template <typename T>
+struct LaneIndexOf {
+  using Index = std::conditional_t<sizeof(T) == 8, int64_t, int32_t>;
+  typedef Index type __attribute__((vector_size(kVectorBytes)));
+};
+template <typename T>
+using LaneIndex = typename LaneIndexOf<T>::type;
+
+// Lanes 0, 2, 4, ... of the 2 * kLanes values a, b (one permute in the AVX-512 copy).
+template <typename T>
+inline Lanes<T> even_lanes(Lanes<T> a, Lanes<T> b) {
+  LaneIndex<T> pick;
+  for (int i = 0; i < kLanes<T>; ++i) pick[i] = 2 * i;
+  return __builtin_shuffle(a, b, pick);
+}
+
+// The sequence a[0], b[0], a[1], b[1], ...: its first kLanes values (Half 0) or its last (Half 1).
+template <int Half, typename T>
+inline Lanes<T> interleaved_lanes(Lanes<T> a, Lanes<T> b) {
+  LaneIndex<T> pick;
+  for (int i = 0; i < kLanes<T>; ++i) pick[i] = (i % 2) * kLanes<T> + Half * kLanes<T> / 2 + i / 2;
+  return __builtin_shuffle(a, b, pick);
+}
+
+// Stores v at `to`, aligned to a vector, by a streaming store (a plain one off x86-64).
+template <typename T>
+inline void stream_lanes(T* to, Lanes<T> v) {
+#if defined(__x86_64__)
+  if constexpr (kVectorBytes == 64) {
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(to), (__m512i)v);
+  } else if constexpr (kVectorBytes == 32) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(to), (__m256i)v);
+  } else {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(to), (__m128i)v);
+  }
+#else
+  store_lanes(to, v);
+#endif
+}
+
+// to[i] = from[i] (converted) for i < count, by streaming stores where `to` is aligned to
+// a vector; callers end with streaming_done() before anyone reads what they wrote.
+template <typename From, typename To>
+inline void stream_copy(const From* __restrict__ from, To* __restrict__ to, int64_t count) {
+  int64_t i = 0;
+  if constexpr (std::is_arithmetic_v<From> && std::is_arithmetic_v<To>) {
+    constexpr int n = kLanes<To>;
+    for (; i < count && reinterpret_cast<uintptr_t>(to + i) % kVectorBytes != 0; ++i) to[i] = static_cast<To>(from[i]);
+    for (; i + n <= count; i += n) {
+      Lanes<To> v;
+      for (int k = 0; k < n; ++k) v[k] = static_cast<To>(from[i + k]);
+      stream_lanes(to + i, v);
+    }
+  }
+  for (; i < count; ++i) to[i] = static_cast<To>(from[i]);
+}
+
+// Streaming stores are weakly ordered: this orders them before the stores that follow
+// (the end of a parallel region's task, which another thread's reads wait on).
+inline void streaming_done() {
+#if defined(__x86_64__)
+  __builtin_ia32_sfence();
+#endif
+}
+
+// a * b + c rounded once, lane by lane: the loop vectorises into the FMA instruction in the
+// AVX2 and AVX-512 copies; the baseline calls libm's fma, which rounds the same.
+template <typename Vector>
+inline Vector fused_multiply_add(Vector a, Vector b, Vector c) {
+  Vector r;
+  for (int i = 0; i < static_cast<int>(sizeof(Vector) / sizeof(a[0])); ++i) r[i] = std::fma(a[i], b[i], c[i]);
+  return r;
+}
+
+}  // namespace CONVOPS_CPU_ISA
+}  // namespace kernels
+}  // namespace convops
