@@ -167,7 +167,24 @@ inline void add_image_taps(const T* x, const T* dy, T* sums, int64_t first, cons
   for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
     for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
       const T* row = x + taps.start(g, l0, l1);
-      for (int64_t l2 = 0; l2 < g.cols[2]; ++l2, dy += n) {
+      int64_t l2 = 0;
+      // At unit stride, two positions per pass: each tap's offset (no registers left for
+      // them all) is read once for both; each sum still adds position after position. The
+      // empty asm hides `at` and the offsets from GCC, which would otherwise keep a pointer
+      // per tap and position on the stack (a load per product instead of one per two).
+      for (; s2 == 1 && l2 + 2 <= g.cols[2]; l2 += 2, dy += 2 * n) {
+        const Lanes<T> d0 = load_lanes(dy), d1 = load_lanes(dy + n);
+        const T* at = row + l2;
+        const int64_t* tap_offset = offset;
+        asm("" : "+r"(at), "+r"(tap_offset));
+#pragma GCC unroll 16
+        for (int t = 0; t < kT; ++t) {
+          const T* tap = at + tap_offset[t];
+          acc[t] = fused_multiply_add(d0, splat(tap[0]), acc[t]);
+          acc[t] = fused_multiply_add(d1, splat(tap[1]), acc[t]);
+        }
+      }
+      for (; l2 < g.cols[2]; ++l2, dy += n) {
         const Lanes<T> d = load_lanes(dy);
         const T* at = row + l2 * s2;
 #pragma GCC unroll 16
