@@ -40,7 +40,7 @@ struct PoolCpuKernels {
   void (*avg_cl_row)(const T*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
   void (*max_backward_cl_image)(const T*, const int64_t*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
   void (*avg_backward_cl_image)(const T*, T*, Acc*, Acc*, int64_t, const PoolGeometry&, int64_t);
-  Acc (*plane_mean)(const T*, int64_t);
+  void (*plane_means)(const T*, T*, int64_t, int64_t);
   void (*image_channel_means)(const T*, T*, Acc*, int64_t, int64_t);
 };
 

@@ -642,13 +642,17 @@ inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc*
 }
 
 // ---------------------------------------------------------------- global average pooling
-// CPU: the mean of one contiguous plane.
+// CPU: out[p] = the mean of contiguous plane p, for `planes` planes (one call for many:
+// a call per plane of 7x7 cost 5% over reading the input).
 template <typename T, typename Acc>
-inline Acc plane_mean(const T* plane, int64_t positions) {
-  Acc sum = Acc(0);
+inline void plane_means(const T* planes_in, T* out, int64_t planes, int64_t positions) {
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* plane = planes_in + p * positions;
+    Acc sum = Acc(0);
 #pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(plane[i]);
-  return sum / static_cast<Acc>(positions);
+    for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(plane[i]);
+    out[p] = static_cast<T>(sum / static_cast<Acc>(positions));
+  }
 }
 
 // CPU, channels_last: the means of all channels of one image, (S, C) rows summed.
@@ -668,7 +672,7 @@ template <typename T, typename Acc>
 PoolCpuKernels<T, Acc> pool_cpu_kernels() {
   return {&max_pool_plane<T, Acc>,        &avg_pool_plane<T, Acc>,          &max_pool_backward_plane<T, Acc>,
           &avg_pool_backward_plane<T, Acc>, &max_pool_cl_position<T, Acc>,  &avg_pool_cl_row<T, Acc>,
-          &max_pool_backward_cl_image<T, Acc>, &avg_pool_backward_cl_image<T, Acc>, &plane_mean<T, Acc>,
+          &max_pool_backward_cl_image<T, Acc>, &avg_pool_backward_cl_image<T, Acc>, &plane_means<T, Acc>,
           &image_channel_means<T, Acc>};
 }
 
