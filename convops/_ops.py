@@ -10,7 +10,8 @@ The convolution family closes under differentiation:
   im2col and col2im are each other's adjoint.
 Pooling: max_pool -> max_pool_backward (routes gradients to the argmax; its adjoint
 gathers at the argmax), avg_pool <-> avg_pool_backward (adjoints), and
-global_avg_pool's gradient is an expanded view divided by the number of positions.
+global_avg_pool <-> global_avg_pool_backward (adjoints: the mean of each plane, and each
+plane filled with its gradient over the number of positions).
 """
 import torch
 
@@ -89,6 +90,14 @@ def _(grad_output, input_size, kernel_size, stride, padding, ceil_mode, count_in
 @torch.library.register_fake("convops::global_avg_pool")
 def _(input):
     return input.new_empty(input.shape[:2])
+
+
+@torch.library.register_fake("convops::global_avg_pool_backward")
+def _(grad_output, input_size, channels_last):
+    grad = grad_output.new_empty(input_size)
+    if channels_last and len(input_size) in (4, 5):
+        grad = grad.contiguous(memory_format=torch.channels_last if len(input_size) == 4 else torch.channels_last_3d)
+    return grad
 
 
 # ---------------------------------------------------------------- autograd
@@ -243,13 +252,18 @@ def _avg_pool_backward_backward(ctx, grad):
 
 
 def _global_avg_pool_setup(ctx, inputs, output):
-    ctx.input_shape = inputs[0].shape
+    ctx.input_size = list(inputs[0].shape)
+    # the gradient comes back in the input's layout, so autograd keeps it without a copy
+    ctx.channels_last = memory_format_of(inputs[0]) != torch.contiguous_format
 
 
 def _global_avg_pool_backward(ctx, grad):
-    shape = ctx.input_shape
-    positions = prod(shape[2:])
-    return grad.view(*grad.shape, *([1] * (len(shape) - 2))).expand(shape) / positions
+    return ops.global_avg_pool_backward(grad, ctx.input_size, ctx.channels_last)
+
+
+def _global_avg_pool_backward_backward(ctx, grad):
+    # each plane filled with g / positions: its adjoint is the mean of each plane
+    return ops.global_avg_pool(grad), None, None
 
 
 torch.library.register_autograd("convops::conv", _conv_backward, setup_context=_conv_setup)
@@ -270,10 +284,12 @@ torch.library.register_autograd("convops::avg_pool_backward", _avg_pool_backward
                                 setup_context=_avg_pool_backward_setup)
 torch.library.register_autograd("convops::global_avg_pool", _global_avg_pool_backward,
                                 setup_context=_global_avg_pool_setup)
+torch.library.register_autograd("convops::global_avg_pool_backward", _global_avg_pool_backward_backward)
 
 #: Every op this library registers, for the tests and `python -m convops check`.
 OP_NAMES = ("im2col", "col2im", "conv", "conv_backward_input", "conv_backward_weight", "conv_transpose",
-            "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "global_avg_pool")
+            "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "global_avg_pool",
+            "global_avg_pool_backward")
 
 
 # ---------------------------------------------------------------- autocast

@@ -119,6 +119,7 @@ def opcheck_cases(device):
         ("avg_pool_backward", ops.avg_pool_backward.default,
          (r(*ops.avg_pool(x, *avg_win).shape), list(x.shape), *avg_win)),
         ("global_avg_pool", ops.global_avg_pool.default, (x,)),
+        ("global_avg_pool_backward", ops.global_avg_pool_backward.default, (r(2, 4), list(x.shape), False)),
     ]
 
 

@@ -29,6 +29,8 @@ TORCH_LIBRARY(convops, m) {
   m.def("avg_pool_backward(Tensor grad_output, int[] input_size, int[] kernel_size, int[] stride, int[] padding, "
         "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
   m.def("global_avg_pool(Tensor input) -> Tensor");
+  // channels_last: the gradient in channels_last(_3d), as the input was (4-D, 5-D input_size)
+  m.def("global_avg_pool_backward(Tensor grad_output, int[] input_size, bool channels_last) -> Tensor");
 }
 
 // convops._C is imported as a Python module to load this library, which registers the

@@ -201,6 +201,7 @@ def _pool_opcheck_cases():
     avg = ([3, 2], [2, 1], [1, 1], True, False, None)
     avg_out = ops.avg_pool(x, *avg)
     xcl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    g2 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     return {
         "max_pool": (ops.max_pool.default, (x, *win)),
         "max_pool_channels_last": (ops.max_pool.default, (xcl, *win)),
@@ -213,6 +214,9 @@ def _pool_opcheck_cases():
                                *avg)),
         "global_avg_pool": (ops.global_avg_pool.default, (x,)),
         "global_avg_pool_channels_last": (ops.global_avg_pool.default, (xcl,)),
+        "global_avg_pool_backward": (ops.global_avg_pool_backward.default, (g2, list(x.shape), False)),
+        "global_avg_pool_backward_channels_last": (ops.global_avg_pool_backward.default, (g2, list(x.shape), True)),
+        "global_avg_pool_backward_3d": (ops.global_avg_pool_backward.default, (g2, [2, 3, 2, 1, 3], True)),
     }
 
 
@@ -305,3 +309,19 @@ def test_large_outputs_written_by_streaming_stores_match_torch(shape, dtype, isa
         torch.testing.assert_close(a.grad, b.grad, rtol=tol, atol=tol)
     values, indices = ours_max(x, 3, 2, 1, return_indices=True)
     assert torch.equal(indices, tmax(x, 3, 2, 1, return_indices=True)[1])
+
+
+# The gradient of global average pooling (its own op) comes back in the input's layout, as
+# torch's mean does, so autograd keeps it without a copy; the larger shape's gradient is
+# past kStreamBytes (written by streaming stores).
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (4, 256, 33, 32)])
+def test_global_avg_pool_gradient_in_the_input_layout(shape, fmt, dtype, isa_engine):
+    x = torch.randint(-9, 9, shape).to(dtype).contiguous(memory_format=fmt).requires_grad_()
+    ref = x.detach().clone().requires_grad_()
+    grad = torch.randint(-9, 9, shape[:2]).to(dtype)
+    F.global_avg_pool(x).backward(grad)
+    ref.mean((2, 3)).backward(grad)
+    assert x.grad.is_contiguous(memory_format=fmt) and x.grad.dtype == dtype
+    torch.testing.assert_close(x.grad, ref.grad, rtol=0, atol=0)

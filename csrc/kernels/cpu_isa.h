@@ -42,6 +42,8 @@ struct PoolCpuKernels {
   void (*avg_backward_cl_image)(const T*, T*, Acc*, Acc*, int64_t, const PoolGeometry&, int64_t);
   void (*plane_means)(const T*, T*, int64_t, int64_t);
   void (*image_channel_means)(const T*, T*, Acc*, int64_t, int64_t);
+  void (*plane_fills)(const T*, T*, int64_t, int64_t, bool);
+  void (*image_channel_fills)(const T*, T*, T*, int64_t, int64_t, bool);
 };
 
 template <typename T, typename Acc>

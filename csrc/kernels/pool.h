@@ -285,5 +285,12 @@ CONVOPS_HOST_DEVICE inline Acc global_avg_element(const T* input, int64_t channe
   return sum / static_cast<Acc>(positions);
 }
 
+// Its gradient: every position of plane p = index / positions (flat over N*C) gets
+// grad[p] / positions. index in [0, N*C*S), in (n, c, s) order.
+template <typename T, typename Acc>
+CONVOPS_HOST_DEVICE inline Acc global_avg_backward_element(const T* grad, int64_t positions, int64_t index) {
+  return static_cast<Acc>(grad[index / positions]) / static_cast<Acc>(positions);
+}
+
 }  // namespace kernels
 }  // namespace convops

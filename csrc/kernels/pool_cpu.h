@@ -667,13 +667,48 @@ inline void image_channel_means(const T* image, T* out, Acc* acc, int64_t channe
   for (int64_t c = 0; c < channels; ++c) out[c] = static_cast<T>(acc[c] / static_cast<Acc>(positions));
 }
 
+// CPU, the gradient of plane_means: planes of `positions` values, plane p all
+// grad[p] / positions, built in an L1 buffer and written by write_out (streaming where
+// `stream`: the fresh gradient is the op's whole cost).
+template <typename T, typename Acc>
+inline void plane_fills(const T* grad, T* out, int64_t planes, int64_t positions, bool stream) {
+  constexpr int64_t kChunk = 2048;
+  T buffer[kChunk];
+  int64_t filled = 0;
+  for (int64_t p = 0; p < planes; ++p) {
+    const T value = static_cast<T>(static_cast<Acc>(grad[p]) / static_cast<Acc>(positions));
+    for (int64_t s = 0; s < positions;) {
+      const int64_t run = min64(positions - s, kChunk - filled);
+      for (int64_t i = 0; i < run; ++i) buffer[filled + i] = value;
+      filled += run;
+      s += run;
+      if (filled == kChunk) {
+        write_out(buffer, out, kChunk, stream);
+        out += kChunk;
+        filled = 0;
+      }
+    }
+  }
+  write_out(buffer, out, filled, stream);
+  if (stream) streaming_done();
+}
+
+// CPU, channels_last, the gradient of image_channel_means for one image: each of its
+// `positions` rows of C channels is grad[c] / positions (row: C values of scratch).
+template <typename T, typename Acc>
+inline void image_channel_fills(const T* grad, T* out, T* row, int64_t channels, int64_t positions, bool stream) {
+  for (int64_t c = 0; c < channels; ++c) row[c] = static_cast<T>(static_cast<Acc>(grad[c]) / static_cast<Acc>(positions));
+  for (int64_t s = 0; s < positions; ++s) write_out(row, out + s * channels, channels, stream);
+  if (stream) streaming_done();
+}
+
 // Every CPU form of this instruction set, for the launchers.
 template <typename T, typename Acc>
 PoolCpuKernels<T, Acc> pool_cpu_kernels() {
   return {&max_pool_plane<T, Acc>,        &avg_pool_plane<T, Acc>,          &max_pool_backward_plane<T, Acc>,
           &avg_pool_backward_plane<T, Acc>, &max_pool_cl_position<T, Acc>,  &avg_pool_cl_row<T, Acc>,
           &max_pool_backward_cl_image<T, Acc>, &avg_pool_backward_cl_image<T, Acc>, &plane_means<T, Acc>,
-          &image_channel_means<T, Acc>};
+          &image_channel_means<T, Acc>, &plane_fills<T, Acc>, &image_channel_fills<T, Acc>};
 }
 
 }  // namespace CONVOPS_CPU_ISA

@@ -206,12 +206,33 @@ at::Tensor global_avg_pool(const at::Tensor& input) {
   return out;
 }
 
+at::Tensor global_avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef input_size, bool channels_last) {
+  const char* op = "convops::global_avg_pool_backward";
+  TORCH_CHECK(input_size.size() >= 3 && input_size.size() <= 5, op,
+              ": expected input_size of 3 to 5 dims (N, C, *spatial), got ", input_size);
+  check_floating(op, "grad_output", grad_output);
+  check_shape(op, "grad_output", grad_output, input_size.slice(0, 2));
+  for (size_t i = 2; i < input_size.size(); ++i) {
+    TORCH_CHECK(input_size[i] > 0, op, ": expected non-empty spatial dims, got input_size ", input_size);
+  }
+  const auto format = !channels_last || input_size.size() == 3 ? at::MemoryFormat::Contiguous
+                      : input_size.size() == 4               ? at::MemoryFormat::ChannelsLast
+                                                             : at::MemoryFormat::ChannelsLast3d;
+  auto grad_input = at::empty(input_size, grad_output.options().memory_format(format));
+  if (grad_input.numel() == 0) return grad_input;
+  c10::DeviceGuard guard(grad_output.device());
+  auto flat = grad_input.flatten(2);  // a view: the spatial dims are dense in either format
+  pool_kernels(op, grad_output).global_avg_pool_backward(grad_output.contiguous(), flat);
+  return grad_input;
+}
+
 void register_pool_impls(torch::Library& m) {
   m.impl("max_pool", &max_pool);
   m.impl("max_pool_backward", &max_pool_backward);
   m.impl("avg_pool", &avg_pool);
   m.impl("avg_pool_backward", &avg_pool_backward);
   m.impl("global_avg_pool", &global_avg_pool);
+  m.impl("global_avg_pool_backward", &global_avg_pool_backward);
 }
 
 }  // namespace ops

@@ -25,6 +25,8 @@ struct PoolKernels {
   void (*avg_pool)(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g);
   void (*avg_pool_backward)(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g);
   void (*global_avg_pool)(const at::Tensor& input, at::Tensor& output);  // input (N, C, S), output (N, C)
+  // grad_output (N, C) contiguous; grad_input (N, C, S), dense NCHW or channels_last
+  void (*global_avg_pool_backward)(const at::Tensor& grad_output, at::Tensor& grad_input);
   // Optional channels_last forms: every tensor dense in channels_last(_3d). Where a device
   // has none, channels_last tensors go through the forms above.
   void (*max_pool_cl)(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g);
@@ -47,6 +49,7 @@ at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef inpu
                              at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
                              bool count_include_pad, std::optional<int64_t> divisor_override);
 at::Tensor global_avg_pool(const at::Tensor& input);
+at::Tensor global_avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef input_size, bool channels_last);
 
 void register_pool_impls(torch::Library& m);
 

@@ -176,6 +176,36 @@ void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
   });
 }
 
+void global_avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input) {
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::global_avg_pool_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    const int64_t N = grad_input.size(0), C = grad_input.size(1), S = grad_input.size(2);
+    const int64_t sn = grad_input.stride(0), sc = grad_input.stride(1), ss = grad_input.stride(2);
+    const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
+    if (!use_element_engine() && ss == 1) {  // dense NCHW: plane i starts at i * S
+      at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
+        forms.plane_fills(go + b, gi + b * S, e - b, S, stream);
+      });
+    } else if (!use_element_engine() && sc == 1) {  // channels_last: rows of C channels
+      at::parallel_for(0, N, grain_for(S * C), [&](int64_t b, int64_t e) {
+        std::vector<scalar_t> row(C);
+        for (int64_t n = b; n < e; ++n) forms.image_channel_fills(go + n * C, gi + n * sn, row.data(), C, S, stream);
+      });
+    } else {
+      at::parallel_for(0, N * C * S, grain_for(1), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          const int64_t p = i / S, n = p / C, c = p % C;
+          gi[n * sn + c * sc + (i % S) * ss] =
+              static_cast<scalar_t>(kernels::global_avg_backward_element<scalar_t, acc_t>(go, S, i));
+        }
+      });
+    }
+  });
+}
+
 // ---------------------------------------------------------------- channels_last
 // With the element engine selected, channels_last tensors take the element path on NCHW
 // copies, so that engine is what the tests exercise for every layout.
@@ -273,7 +303,7 @@ void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_in
 
 const bool registered = DeviceTable<PoolKernels>::set(
     c10::kCPU, PoolKernels{&max_pool_cpu, &max_pool_backward_cpu, &avg_pool_cpu, &avg_pool_backward_cpu,
-                           &global_avg_pool_cpu, &max_pool_cl_cpu, &max_pool_backward_cl_cpu, &avg_pool_cl_cpu,
+                           &global_avg_pool_cpu, &global_avg_pool_backward_cpu, &max_pool_cl_cpu, &max_pool_backward_cl_cpu, &avg_pool_cl_cpu,
                            &avg_pool_backward_cl_cpu});
 
 }  // namespace

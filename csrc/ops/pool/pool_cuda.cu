@@ -41,6 +41,17 @@ __global__ void global_avg_pool_kernel(const T* in, T* out, int64_t C, int64_t S
   CONVOPS_GRID_STRIDE(i, n) { out[i] = static_cast<T>(kernels::global_avg_element<T, Acc>(in, C, S, sn, sc, ss, i)); }
 }
 
+// grad_input (N, C, S) through its strides (NCHW or channels_last); i in (n, c, s) order.
+template <typename T, typename Acc>
+__global__ void global_avg_pool_backward_kernel(const T* grad_out, T* grad_in, int64_t C, int64_t S, int64_t sn,
+                                                int64_t sc, int64_t ss, int64_t n) {
+  CONVOPS_GRID_STRIDE(i, n) {
+    const int64_t p = i / S;
+    grad_in[(p / C) * sn + (p % C) * sc + (i % S) * ss] =
+        static_cast<T>(kernels::global_avg_backward_element<T, Acc>(grad_out, S, i));
+  }
+}
+
 #define CONVOPS_DISPATCH_FLOATS(TYPE, NAME, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
@@ -92,9 +103,20 @@ void global_avg_pool_cuda(const at::Tensor& input, at::Tensor& output) {
   });
 }
 
+void global_avg_pool_backward_cuda(const at::Tensor& grad_output, at::Tensor& grad_input) {
+  const int64_t n = grad_input.numel();
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::global_avg_pool_backward", [&] {
+    global_avg_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        grad_output.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), grad_input.size(1),
+        grad_input.size(2), grad_input.stride(0), grad_input.stride(1), grad_input.stride(2), n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
 const bool registered = DeviceTable<PoolKernels>::set(
     c10::kCUDA, PoolKernels{&max_pool_cuda, &max_pool_backward_cuda, &avg_pool_cuda, &avg_pool_backward_cuda,
-                            &global_avg_pool_cuda, nullptr, nullptr, nullptr, nullptr});
+                            &global_avg_pool_cuda, &global_avg_pool_backward_cuda, nullptr, nullptr, nullptr,
+                            nullptr});
 
 }  // namespace
 
