@@ -254,21 +254,23 @@ struct PhasedRow {
 constexpr int64_t kStreamBytes = int64_t(1) << 22;
 
 // Scratch for one plane: rows (X0*X1*O2, and at least 2*X2 + O2) of values and positions,
-// three O2 rows (best_at holds two), one phased row (line) and its layout; for the
-// average-pool gradient, a column per output row (O0*O1*X2) and the output rows covering
-// each input row (2*(X0 + X1)).
+// three O2 rows (best_at holds two), the O2 innermost divisor factors, one phased row
+// (line) and its layout; for the average-pool gradient, a column per output row
+// (O0*O1*X2) and the output rows covering each input row (2*(X0 + X1)).
 template <typename Acc>
 struct PoolScratch {
   Acc* rows;
   PlanePos<Acc>* row_at;
   Acc* best;
   PlanePos<Acc>* best_at;
-  Acc* factor;
+  Acc* factor;  // avg_innermost_factors (the launchers fill them once per call)
   Acc* line;  // phased.size entries
   PhasedRow phased;
   Acc* columns;
   int64_t* covering;
   bool stream;  // write the output by streaming stores (it is at least kStreamBytes)
+  Acc* out;     // with stream: the plane's output (O0*O1*O2), staged to be streamed whole
+  PlanePos<Acc>* out_at;  // with stream and positions: its argmax
 };
 
 // ---------------------------------------------------------------- global average pooling

@@ -211,8 +211,9 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
         row_pass(rows_passed);
       }
       const int64_t first_base = (f0 * g.image[1] + f1) * X2;
-      Acc* __restrict__ best = s.best;
-      Pos* __restrict__ best_at = s.best_at;
+      const int64_t row = o0 * g.out[1] + o1;  // streaming: the plane's output is staged whole
+      Acc* __restrict__ best = s.stream ? s.out + row * O2 : s.best;
+      Pos* __restrict__ best_at = s.stream ? s.out_at + row * O2 : s.best_at;
       for (int64_t o2 = 0; o2 < O2; ++o2) best[o2] = lowest<Acc>();
       for (int64_t o2 = 0; positions && o2 < O2; ++o2) best_at[o2] = static_cast<Pos>(first_base) + first2[o2];
       for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
@@ -239,14 +240,18 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
           }
         }
       }
-      write_out(best, dst, O2, s.stream);
-      if (dst_at != nullptr) {
-        write_out(best_at, dst_at, O2, s.stream);
-        dst_at += O2;
+      if (!s.stream) {
+        write_out(best, dst, O2, false);
+        if (dst_at != nullptr) write_out(best_at, dst_at, O2, false);
       }
+      if (dst_at != nullptr) dst_at += O2;
     }
   }
-  if (s.stream) streaming_done();
+  if (s.stream) {
+    stream_copy(s.out, output + plane * g.out_numel(), g.out_numel());
+    if (positions) stream_copy(s.out_at, argmax + plane * g.out_numel(), g.out_numel());
+    streaming_done();
+  }
 }
 
 // One output row (O2 windows) over its divisors: the outer dims' factors multiply to
@@ -270,13 +275,19 @@ inline void divide_by_divisors(const In* __restrict__ values, Out* __restrict__ 
   }
 }
 
-// Calls visit(row, lo0, hi0, lo1, hi1, f01) for every output row (o0, o1) of a plane, in
-// order (row = o0*O1 + o1), with the input rows of its windows, [lo0, hi0) x [lo1, hi1),
-// and the product of their divisor factors; factor gets the innermost dim's first.
-template <typename Acc, typename Visit>
-inline void for_each_avg_row(const PoolGeometry& g, Acc* factor, Visit&& visit) {
+// The innermost dim's divisor factors, factor[o2] for o2 < O2: the same for every plane,
+// so the launchers fill them once per call (per plane: a fifth of 1-D average pooling).
+template <typename Acc>
+inline void avg_innermost_factors(const PoolGeometry& g, Acc* factor) {
   int64_t lo, hi;
   for (int64_t o2 = 0; o2 < g.out[2]; ++o2) factor[o2] = static_cast<Acc>(g.avg_window(2, o2, &lo, &hi));
+}
+
+// Calls visit(row, lo0, hi0, lo1, hi1, f01) for every output row (o0, o1) of a plane, in
+// order (row = o0*O1 + o1), with the input rows of its windows, [lo0, hi0) x [lo1, hi1),
+// and the product of their divisor factors (the innermost dim's: avg_innermost_factors).
+template <typename Acc, typename Visit>
+inline void for_each_avg_row(const PoolGeometry& g, Visit&& visit) {
   for (int64_t o0 = 0, row = 0; o0 < g.out[0]; ++o0) {
     int64_t lo0, hi0;
     const Acc f0 = static_cast<Acc>(g.avg_window(0, o0, &lo0, &hi0));
@@ -351,10 +362,8 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
 #pragma omp simd
       for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += tap[o2];
     }
-    if (s.stream) {
-      Acc* __restrict__ divided = s.rows + 2 * X2;  // free: the two columns come first
-      divide_by_divisors(sum, divided, f01, s.factor, g);
-      stream_copy(divided, dst + row * O2, O2);
+    if (s.stream) {  // staged whole, streamed as one run (row by row: slower than plain stores)
+      divide_by_divisors(sum, s.out + row * O2, f01, s.factor, g);
     } else {
       divide_by_divisors(sum, dst + row * O2, f01, s.factor, g);
     }
@@ -363,7 +372,7 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
   // loads (misaligned, by phase) wait for the sum's stores to retire (40% of the time).
   int64_t pending = -1;
   Acc pending_f01 = Acc(0);
-  for_each_avg_row(g, s.factor, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
+  for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
     prefetch_rows(src, g, lo0, hi0, hi1, min64(hi1 + g.stride[1], g.image[1]));
     if (hi0 - lo0 == 1 && hi1 - lo1 == 1) {  // one input row (1-D pooling): split it as it is
       if (pending >= 0) pool_row(pending, s.rows + (pending % 2) * X2, pending_f01);
@@ -377,7 +386,10 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
     pending_f01 = f01;
   });
   if (pending >= 0) pool_row(pending, s.rows + (pending % 2) * X2, pending_f01);
-  if (s.stream) streaming_done();
+  if (s.stream) {
+    stream_copy(s.out, dst, g.out_numel());
+    streaming_done();
+  }
 }
 
 // Where a gradient accumulates: in the scratch `acc` when there is one (the launchers give
@@ -460,7 +472,7 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
   const T* go = grad_output + plane * g.out_numel();
   Acc* __restrict__ share = s.best;
   Acc* __restrict__ line = s.line;
-  for_each_avg_row(g, s.factor, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
+  for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
     if (lo0 >= hi0 || lo1 >= hi1) return;  // a window of no input row reaches no input (nor is summed)
     divide_by_divisors(go + row * O2, share, f01, s.factor, g);
     for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);

@@ -31,6 +31,8 @@ struct PlaneBuffers {
   std::vector<kernels::PlanePos<Acc>> row_at, best_at;
   std::vector<int64_t> covering;
   bool stream;
+  std::vector<Acc> out;
+  std::vector<kernels::PlanePos<Acc>> out_at;
   // with_columns: the average-pool gradient's columns and covering rows; stream: write the
   // output (output_bytes in all) by streaming stores.
   PlaneBuffers(const PoolGeometry& g, int64_t output_bytes, bool with_positions, bool with_columns = false)
@@ -38,10 +40,16 @@ struct PlaneBuffers {
         rows(std::max(g.image[0] * g.image[1] * g.out[2], 2 * g.image[2] + g.out[2])), best(g.out[2]), factor(g.out[2]),
         line(phased.size), columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
         row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
-        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes) {}
+        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes) {
+    kernels::avg_innermost_factors(g, factor.data());
+    if (stream) {
+      out.resize(g.out_numel());
+      if (with_positions) out_at.resize(g.out_numel());
+    }
+  }
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
-            columns.data(), covering.data(), stream};
+            columns.data(), covering.data(), stream, out.data(), out_at.data()};
   }
 };
 
