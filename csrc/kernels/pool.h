@@ -253,7 +253,7 @@ struct PhasedRow {
 // skips reading each fresh cache line in first (writing fresh outputs bounds pooling).
 constexpr int64_t kStreamBytes = int64_t(1) << 22;
 
-// Scratch for one plane: rows (X0*X1*O2, and at least 2*X2 + O2) of values and positions,
+// Scratch for one plane: rows (X0*X1*O2, and at least X2) of values and positions,
 // three O2 rows (best_at holds two), the O2 innermost divisor factors, one phased row
 // (line) and its layout; for the average-pool gradient, a column per output row
 // (O0*O1*X2) and the output rows covering each input row (2*(X0 + X1)).

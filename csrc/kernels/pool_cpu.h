@@ -368,24 +368,15 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
       divide_by_divisors(sum, dst + row * O2, f01, s.factor, g);
     }
   };
-  // A column is split one output row after its sum is written: split at once, the split's
-  // loads (misaligned, by phase) wait for the sum's stores to retire (40% of the time).
-  int64_t pending = -1;
-  Acc pending_f01 = Acc(0);
   for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
     prefetch_rows(src, g, lo0, hi0, hi1, min64(hi1 + g.stride[1], g.image[1]));
     if (hi0 - lo0 == 1 && hi1 - lo1 == 1) {  // one input row (1-D pooling): split it as it is
-      if (pending >= 0) pool_row(pending, s.rows + (pending % 2) * X2, pending_f01);
-      pending = -1;
       pool_row(row, src + (lo0 * g.image[1] + lo1) * X2, f01);
-      return;
+    } else {
+      sum_rows(src, g.image[1], X2, lo0, hi0, lo1, hi1, s.rows);
+      pool_row(row, s.rows, f01);
     }
-    sum_rows(src, g.image[1], X2, lo0, hi0, lo1, hi1, s.rows + (row % 2) * X2);
-    if (pending >= 0) pool_row(pending, s.rows + (pending % 2) * X2, pending_f01);
-    pending = row;
-    pending_f01 = f01;
   });
-  if (pending >= 0) pool_row(pending, s.rows + (pending % 2) * X2, pending_f01);
   if (s.stream) {
     stream_copy(s.out, dst, g.out_numel());
     streaming_done();
