@@ -223,7 +223,10 @@ def test_depthwise_matches_torch(dtype, isa_engine):
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation,groups", [
     ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),            # LeNet's second layer, blocks across rows
     ((2, 24, 9, 11), (24, 12, 3, 3), 1, 1, 1, 2),           # grouped, 12 input channels per group
-    ((2, 16, 9, 11), (16, 2, 3, 3), 1, 1, 1, 8),            # 2 input channels per group: columns for dx
+    ((2, 16, 9, 11), (16, 2, 3, 3), 1, 1, 1, 8),            # 2 input channels per group: dx by positions
+    ((2, 2, 37), (3, 2, 5), 1, 2, 1, 1),                    # dx by positions: rows of several vectors
+    ((2, 4, 11, 19), (6, 2, 3, 3), 1, 2, 2, 2),             # dx by positions, dilated, a partial block of rows
+    ((2, 3, 5, 6, 7), (4, 3, 3, 3, 3), 1, 1, 1, 1),         # dx by positions in 3-D
     ((2, 5, 6, 7, 5), (40, 5, 3, 3, 3), 1, 1, 1, 1),        # several channel vectors, the last partial
     ((2, 4, 9, 10), (72, 2, 3, 2), 1, (1, 0), (2, 1), 2),   # dilated; 36 channels per group
     ((3, 5, 17), (7, 5, 4), 2, 3, 2, 1),                    # strided: the input gradient takes the columns
@@ -234,7 +237,8 @@ def test_depthwise_matches_torch(dtype, isa_engine):
 def test_direct_forms_match_torch(x_shape, w_shape, stride, padding, dilation, groups, isa_engine):
     """Groups with few output channels run the direct forms (kernels/direct_conv.h): output
     channels in vectors, blocks of positions in registers, the input gradient at unit stride
-    as the forward with each group's kernel transposed and flipped."""
+    as the forward with each group's kernel transposed and flipped (vectorised over positions
+    where the convolution has few input channels per group)."""
     conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
             3: torch.nn.functional.conv3d}[len(x_shape) - 2]
     args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)

@@ -71,8 +71,10 @@ def _run_all_forms(x, w):
     out = F.conv2d(xd, wd, padding=1, groups=x.shape[1])
     out.backward(torch.ones_like(out))
     results += [out.detach(), xd.grad]
-    # The direct forms: LeNet-like (one vector of 16 channels, or two of 8), and grouped, strided.
-    for w_shape, kwargs in (((16, 16, 5, 5), {}), ((24, 4, 3, 3), dict(stride=(1, 2), padding=1, groups=4))):
+    # The direct forms: LeNet-like (one vector of 16 channels, or two of 8), grouped, strided,
+    # and 2 input channels per group (the input gradient vectorised over positions).
+    for w_shape, kwargs in (((16, 16, 5, 5), {}), ((24, 4, 3, 3), dict(stride=(1, 2), padding=1, groups=4)),
+                            ((16, 2, 3, 3), dict(padding=2, dilation=2, groups=8))):
         xd = x.detach().clone().requires_grad_()
         wd = torch.linspace(-1, 1, torch.Size(w_shape).numel(), dtype=x.dtype).view(w_shape).requires_grad_()
         out = F.conv2d(xd, wd, **kwargs)

@@ -64,6 +64,7 @@ struct DirectConvCpuKernels {
   void (*forward_group)(const T*, const T*, const T*, T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t);
   void (*backward_weight_task)(const T*, const T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t, int64_t,
                                int64_t, int64_t, int64_t);
+  void (*few_channels_forward_group)(const T*, const T*, T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t);
 };
 
 // Whether a table has copies: those of float and double (half and bfloat16 stay baseline).

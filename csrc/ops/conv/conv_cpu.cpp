@@ -310,6 +310,31 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
   });
 }
 
+// output (N, O, *L) = conv(input, weight) without bias, for O/groups <= kMaxFewChannels:
+// vectorised over output positions (kernels::few_channels_forward_group), one task per
+// (image, group); every tensor contiguous.
+void run_few_channels_forward(const at::Tensor& input, const at::Tensor& weight, at::Tensor& output,
+                              const ColumnGeometry& g, int64_t groups) {
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv", [&] {
+    const auto& forms = direct_forms<scalar_t>();
+    const int64_t C = input.size(1), O = output.size(1), Cg = C / groups, Og = O / groups;
+    const kernels::PaddedTaps taps(g, Cg);
+    const int64_t X = g.image_numel(), L = g.cols_numel(), K = taps.offset.size();
+    const auto w = weight.contiguous();
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, input.size(0) * groups, 1, [&](int64_t begin, int64_t end) {
+      const std::unique_ptr<scalar_t[]> padded(new scalar_t[taps.numel() + forms.lanes]);  // filled per task
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t n = task / groups, group = task % groups;
+        forms.few_channels_forward_group(x + (n * C + group * Cg) * X, wp + group * Og * K,
+                                         out + (n * O + group * Og) * L, padded.get(), g, taps, Og);
+      }
+    });
+  });
+}
+
 bool direct_forward_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                         at::Tensor& output, const ColumnGeometry& g, int64_t groups) {
   if (!suits_direct(input, g, output.size(1) / groups)) return false;
@@ -321,16 +346,21 @@ bool direct_forward_cpu(const at::Tensor& input, const at::Tensor& weight, const
 // kernel transposed (C/groups outputs, O/groups inputs) and flipped.
 bool direct_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
                                const ColumnGeometry& g, int64_t groups) {
-  // Its output channels per group are the convolution's input channels per group, C/G; with
-  // at most half a vector of them (LeNet's 6 in AVX-512's 16 lanes) the mostly empty vectors
-  // lose to W^T @ dy + col2im (make bench: 1.2 against 0.86 ms).
   const auto as_forward = input_gradient_as_forward(g);
   const int64_t in_per_group = weight.size(1);
-  if (!as_forward || !suits_direct(grad_output, g, in_per_group) || 2 * in_per_group <= direct_lanes(grad_output)) {
+  if (!as_forward || !suits_direct(grad_output, g, in_per_group)) return false;
+  // Its output channels per group are the convolution's input channels per group, C/G; at
+  // most half a vector of them (LeNet's 6 in AVX-512's 16 lanes) would leave the channel
+  // vectors mostly empty (1.2 ms against W^T @ dy + col2im's 0.86): those vectorise over
+  // positions instead.
+  if (2 * in_per_group > direct_lanes(grad_output)) {
+    run_direct_forward(grad_output, input_gradient_kernel(weight, groups), at::Tensor(), grad_input, *as_forward,
+                       groups);
+  } else if (in_per_group <= kernels::kMaxFewChannels) {
+    run_few_channels_forward(grad_output, input_gradient_kernel(weight, groups), grad_input, *as_forward, groups);
+  } else {
     return false;
   }
-  run_direct_forward(grad_output, input_gradient_kernel(weight, groups), at::Tensor(), grad_input, *as_forward,
-                     groups);
   return true;
 }
 
