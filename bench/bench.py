@@ -1,6 +1,7 @@
 """`make bench`: convops against torch's native ops on the same input, in the same
 process, interleaved, minimum of many repeats; ratio = torch time / convops time
-(above 1: convops is faster). Forward and forward+backward, 1 and 2 threads.
+(above 1: convops is faster). Forward and forward+backward, 1 and 2 threads; with
+`--device cuda`, the same cases on the GPU against torch's cuDNN/cuBLAS, TF32 off and on.
 Also: a training step of zoo models (convops layers vs torch.nn layers, same weights), and
 the peak memory of each convolution forward (each side in a fresh process, ratio
 convops / torch, target <= 1.5). Writes the table to JSON. Shapes: DESIGN.md section 5,
@@ -88,9 +89,16 @@ POOL_CASES += [
 ]
 
 
+def _sync():
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _time_once(fn) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -138,58 +146,81 @@ def train_step(model, x, labels):
     return step
 
 
-def _model_cases(gen):
+def _model_cases(gen, device):
     for name, build, xs, target in MODEL_CASES:
-        ours, theirs = build("convops"), build("torch")
+        ours, theirs = build("convops").to(device), build("torch").to(device)
         theirs.load_state_dict(ours.state_dict())
-        x = torch.randn(xs, generator=gen)
-        labels = torch.randint(0, 10, (xs[0],), generator=gen)
+        x = torch.randn(xs, generator=gen).to(device)
+        labels = torch.randint(0, 10, (xs[0],), generator=gen).to(device)
         yield name, train_step(ours, x, labels), train_step(theirs, x, labels), target
 
 
-def _cases(gen):
+def _conv_inputs(gen, device, name, xs, ws, kwargs):
+    out_channels = ws[1] * kwargs.get("groups", 1) if "transpose" in name else ws[0]
+    return [torch.randn(shape, generator=gen).to(device) for shape in (xs, ws, (out_channels,))]
+
+
+def _cases(gen, device):
     """(name, step(ours|theirs, backward) maker, target fwd, target fwd+bwd) for every bench case."""
     for name, ours, theirs, xs, ws, kwargs, target_f, target_fb in CONV_CASES:
-        out_channels = ws[1] * kwargs.get("groups", 1) if "transpose" in name else ws[0]
-        x = torch.randn(xs, generator=gen).requires_grad_()
-        w = torch.randn(ws, generator=gen).requires_grad_()
-        b = torch.randn(out_channels, generator=gen).requires_grad_()
+        x, w, b = (t.requires_grad_() for t in _conv_inputs(gen, device, name, xs, ws, kwargs))
         yield name, (lambda fn, bwd, x=x, w=w, b=b, kw=kwargs: conv_step(fn, x, w, b, kw, bwd)), ours, theirs, \
             target_f, target_fb
     for name, ours, theirs, xs, fmt, target_f, target_fb in POOL_CASES:
-        x = torch.randn(xs, generator=gen).contiguous(memory_format=fmt).requires_grad_()
+        x = torch.randn(xs, generator=gen).to(device).contiguous(memory_format=fmt).requires_grad_()
         yield name, (lambda fn, bwd, x=x: pool_step(fn, x, bwd)), ours, theirs, target_f, target_fb
 
 
-def _row(name, pass_, threads, t_torch, t_ours, target):
+def _row(name, pass_, setting, t_torch, t_ours, target):
     ratio = t_torch / t_ours
-    return dict(case=name, pass_=pass_, threads=threads, torch_ms=t_torch * 1e3, convops_ms=t_ours * 1e3,
+    return dict(case=name, pass_=pass_, setting=setting, torch_ms=t_torch * 1e3, convops_ms=t_ours * 1e3,
                 speedup=ratio, target=target, below_target=target is not None and ratio < target)
 
 
-def run(threads_list, repeats, min_seconds, only):
-    """Every case at one thread count, then every case at the next. Measuring 1 thread right
+def settings_for(device, threads_list):
+    """The columns of the table: thread counts on the CPU; on the GPU, TF32 off and on (float32
+    GEMMs in cuBLAS, convops' included, and cuDNN's convolutions)."""
+    if device == "cpu":
+        return [f"{n}T" for n in threads_list]
+    return ["TF32 off", "TF32 on"]
+
+
+def apply_setting(setting):
+    if setting.endswith("T"):
+        torch.set_num_threads(int(setting[:-1]))
+    else:
+        tf32 = setting == "TF32 on"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def run(device, settings, repeats, min_seconds, only):
+    """Every case at one setting, then every case at the next. Measuring 1 thread right
     after a 2-thread case ran 1-D/2-D pooling up to 1.4x slower, on either side: the idle
     OpenMP worker spins on the second vCPU for a while (with OMP_WAIT_POLICY=PASSIVE the
-    1-thread rows were steady, and 2-thread regions much slower)."""
+    1-thread rows were steady, and 2-thread regions much slower). CUDA targets: none stated,
+    the rows are measured only."""
     rows = []
-    for threads in threads_list:
-        torch.set_num_threads(threads)
-        gen = torch.Generator().manual_seed(0)  # the same inputs at every thread count
-        for name, ours, theirs, target in _model_cases(gen):
+    for setting in settings:
+        apply_setting(setting)
+        gen = torch.Generator().manual_seed(0)  # the same inputs at every setting
+        for name, ours, theirs, target in _model_cases(gen, device):
+            target = target if device == "cpu" else None
             if only and only not in name:
                 continue
             t_torch, t_ours = measure(ours, theirs, max(3, repeats // 3), min_seconds)
-            rows.append(_row(name, "train", threads, t_torch, t_ours, target))
+            rows.append(_row(name, "train", setting, t_torch, t_ours, target))
             print_row(rows[-1])
-        for name, make_step, ours, theirs, target_f, target_fb in _cases(gen):
+        for name, make_step, ours, theirs, target_f, target_fb in _cases(gen, device):
             if only and only not in name:
                 continue
+            if device != "cpu":
+                target_f = target_fb = None
             for backward, target in ((False, target_f), (True, target_fb)):
                 with torch.set_grad_enabled(backward):
                     t_torch, t_ours = measure(make_step(ours, backward), make_step(theirs, backward), repeats,
                                               min_seconds)
-                rows.append(_row(name, "fwd+bwd" if backward else "fwd", threads, t_torch, t_ours, target))
+                rows.append(_row(name, "fwd+bwd" if backward else "fwd", setting, t_torch, t_ours, target))
                 print_row(rows[-1])
     return rows
 
@@ -229,14 +260,35 @@ def _peak_memory_child(case_name, side):
     print(json.dumps(dict(peak_kb=_status_kb("VmHWM") - before, output_kb=out.numel() * out.element_size() // 1024)))
 
 
-def peak_memory(only):
+def _cuda_peak_kb(case, side):
+    """On the GPU the caching allocator counts every byte: the rise of its peak over what the
+    inputs hold, in this process (TF32 off)."""
+    name, ours, theirs, xs, ws, kwargs, _, _ = case
+    fn = ours if side == "convops" else theirs
+    x, w, b = _conv_inputs(torch.Generator().manual_seed(0), "cuda", name, xs, ws, kwargs)
+    with torch.no_grad():
+        fn(x, w, b, **kwargs)  # set-up: cuBLAS/cuDNN workspaces, kernel selection
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn(x, w, b, **kwargs)
+        torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) // 1024
+
+
+def peak_memory(device, only):
     rows = []
+    apply_setting("1T" if device == "cpu" else "TF32 off")
     for case in CONV_CASES:
         name = case[0]
         if only and only not in name:
             continue
         peaks = {}
         for side in ("torch", "convops"):
+            if device != "cpu":
+                peaks[side] = _cuda_peak_kb(case, side)
+                continue
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--peak-memory-child", name, side],
                                   capture_output=True, text=True, check=True)
             peaks[side] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_kb"]
@@ -251,39 +303,43 @@ def peak_memory(only):
 
 
 def print_header():
-    print(f"{'case':<44} {'pass':<8} {'thr':>3} {'torch ms':>9} {'convops ms':>10} {'speedup':>8} {'target':>7}")
+    print(f"{'case':<44} {'pass':<8} {'setting':>8} {'torch ms':>9} {'convops ms':>10} {'speedup':>8} "
+          f"{'target':>7}")
 
 
 def print_row(r):
     target = "" if r["target"] is None else f">={r['target']:.1f}"
     flag = "  BELOW TARGET" if r["below_target"] else ""
-    print(f"{r['case']:<44} {r['pass_']:<8} {r['threads']:>3} {r['torch_ms']:>9.2f} {r['convops_ms']:>10.2f} "
+    print(f"{r['case']:<44} {r['pass_']:<8} {r['setting']:>8} {r['torch_ms']:>9.3f} {r['convops_ms']:>10.3f} "
           f"{r['speedup']:>7.2f}x {target:>7}{flag}", flush=True)
 
 
 def markdown(results: dict) -> str:
-    """The README's tables from a results JSON: speedups at 1 and 2 threads, then peak memory."""
+    """The README's tables from a results JSON: speedups at each setting (threads, or TF32 off and
+    on), then peak memory."""
     cells, order = {}, []
     for r in results["rows"]:
         if r["case"] not in order:
             order.append(r["case"])
         mark = " (below)" if r["below_target"] else ""
-        cells[(r["case"], r["pass_"], r["threads"])] = f"{r['speedup']:.2f}x{mark}"
+        cells[(r["case"], r["pass_"], r["setting"])] = f"{r['speedup']:.2f}x{mark}"
     targets = {}
     for r in results["rows"]:
         if r["target"] is not None:
             targets.setdefault(r["case"], {})[r["pass_"]] = r["target"]
-    lines = ["| case | target | fwd 1T | fwd+bwd 1T | fwd 2T | fwd+bwd 2T |", "| --- | --- | --- | --- | --- | --- |"]
+    settings = results["meta"]["settings"]
+    lines = ["| case | target | " + " | ".join(f"{p} {s}" for s in settings for p in ("fwd", "fwd+bwd")) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in range(2 * len(settings))) + " |"]
     for case in order:
         t = targets.get(case, {})
         target = " / ".join(f"{t[k]:g}x" for k in ("fwd", "fwd+bwd", "train") if k in t) or "-"
-        if (case, "train", 1) in cells:  # a training step: in the forward columns
-            row = [cells.get((case, "train", 1), ""), "", cells.get((case, "train", 2), ""), ""]
+        if (case, "train", settings[0]) in cells:  # a training step: in the forward columns
+            row = [c for s in settings for c in (cells.get((case, "train", s), ""), "")]
         else:
-            row = [cells.get((case, pass_, n), "") for n in (1, 2) for pass_ in ("fwd", "fwd+bwd")]
+            row = [cells.get((case, pass_, s), "") for s in settings for pass_ in ("fwd", "fwd+bwd")]
         lines.append(f"| {case} | {target} | " + " | ".join(row) + " |")
     if results.get("peak_memory"):
-        lines += ["", "| peak memory of one conv forward (1 thread) | torch MiB | convops MiB | convops / torch |",
+        lines += ["", f"| peak memory of one conv forward ({settings[0]}) | torch MiB | convops MiB | convops / torch |",
                   "| --- | --- | --- | --- |"]
         for r in results["peak_memory"]:
             mark = " (above 1.5)" if r["above_target"] else ""
@@ -293,7 +349,9 @@ def markdown(results: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="bench/results.json")
+    parser.add_argument("--out", default=None, help="results JSON (default bench/results.json, "
+                        "bench/results_cuda.json with --device cuda)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--min-seconds", type=float, default=1.0, help="stop repeating a case after this long")
@@ -309,24 +367,27 @@ def main(argv=None):
     if args.peak_memory_child:
         _peak_memory_child(*args.peak_memory_child)
         return
+    out = args.out or ("bench/results.json" if args.device == "cpu" else "bench/results_cuda.json")
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"convops CPU forms: {convops._C.cpu_isa()}")
+          f"convops CPU forms: {convops._C.cpu_isa()}" + (f", GPU: {gpu}" if gpu else ""))
+    settings = settings_for(args.device, args.threads)
     print_header()
-    rows = run(args.threads, args.repeats, args.min_seconds, args.only)
+    rows = run(args.device, settings, args.repeats, args.min_seconds, args.only)
     memory = []
     if not args.no_memory:
-        print(f"\n{'peak memory of one conv forward (1 thread)':<44} {'torch MiB':>9} {'convops MiB':>11} "
+        print(f"\n{'peak memory of one conv forward (' + settings[0] + ')':<44} {'torch MiB':>9} {'convops MiB':>11} "
               f"{'ratio':>8} {'target':>7}")
-        memory = peak_memory(args.only)
+        memory = peak_memory(args.device, args.only)
     meta = dict(torch=torch.__version__, machine=platform.machine(), cpus=os.cpu_count(),
-                cpu_isa=convops._C.cpu_isa(), python=sys.version.split()[0],
-                when=time.strftime("%Y-%m-%d %H:%M:%S"))
-    with open(args.out, "w") as f:
+                cpu_isa=convops._C.cpu_isa(), python=sys.version.split()[0], device=args.device, gpu=gpu,
+                settings=settings, when=time.strftime("%Y-%m-%d %H:%M:%S"))
+    with open(out, "w") as f:
         json.dump(dict(meta=meta, rows=rows, peak_memory=memory), f, indent=1)
     below = [r for r in rows if r["below_target"]]
     above = [r for r in memory if r["above_target"]]
     print(f"\n{len(rows)} rows, {len(below)} below target; {len(memory)} memory rows, {len(above)} above target; "
-          f"written to {args.out}")
+          f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def cpu_engine(name):
     """Run the CPU kernels with the given engine: 'element' is the per-element code the CUDA kernels run;
     'row' the fast CPU forms (the best copy the CPU has: AVX-512, AVX2), 'row-baseline' their baseline copy,
     'columns' the row engine with convolutions through im2col + GEMM only."""
+    if name == "cuda":  # the CPU switches do not reach the CUDA kernels
+        yield
+        return
     engine, isa = ("row", "baseline") if name == "row-baseline" else (name, None)
     with _env("CONVOPS_CPU_ENGINE", engine), _env("CONVOPS_CPU_ISA", isa):
         yield
@@ -75,3 +78,10 @@ def num_threads():
 
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# The differential tests also run convops on the GPU (skipped without one) against torch on the CPU.
+CUDA = pytest.param("cuda", marks=cuda_only)
+
+
+def engine_device(name):
+    """Where convops runs under an engine: 'cuda' runs the CUDA kernels, every other engine the CPU's."""
+    return "cuda" if name == "cuda" else "cpu"

@@ -3,7 +3,8 @@ lacks), forward and backward, over hypothesis-drawn problems with integer data
 so the comparison is exact. Each test runs on both CPU engines: 'row' (the
 fast CPU loops) and 'element' (the per-element code the CUDA kernels run); the
 convolutions also on 'columns' (the row engine through im2col + GEMM only: 'row'
-takes groups with few output channels through the direct forms)."""
+takes groups with few output channels through the direct forms); and, on a GPU, 'cuda'
+(the CUDA kernels against torch on the CPU)."""
 import pytest
 import torch
 import torch.nn.functional as tF
@@ -11,10 +12,10 @@ from hypothesis import given, settings
 
 import convops.functional as F
 import reference
-from conftest import CONV_ENGINES, cpu_engine
+from conftest import CONV_ENGINES, CUDA, cpu_engine, engine_device
 from strategies import conv_problems, conv_transpose_problems, integer_tensor, unfold_problems, with_layout
 
-EXAMPLES = {"row": 250, "columns": 120, "element": 80}
+EXAMPLES = {"row": 250, "columns": 120, "element": 80, "cuda": 80}
 TORCH_CONV = {1: tF.conv1d, 2: tF.conv2d, 3: tF.conv3d}
 TORCH_CONV_T = {1: tF.conv_transpose1d, 2: tF.conv_transpose2d, 3: tF.conv_transpose3d}
 OURS_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -25,15 +26,15 @@ def exact(actual, expected):
     torch.testing.assert_close(actual, expected, rtol=0, atol=0)
 
 
-def run_both(ours, theirs, tensors, layout):
-    """Forward and backward of ours (inputs in `layout`) and theirs (contiguous) on the same values;
-    returns [(output, [gradient of each tensor])] for both."""
+def run_both(ours, theirs, tensors, layout, device="cpu"):
+    """Forward and backward of ours (inputs in `layout`, on `device`) and theirs (contiguous, on the
+    CPU) on the same values; returns [(output, [gradient of each tensor])] for both, on the CPU."""
     results = []
-    for fn, lay in ((ours, layout), (theirs, "contiguous")):
-        leaves = [None if t is None else t.clone().requires_grad_(True) for t in tensors]
+    for fn, lay, dev in ((ours, layout, device), (theirs, "contiguous", "cpu")):
+        leaves = [None if t is None else t.to(dev, copy=True).requires_grad_(True) for t in tensors]
         out = fn(*[None if t is None else with_layout(t, lay) for t in leaves])
-        out.backward(integer_tensor(out.shape, out.dtype, generator=torch.Generator().manual_seed(7)))
-        results.append((out.detach(), [None if t is None else t.grad for t in leaves]))
+        out.backward(integer_tensor(out.shape, out.dtype, generator=torch.Generator().manual_seed(7)).to(dev))
+        results.append((out.detach().cpu(), [None if t is None else t.grad.cpu() for t in leaves]))
     return results
 
 
@@ -61,7 +62,7 @@ def _flipped(w, mode):
     return w.flip(list(range(2, w.dim()))) if mode in ("convolution", 0) else w
 
 
-@pytest.mark.parametrize("engine", CONV_ENGINES)
+@pytest.mark.parametrize("engine", [*CONV_ENGINES, CUDA])
 def test_conv_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine])
     @given(conv_problems())
@@ -70,13 +71,13 @@ def test_conv_matches_torch(engine):
         args = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
         ours = lambda x, w, b: OURS_CONV[p["spatial"]](x, w, b, mode=p["mode"], **args)  # noqa: E731
         theirs = lambda x, w, b: TORCH_CONV[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
-        compare(run_both(ours, theirs, [x, w, b], p["layout"]))
+        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine)))
 
     with cpu_engine(engine):
         check()
 
 
-@pytest.mark.parametrize("engine", CONV_ENGINES)
+@pytest.mark.parametrize("engine", [*CONV_ENGINES, CUDA])
 def test_generic_conv_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine] // 4)
     @given(conv_problems())
@@ -86,13 +87,13 @@ def test_generic_conv_matches_torch(engine):
         args = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
         ours = lambda x, w, b: F.conv(x, w, b, mode=p["mode"], **args)  # noqa: E731
         theirs = lambda x, w, b: TORCH_CONV[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
-        compare(run_both(ours, theirs, [x, w, b], p["layout"]))
+        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine)))
 
     with cpu_engine(engine):
         check()
 
 
-@pytest.mark.parametrize("engine", CONV_ENGINES)
+@pytest.mark.parametrize("engine", [*CONV_ENGINES, CUDA])
 def test_conv_transpose_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine])
     @given(conv_transpose_problems())
@@ -109,7 +110,7 @@ def test_conv_transpose_matches_torch(engine):
                     groups=p["groups"], dilation=p["dilation"])
         ours = lambda x, w, b: OURS_CONV_T[p["spatial"]](x, w, b, mode=p["mode"], **args)  # noqa: E731
         theirs = lambda x, w, b: TORCH_CONV_T[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
-        compare(run_both(ours, theirs, [x, w, b], p["layout"]))
+        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine)))
 
     with cpu_engine(engine):
         check()
@@ -120,7 +121,7 @@ def _unfold_input(p):
     return integer_tensor((p["batch"], p["channels"], *p["sizes"]), p["dtype"], generator=gen)
 
 
-@pytest.mark.parametrize("engine", ["row", "element"])
+@pytest.mark.parametrize("engine", ["row", "element", CUDA])
 def test_unfold_and_fold_match_torch_and_reference(engine):
     @settings(max_examples=EXAMPLES[engine])
     @given(unfold_problems())
@@ -131,14 +132,14 @@ def test_unfold_and_fold_match_torch_and_reference(engine):
             ref_unfold = lambda x: tF.unfold(x, *args)  # noqa: E731
         else:
             ref_unfold = lambda x: reference.unfold(x, *args)  # noqa: E731
-        compare(run_both(lambda x: F.unfold(x, *args), ref_unfold, [x], p["layout"]))
+        compare(run_both(lambda x: F.unfold(x, *args), ref_unfold, [x], p["layout"], engine_device(engine)))
 
         cols = integer_tensor(F.unfold(x, *args).shape, p["dtype"])
         if p["spatial"] == 2:
             ref_fold = lambda c: tF.fold(c, p["sizes"], *args)  # noqa: E731
         else:
             ref_fold = lambda c: reference.fold(c, p["sizes"], *args)  # noqa: E731
-        compare(run_both(lambda c: F.fold(c, p["sizes"], *args), ref_fold, [cols], "strided"))
+        compare(run_both(lambda c: F.fold(c, p["sizes"], *args), ref_fold, [cols], "strided", engine_device(engine)))
 
     with cpu_engine(engine):
         check()

@@ -9,6 +9,7 @@ import torch
 from torch.autograd import gradcheck
 
 import convops
+import convops.check as check
 import convops.functional as F
 from convops._ops import OP_NAMES
 from conftest import cuda_only
@@ -48,7 +49,8 @@ CONFIGS = [  # (spatial, sizes, kernel, stride, padding, dilation, groups)
 def _run_family(device, dtype, config, x, w, b):
     """Every op of the family, forward and backward, on one device; results as float32 on the CPU."""
     spatial, sizes, kernel, stride, padding, dilation, groups = config
-    xs, ws, bs = (t.to(device, dtype).requires_grad_() for t in (x, w, b))
+    # copies, so the float64 run on the CPU cannot make the caller's tensors require grad
+    xs, ws, bs = (t.to(device, dtype, copy=True).requires_grad_() for t in (x, w, b))
     out = F.conv(xs, ws, bs, stride, padding, dilation, groups)
     out.backward(torch.ones_like(out))
     # the same weight read as a transposed convolution's: out_channels -> in_channels
@@ -96,7 +98,7 @@ POOL_CONFIGS = [  # sizes, kernel, stride, padding, dilation, ceil_mode
 
 def _run_pools(device, dtype, config, x, layout):
     sizes, kernel, stride, padding, dilation, ceil_mode = config
-    xs = x.to(device, dtype)
+    xs = x.to(device, dtype, copy=True)
     if layout == "channels_last" and xs.dim() in (4, 5):
         xs = xs.contiguous(memory_format=torch.channels_last if xs.dim() == 4 else torch.channels_last_3d)
     xs.requires_grad_()
@@ -131,3 +133,11 @@ def test_cuda_pooling_gradcheck(config):
                                                           list(dilation), ceil_mode)[0], (x,), atol=1e-7, rtol=1e-5)
     assert gradcheck(lambda x: torch.ops.convops.avg_pool(x, list(kernel), list(stride), list(padding), ceil_mode,
                                                           True, None), (x,), atol=1e-7, rtol=1e-5)
+
+
+@cuda_only
+def test_check_passes_on_cuda(capsys):
+    """`python -m convops check` on the GPU: every op against torch's CUDA ops, gradcheck and
+    gradgradcheck, opcheck."""
+    assert check.run(["cuda"])
+    assert "convops check: PASS" in capsys.readouterr().out

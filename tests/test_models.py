@@ -14,6 +14,7 @@ import torchvision
 
 import convops.nn as cnn
 import models
+from conftest import CUDA
 from models import train
 
 # (builder kwargs, input size)
@@ -52,18 +53,24 @@ def test_forward_shape_and_backward_step(name):
     assert model(x).shape == (2, 10)
 
 
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("name", list(ZOO))
-def test_parity_with_the_torch_backend(name):
+def test_parity_with_the_torch_backend(name, device):
     torch.manual_seed(0)
-    ours = build(name).double().eval()
-    theirs = build(name, backend="torch").double().eval()
+    ours = build(name).double().eval().to(device)
+    theirs = build(name, backend="torch").double().eval().to(device)
     assert not any(isinstance(m, cnn.Conv2d) for m in theirs.modules())
     with torch.no_grad():
         for p in ours.parameters():  # weights large enough that nothing vanishes
             p.normal_(0, 0.05)
     theirs.load_state_dict(ours.state_dict(), strict=True)
-    x = torch.randn(2, *ZOO[name][1], dtype=torch.float64)
-    torch.testing.assert_close(ours(x), theirs(x))
+    x = torch.randn(2, *ZOO[name][1], dtype=torch.float64, device=device)
+    out, ref = ours(x), theirs(x)
+    torch.testing.assert_close(out, ref)
+    (out * ref.detach()).sum().backward()
+    (ref * ref.detach()).sum().backward()
+    for (param, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"{param}: {m}")
 
 
 TORCHVISION = {

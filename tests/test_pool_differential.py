@@ -1,16 +1,17 @@
 """Pooling against torch.nn.functional, forward and backward (values, indices,
 gradients) over hypothesis-drawn problems with integer data (exact comparison),
-NaN/inf inputs and ties; on both CPU engines (the row engine in its AVX2 and baseline copies)."""
+NaN/inf inputs and ties; on both CPU engines (the row engine in its AVX2 and baseline copies) and,
+on a GPU, on the CUDA kernels ('cuda', against torch on the CPU)."""
 import pytest
 import torch
 import torch.nn.functional as tF
 from hypothesis import assume, given, settings
 
 import convops.functional as F
-from conftest import ISA_ENGINES, cpu_engine
+from conftest import CUDA, ISA_ENGINES, cpu_engine, engine_device
 from strategies import integer_tensor, pool_problems, with_layout
 
-EXAMPLES = {"row": 250, "row-baseline": 80, "element": 80}
+EXAMPLES = {"row": 250, "row-baseline": 80, "element": 80, "cuda": 80}
 TORCH_MAX = {1: tF.max_pool1d, 2: tF.max_pool2d, 3: tF.max_pool3d}
 TORCH_AVG = {1: tF.avg_pool1d, 2: tF.avg_pool2d, 3: tF.avg_pool3d}
 OURS_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -33,13 +34,14 @@ def pool_input(p):
     return x
 
 
-def forward_backward(fn, x, layout, with_indices=False):
-    leaf = x.clone().requires_grad_(True)
+def forward_backward(fn, x, layout, with_indices=False, device="cpu"):
+    """Output, indices and input gradient of fn on x (in `layout`, on `device`), back on the CPU."""
+    leaf = x.to(device, copy=True).requires_grad_(True)
     result = fn(with_layout(leaf, layout))
     out, indices = result if with_indices else (result, None)
     grad = integer_tensor(out.shape, out.dtype, generator=torch.Generator().manual_seed(3))
-    out.backward(grad)
-    return out.detach(), indices, leaf.grad
+    out.backward(grad.to(device))
+    return out.detach().cpu(), None if indices is None else indices.cpu(), leaf.grad.cpu()
 
 
 def same(a, b):
@@ -60,7 +62,7 @@ def has_window_outside(p):
     return False
 
 
-@pytest.mark.parametrize("engine", ISA_ENGINES)
+@pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
 def test_max_pool_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine])
     @given(pool_problems(is_max=True))
@@ -69,7 +71,8 @@ def test_max_pool_matches_torch(engine):
         x = pool_input(p)
         stride = None if p["stride_none"] else p["stride"]
         args = (p["kernel"], stride, p["padding"], p["dilation"], p["ceil_mode"], True)
-        ours = forward_backward(lambda t: OURS_MAX[p["spatial"]](t, *args), x, p["layout"], True)
+        ours = forward_backward(lambda t: OURS_MAX[p["spatial"]](t, *args), x, p["layout"], True,
+                                engine_device(engine))
         theirs = forward_backward(lambda t: TORCH_MAX[p["spatial"]](t, *args), x, "contiguous", True)
         for a, b in zip(ours, theirs):
             same(a, b)
@@ -116,7 +119,7 @@ def _torch_avg(p, t, stride):
                                    *extra)
 
 
-@pytest.mark.parametrize("engine", ISA_ENGINES)
+@pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
 def test_avg_pool_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine])
     @given(pool_problems(is_max=False))
@@ -126,7 +129,7 @@ def test_avg_pool_matches_torch(engine):
         stride = None if p["stride_none"] else p["stride"]
         ours_fn = lambda t: OURS_AVG[p["spatial"]](t, p["kernel"], stride, p["padding"], p["ceil_mode"],  # noqa
                                                    p["count_include_pad"], p["divisor_override"])
-        ours = forward_backward(ours_fn, x, p["layout"])
+        ours = forward_backward(ours_fn, x, p["layout"], device=engine_device(engine))
         theirs = forward_backward(lambda t: _torch_avg(p, t, stride), x, "contiguous")
         # sums of small integers are exact; the division rounds the same way up to one ulp
         tol = 1e-6 if p["dtype"] == torch.float32 else 1e-12
@@ -138,7 +141,7 @@ def test_avg_pool_matches_torch(engine):
         check()
 
 
-@pytest.mark.parametrize("engine", ISA_ENGINES)
+@pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
 def test_knet_pool_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine] // 2)
     @given(pool_problems(is_max=False))
@@ -155,26 +158,27 @@ def test_knet_pool_matches_torch(engine):
                                                                        p["ceil_mode"], False))):
             names = {0: "max", 1: "avg_include_padding", 2: "avg_exclude_padding"}
             for m in (mode, names[mode]):
-                ours = F.pool(x, p["kernel"], stride, p["padding"], mode=m, ceil_mode=p["ceil_mode"])
+                ours = F.pool(x.to(engine_device(engine)), p["kernel"], stride, p["padding"], mode=m,
+                              ceil_mode=p["ceil_mode"]).cpu()
                 torch.testing.assert_close(ours, torch_fn(x), rtol=1e-6, atol=1e-6, equal_nan=True)
 
     with cpu_engine(engine):
         check()
 
 
-@pytest.mark.parametrize("engine", ISA_ENGINES)
+@pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
 @pytest.mark.parametrize("spatial", [1, 2, 3])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 def test_global_avg_pool_matches_mean(engine, spatial, layout):
     with cpu_engine(engine):
         for batch, channels in ((0, 3), (1, 1), (3, 5)):
-            x = integer_tensor((batch, channels, *[5, 4, 3][:spatial]), torch.float64)
+            x = integer_tensor((batch, channels, *[5, 4, 3][:spatial]), torch.float64).to(engine_device(engine))
             leaf = x.clone().requires_grad_(True)
             out = F.global_avg_pool(with_layout(leaf, layout))
             ref_leaf = x.clone().requires_grad_(True)
             ref = ref_leaf.mean(dim=list(range(2, 2 + spatial)))
             same(out, ref)
-            grad = integer_tensor(out.shape, out.dtype)
+            grad = integer_tensor(out.shape, out.dtype).to(out.device)
             out.backward(grad)
             ref.backward(grad)
             same(leaf.grad, ref_leaf.grad)
