@@ -172,16 +172,18 @@ def test_knet_pool_matches_torch(engine):
 def test_global_avg_pool_matches_mean(engine, spatial, layout):
     with cpu_engine(engine):
         for batch, channels in ((0, 3), (1, 1), (3, 5)):
-            x = integer_tensor((batch, channels, *[5, 4, 3][:spatial]), torch.float64).to(engine_device(engine))
-            leaf = x.clone().requires_grad_(True)
+            x = integer_tensor((batch, channels, *[5, 4, 3][:spatial]), torch.float64)
+            # against torch's mean on the CPU, sum / count as ours (torch's CUDA mean multiplies by
+            # 1 / count: an ulp off)
+            leaf = x.to(engine_device(engine), copy=True).requires_grad_(True)
             out = F.global_avg_pool(with_layout(leaf, layout))
             ref_leaf = x.clone().requires_grad_(True)
             ref = ref_leaf.mean(dim=list(range(2, 2 + spatial)))
-            same(out, ref)
-            grad = integer_tensor(out.shape, out.dtype).to(out.device)
-            out.backward(grad)
+            same(out.cpu(), ref)
+            grad = integer_tensor(out.shape, out.dtype)
+            out.backward(grad.to(out.device))
             ref.backward(grad)
-            same(leaf.grad, ref_leaf.grad)
+            same(leaf.grad.cpu(), ref_leaf.grad)
             kept = F.global_avg_pool(x, keepdim=True)
             assert kept.shape == (batch, channels, *([1] * spatial))
 

@@ -7,7 +7,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import convops.functional as F
-from conftest import ISA_ENGINES, cpu_engine
+from conftest import CUDA, ISA_ENGINES, cpu_engine, engine_device
 
 ops = torch.ops.convops
 TIGHT = dict(atol=1e-7, rtol=1e-5, eps=1e-6)
@@ -97,22 +97,24 @@ def test_all_minus_infinity_window_points_at_its_first_position():
     assert flat(idx) == flat(torch.nn.functional.max_pool1d(x, 2, 2, 1, return_indices=True)[1])
 
 
-@pytest.mark.parametrize("engine", ISA_ENGINES)
+@pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_window_with_no_tap_inside_gets_minus_infinity_and_passes_no_gradient(engine, layout):
-    """Kernel 2, dilation 3, padding 1 over a width of 2: the first window's taps (-1 and 2) both
-    miss the input. Value -inf and index as torch's (2, past the row); torch's backward then adds
-    that gradient to whatever lies at flat index 2 (the next row): convops' reaches no input."""
-    x = torch.arange(1.0, 1.0 + 3 * 2 * 2 * 2).view(3, 2, 2, 2).contiguous(memory_format=layout).requires_grad_()
+@pytest.mark.parametrize("kernel", [(1, 2), (2, 2)])
+def test_window_with_no_tap_inside_gets_minus_infinity_and_passes_no_gradient(engine, layout, kernel):
+    """Kernel width 2, dilation 3, padding 1 over a width of 2: the first window's taps (-1 and 2)
+    both miss the input. Value -inf and index as torch's (2, past the row); torch's backward then
+    adds that gradient to whatever lies at flat index 2, the next row's first input: convops'
+    reaches no input, even where (kernel height 2) that input lies inside the window's span."""
+    x = torch.arange(1.0, 1.0 + 3 * 2 * 2 * 2).view(3, 2, 2, 2).contiguous(memory_format=layout)
+    leaf = x.to(engine_device(engine)).requires_grad_()
     with cpu_engine(engine):
-        out, idx = F.max_pool2d(x, (1, 2), 1, (0, 1), dilation=(1, 3), return_indices=True)
-        ref, ref_idx = torch.nn.functional.max_pool2d(x.detach(), (1, 2), 1, (0, 1), dilation=(1, 3),
-                                                      return_indices=True)
-        assert torch.equal(out, ref) and torch.equal(idx, ref_idx)
+        out, idx = F.max_pool2d(leaf, kernel, 1, (0, 1), dilation=(1, 3), return_indices=True)
+        ref, ref_idx = torch.nn.functional.max_pool2d(x, kernel, 1, (0, 1), dilation=(1, 3), return_indices=True)
+        assert torch.equal(out.cpu(), ref) and torch.equal(idx.cpu(), ref_idx)
         assert torch.isinf(out).all()
         out.backward(torch.ones_like(out))
-        assert torch.equal(x.grad, torch.zeros_like(x))
-        one_d = torch.randn(4, 3, 2, requires_grad=True)
+        assert torch.equal(leaf.grad.cpu(), torch.zeros_like(x))
+        one_d = torch.randn(4, 3, 2, device=engine_device(engine), requires_grad=True)
         F.max_pool1d(one_d, 2, 1, 1, dilation=3).sum().backward()  # index 2 past a plane of 2
         assert torch.equal(one_d.grad, torch.zeros_like(one_d))
 

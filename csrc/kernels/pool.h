@@ -80,9 +80,14 @@ struct PoolGeometry {
     int64_t lo, hi;
     return avg_window(0, o0, &lo, &hi) * avg_window(1, o1, &lo, &hi) * avg_window(2, o2, &lo, &hi);
   }
-  // Output window along d that reads position x through tap k (max pooling), or -1.
-  CONVOPS_HOST_DEVICE int64_t reader(int d, int64_t x, int64_t k) const {
-    return tap_reader(x, k, stride[d], pad[d], dil[d], out[d]);
+  // Output windows along d whose span (first to last tap) holds input position x: [first, last).
+  CONVOPS_HOST_DEVICE void spanning(int d, int64_t x, int64_t* first, int64_t* last) const {
+    *first = max64(0, ceil_div(x + pad[d] - (kernel[d] - 1) * dil[d], stride[d]));
+    *last = min64(out[d], divide(x + pad[d], stride[d]) + 1);
+  }
+  // Whether x, inside the span of window o along d, is one of its taps (the dilation can step over it).
+  CONVOPS_HOST_DEVICE bool is_tap(int d, int64_t o, int64_t x) const {
+    return dil[d] == 1 || modulo(x - start(d, o), dil[d]) == 0;
   }
 };
 
@@ -131,7 +136,10 @@ CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeome
   max_pool_window<T, Acc>(plane, g, o[0], o[1], o[2], out, argmax);
 }
 
-// Input element index of (B*C, X): the sum of the output gradients whose argmax it is.
+// Input element index of (B*C, X): the sum of the output gradients whose argmax it is, over
+// the windows that hold it as a tap (found per dim as a range: two divisions, where a loop
+// over the taps took two per tap and ran 2-D max pooling's backward at a third of torch's
+// speed on the GPU).
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, const int64_t* argmax,
                                                          const PoolGeometry& g, int64_t index) {
@@ -140,16 +148,17 @@ CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, c
   const int64_t x0 = x[0], x1 = x[1], x2 = x[2];
   const int64_t at = (x0 * g.image[1] + x1) * g.image[2] + x2;
   const int64_t base = index * g.out_numel();
+  int64_t a0, b0, a1, b1, a2, b2;
+  g.spanning(0, x0, &a0, &b0);
+  g.spanning(1, x1, &a1, &b1);
+  g.spanning(2, x2, &a2, &b2);
   Acc sum = Acc(0);
-  for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
-    const int64_t o0 = g.reader(0, x0, k0);
-    if (o0 < 0) continue;
-    for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
-      const int64_t o1 = g.reader(1, x1, k1);
-      if (o1 < 0) continue;
-      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-        const int64_t o2 = g.reader(2, x2, k2);
-        if (o2 < 0) continue;
+  for (int64_t o0 = a0; o0 < b0; ++o0) {
+    if (!g.is_tap(0, o0, x0)) continue;
+    for (int64_t o1 = a1; o1 < b1; ++o1) {
+      if (!g.is_tap(1, o1, x1)) continue;
+      for (int64_t o2 = a2; o2 < b2; ++o2) {
+        if (!g.is_tap(2, o2, x2)) continue;
         const int64_t o = base + (o0 * g.out[1] + o1) * g.out[2] + o2;
         if (argmax[o] == at) sum += static_cast<Acc>(grad_output[o]);
       }
@@ -178,12 +187,6 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_element(const T* input, const PoolGeomet
   return divisor != 0 ? sum / static_cast<Acc>(divisor) : Acc(0);
 }
 
-// Output windows along d that contain input position x (average pooling): [first, last).
-CONVOPS_HOST_DEVICE inline void avg_readers(const PoolGeometry& g, int d, int64_t x, int64_t* first, int64_t* last) {
-  *first = max64(0, ceil_div(x + g.pad[d] - g.kernel[d] + 1, g.stride[d]));
-  *last = min64(g.out[d], (x + g.pad[d]) / g.stride[d] + 1);
-}
-
 // Input element index of (B*C, X): the sum of grad / divisor over the windows holding it.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, const PoolGeometry& g, int64_t index) {
@@ -192,9 +195,9 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, c
   const int64_t x0 = x[0], x1 = x[1], x2 = x[2];
   const T* plane = grad_output + index * g.out_numel();
   int64_t a0, b0, a1, b1, a2, b2;
-  avg_readers(g, 0, x0, &a0, &b0);
-  avg_readers(g, 1, x1, &a1, &b1);
-  avg_readers(g, 2, x2, &a2, &b2);
+  g.spanning(0, x0, &a0, &b0);  // average pooling has no dilation: every window spanning x reads it
+  g.spanning(1, x1, &a1, &b1);
+  g.spanning(2, x2, &a2, &b2);
   Acc sum = Acc(0);
   for (int64_t o0 = a0; o0 < b0; ++o0) {
     for (int64_t o1 = a1; o1 < b1; ++o1) {
@@ -280,7 +283,7 @@ template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc global_avg_element(const T* input, int64_t channels, int64_t positions,
                                                   int64_t stride_n, int64_t stride_c, int64_t stride_s,
                                                   int64_t index) {
-  const int64_t n = index / channels, c = index % channels;
+  const int64_t n = divide(index, channels), c = index - n * channels;
   const T* p = input + n * stride_n + c * stride_c;
   Acc sum = Acc(0);
   for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(p[i * stride_s]);
@@ -291,7 +294,7 @@ CONVOPS_HOST_DEVICE inline Acc global_avg_element(const T* input, int64_t channe
 // grad[p] / positions. index in [0, N*C*S), in (n, c, s) order.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc global_avg_backward_element(const T* grad, int64_t positions, int64_t index) {
-  return static_cast<Acc>(grad[index / positions]) / static_cast<Acc>(positions);
+  return static_cast<Acc>(grad[divide(index, positions)]) / static_cast<Acc>(positions);
 }
 
 }  // namespace kernels

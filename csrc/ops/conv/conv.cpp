@@ -29,6 +29,11 @@ namespace {
 // unless one image needs more: it keeps the peak memory of a convolution near torch's (make bench
 // measures it) and the columns in cache between im2col and the GEMM.
 constexpr int64_t kColumnBufferElements = int64_t(1) << 16;
+// On a GPU the bound is launches, not cache: a chunk of one image per im2col and GEMM ran
+// LeNet's 64-image convolutions at a sixteenth of cuDNN's speed (make bench --device cuda).
+// 16 MiB of float columns per chunk: whole batches of small images in one im2col and one
+// batched GEMM, a few chunks for large ones.
+constexpr int64_t kGpuColumnElements = int64_t(1) << 22;
 
 const ColumnKernels& column_kernels(const char* op, const at::Tensor& t) {
   return DeviceTable<ColumnKernels>::get(op, t);
@@ -73,8 +78,9 @@ bool is_pointwise(const ColumnGeometry& g) {
   return true;
 }
 
-int64_t chunk_size(int64_t batch, int64_t per_image) {
-  return std::max<int64_t>(1, std::min<int64_t>(batch, kColumnBufferElements / std::max<int64_t>(per_image, 1)));
+int64_t chunk_size(int64_t batch, int64_t per_image, bool on_cpu) {
+  const int64_t bound = on_cpu ? kColumnBufferElements : kGpuColumnElements;
+  return std::max<int64_t>(1, std::min<int64_t>(batch, bound / std::max<int64_t>(per_image, 1)));
 }
 
 // Everything a convolution-family op needs to know about its problem.
@@ -182,9 +188,11 @@ struct ChunkPlan {
   bool one_call;  // else: per-image GEMMs as one batched call (small ones) or one call each
 };
 
-ChunkPlan chunk_plan(const ConvProblem& p) {
+// On a GPU a chunk's GEMMs are always one batched call.
+ChunkPlan chunk_plan(const ConvProblem& p, const at::Tensor& like) {
   const int64_t L = p.g.cols_numel();
-  ChunkPlan plan{chunk_size(p.batch, p.column_rows() * L), L < kFoldBelow, small_gemms(p)};
+  const bool on_cpu = like.is_cpu();
+  ChunkPlan plan{chunk_size(p.batch, p.column_rows() * L, on_cpu), L < kFoldBelow, !on_cpu || small_gemms(p)};
   if (plan.fold) plan.size = std::max(plan.size, std::min(p.batch, kernels::ceil_div(kFoldWidth, L)));
   return plan;
 }
@@ -382,7 +390,7 @@ void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor&
         });
     if (tiled) return;
   }
-  const auto plan = chunk_plan(p);
+  const auto plan = chunk_plan(p, x);
   auto buffer = column_buffer(p, plan.size, x, L);
   for_each_chunk(p.batch, plan.size, [&](int64_t start, int64_t b) {
     const auto x_chunk = x.narrow(0, start, b);
@@ -403,7 +411,7 @@ void conv_backward_input_images(const ConvProblem& p, const ColumnKernels& k, co
                                 const at::Tensor& wt, at::Tensor dx) {
   const int64_t L = p.g.cols_numel(), G = p.groups;
   const bool pointwise = is_pointwise(p.g);
-  const auto plan = chunk_plan(p);
+  const auto plan = chunk_plan(p, dy);
   auto buffer = column_buffer(p, plan.size, dy, L);
   for_each_chunk(p.batch, plan.size, [&](int64_t start, int64_t b) {
     auto dx_chunk = dx.narrow(0, start, b);
@@ -433,7 +441,7 @@ void conv_backward_weight_images(const ConvProblem& p, const ColumnKernels& k, c
         });
     if (tiled) return;
   }
-  const auto plan = chunk_plan(p);
+  const auto plan = chunk_plan(p, x);
   auto buffer = column_buffer(p, plan.size, x, L);
   for_each_chunk(p.batch, plan.size, [&](int64_t start, int64_t b) {
     const double beta = start == 0 ? 0 : 1;  // the first chunk overwrites dw
