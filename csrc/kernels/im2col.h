@@ -7,7 +7,8 @@
 // with L = (X + 2*pad - dil*(K-1) - 1) / stride + 1 per dim.
 //
 // Two forms of the same math:
-//   *_element: one output element per call (what a CUDA thread computes);
+//   im2col_position, col2im_element: one output position's K column entries, or one
+//              image element, per call (what a CUDA thread computes);
 //   im2col_rows / col2im_plane: (plane, tap) rows or one image plane per call,
 //              index arithmetic hoisted, vectorisable inner loops (the fast CPU engine);
 //              for images with short output rows, *_gathered through a table of
@@ -70,13 +71,29 @@ struct ColumnGeometry {
   }
 };
 
-// columns[index] for a chunk, index in [0, B * C*K * L).
+// The K column entries of one image plane (b * C + c) at one output position l, for a chunk:
+// index in [0, B * C * L). The position's coordinates are found once for its K taps (one
+// column entry per call spent most of the GPU's im2col time on that index math); consecutive
+// indices write consecutive columns of each row.
 template <typename T>
-CONVOPS_HOST_DEVICE inline T im2col_element(const T* image, const ColumnGeometry& g, int64_t index) {
-  int64_t l[kMaxSpatial], k[kMaxSpatial];
-  const int64_t plane = split_index(split_index(index, g.cols, l), g.kernel, k);  // b * C + c
-  const int64_t at = g.read_at(l, k);
-  return at < 0 ? T(0) : image[plane * g.image_numel() + at];
+CONVOPS_HOST_DEVICE inline void im2col_position(const T* image, const ColumnGeometry& g, int64_t index, T* columns) {
+  int64_t l[kMaxSpatial];
+  const int64_t plane = split_index(index, g.cols, l);
+  const int64_t L = g.cols_numel();
+  const T* src = image + plane * g.image_numel();
+  T* dst = columns + plane * g.kernel_numel() * L + (l[0] * g.cols[1] + l[1]) * g.cols[2] + l[2];
+  for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+    const int64_t x0 = g.source(0, l[0], k0);
+    const bool in0 = x0 >= 0 && x0 < g.image[0];
+    for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+      const int64_t x1 = g.source(1, l[1], k1);
+      const bool in01 = in0 && x1 >= 0 && x1 < g.image[1];
+      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2, dst += L) {
+        const int64_t x2 = g.source(2, l[2], k2);
+        *dst = in01 && x2 >= 0 && x2 < g.image[2] ? src[(x0 * g.image[1] + x1) * g.image[2] + x2] : T(0);
+      }
+    }
+  }
 }
 
 // image[index] for a chunk, index in [0, B * C * X), accumulated in Acc.

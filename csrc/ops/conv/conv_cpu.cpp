@@ -64,8 +64,8 @@ void im2col_cpu(const at::Tensor& image, at::Tensor& columns, const ColumnGeomet
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
     const scalar_t* in = image.const_data_ptr<scalar_t>();
     scalar_t* out = columns.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, columns.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) out[i] = kernels::im2col_element(in, g, i);
+    at::parallel_for(0, columns.numel() / g.kernel_numel(), kElementGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) kernels::im2col_position(in, g, i, out);
     });
   });
 }

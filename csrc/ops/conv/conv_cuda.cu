@@ -16,7 +16,7 @@ namespace {
 
 template <typename T>
 __global__ void im2col_kernel(const T* image, T* columns, ColumnGeometry g, int64_t n) {
-  CONVOPS_GRID_STRIDE(i, n) { columns[i] = kernels::im2col_element(image, g, i); }
+  CONVOPS_GRID_STRIDE(i, n) { kernels::im2col_position(image, g, i, columns); }
 }
 
 template <typename T, typename Acc>
@@ -25,7 +25,7 @@ __global__ void col2im_kernel(const T* columns, T* image, ColumnGeometry g, int6
 }
 
 void im2col_cuda(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
-  const int64_t n = columns.numel();
+  const int64_t n = columns.numel() / g.kernel_numel();  // output positions of every plane
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
     im2col_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
