@@ -103,6 +103,37 @@ def test_max_pool_row_forms_match_torch(sizes, kernel, stride, padding, dilation
         same(a, b)
 
 
+@pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
+@pytest.mark.parametrize("sizes,kernel,stride,padding,dilation", [
+    ((9, 11), (3, 2), (2, 1), (1, 1), (1, 2)),
+    ((5, 6, 7), (2, 3, 2), (1, 2, 2), (1, 1, 0), (2, 1, 1)),
+])
+def test_channels_last_pooling_matches_torch(engine, sizes, kernel, stride, padding, dilation):
+    """Pooling a dense channels_last input of several channels (read in place by each engine:
+    the CPU's channels_last forms, the element forms through PoolGeometry::cl_channels, the
+    CUDA kernels): values, indices, gradients exactly torch's, results in channels_last."""
+    p = dict(batch=2, channels=5, sizes=sizes, unbatched=False, dtype=torch.float64, specials="ties")
+    x = pool_input(p)
+    fmt = torch.channels_last if len(sizes) == 2 else torch.channels_last_3d
+    with cpu_engine(engine):
+        args = (kernel, stride, padding, dilation, True, True)
+        ours = forward_backward(lambda t: OURS_MAX[len(sizes)](t, *args), x, "channels_last", True,
+                                engine_device(engine))
+        theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args), x, "contiguous", True)
+        for a, b in zip(ours, theirs):
+            same(a, b)
+        for include_pad in (True, False):
+            avg = lambda t, f: f[len(sizes)](t, kernel, stride, padding, True, include_pad)  # noqa: E731
+            ours = forward_backward(lambda t: avg(t, OURS_AVG), x, "channels_last", device=engine_device(engine))
+            theirs = forward_backward(lambda t: avg(t, TORCH_AVG), x, "contiguous")
+            for a, b in zip(ours, theirs):
+                if b is not None:
+                    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        leaf = x.to(engine_device(engine)).contiguous(memory_format=fmt)
+        assert OURS_MAX[len(sizes)](leaf, kernel, stride, padding, dilation).is_contiguous(memory_format=fmt)
+        assert OURS_AVG[len(sizes)](leaf, kernel, stride, padding).is_contiguous(memory_format=fmt)
+
+
 def torch_avg_accepts(p):
     """torch's avg_pool3d (alone) refuses inputs smaller than the kernel; convops pools them."""
     return p["spatial"] != 3 or all(s >= k for s, k in zip(p["sizes"], p["kernel"]))

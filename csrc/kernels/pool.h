@@ -1,8 +1,10 @@
 // Max and average pooling for 1 to 3 spatial dims, torch-free.
 //
 // Shapes (spatial dims padded in front to 3): input plane (X0, X1, X2), output plane
-// (O0, O1, O2); tensors are (B*C planes, *plane) contiguous. Max-pool indices are
-// flat positions inside the input plane ((x0*X1 + x1)*X2 + x2), as torch returns them.
+// (O0, O1, O2); tensors are (B*C planes, *plane) contiguous, or (the element forms, with
+// PoolGeometry::cl_channels = C) dense channels_last: (B, *plane, C). Max-pool indices are
+// flat positions inside the input plane ((x0*X1 + x1)*X2 + x2), as torch returns them, in
+// either layout.
 //
 // Semantics, as torch: a max window scans its taps in row-major order and takes a
 // value if it is greater than the best so far or NaN (so ties keep the first maximum
@@ -36,6 +38,23 @@ struct PoolGeometry {
   int64_t dil[kMaxSpatial];
   bool count_include_pad;
   int64_t divisor_override;  // 0: none
+  int64_t cl_channels;       // the element forms' layout: 0, (B*C, *plane); C, channels_last (B, *plane, C)
+
+  // The plane (b*C + c) of the element at memory index `index` of a tensor of planes
+  // `dims`, its in-plane coordinates into c.
+  CONVOPS_HOST_DEVICE int64_t split_plane(int64_t index, const int64_t dims[kMaxSpatial],
+                                          int64_t c[kMaxSpatial]) const {
+    if (cl_channels == 0) return split_index(index, dims, c);
+    const int64_t position = divide(index, cl_channels);
+    return split_index(position, dims, c) * cl_channels + (index - position * cl_channels);
+  }
+  // Where a plane of `numel` positions starts, and how far apart its positions lie.
+  CONVOPS_HOST_DEVICE int64_t plane_start(int64_t plane, int64_t numel) const {
+    if (cl_channels == 0) return plane * numel;
+    const int64_t b = divide(plane, cl_channels);
+    return b * numel * cl_channels + (plane - b * cl_channels);
+  }
+  CONVOPS_HOST_DEVICE int64_t position_step() const { return cl_channels == 0 ? 1 : cl_channels; }
 
   CONVOPS_HOST_DEVICE int64_t image_numel() const { return image[0] * image[1] * image[2]; }
   CONVOPS_HOST_DEVICE int64_t out_numel() const { return out[0] * out[1] * out[2]; }
@@ -115,7 +134,7 @@ CONVOPS_HOST_DEVICE inline void max_pool_window(const T* plane, const PoolGeomet
     for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
       for (int64_t x2 = f2; x2 < e2; x2 += g.dil[2]) {
         const int64_t at = (x0 * g.image[1] + x1) * g.image[2] + x2;
-        const Acc v = static_cast<Acc>(plane[at]);
+        const Acc v = static_cast<Acc>(plane[at * g.position_step()]);
         if (takes(v, best)) {
           best = v;
           best_at = at;
@@ -127,16 +146,16 @@ CONVOPS_HOST_DEVICE inline void max_pool_window(const T* plane, const PoolGeomet
   if (argmax != nullptr) *argmax = best_at;
 }
 
-// Output element index of (B*C, O) -> its max and (unless argmax is null) its argmax.
+// Output element at memory index `index` -> its max and (unless argmax is null) its argmax.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeometry& g, int64_t index, T* out,
                                                  int64_t* argmax) {
   int64_t o[kMaxSpatial];
-  const T* plane = input + split_index(index, g.out, o) * g.image_numel();
+  const T* plane = input + g.plane_start(g.split_plane(index, g.out, o), g.image_numel());
   max_pool_window<T, Acc>(plane, g, o[0], o[1], o[2], out, argmax);
 }
 
-// Input element index of (B*C, X): the sum of the output gradients whose argmax it is, over
+// Input element at memory index `index`: the sum of the output gradients whose argmax it is, over
 // the windows that hold it as a tap (found per dim as a range: two divisions, where a loop
 // over the taps took two per tap and ran 2-D max pooling's backward at a third of torch's
 // speed on the GPU).
@@ -144,10 +163,10 @@ template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, const int64_t* argmax,
                                                          const PoolGeometry& g, int64_t index) {
   int64_t x[kMaxSpatial];
-  index = split_index(index, g.image, x);
+  const int64_t plane = g.split_plane(index, g.image, x);
   const int64_t x0 = x[0], x1 = x[1], x2 = x[2];
   const int64_t at = (x0 * g.image[1] + x1) * g.image[2] + x2;
-  const int64_t base = index * g.out_numel();
+  const int64_t base = g.plane_start(plane, g.out_numel()), step = g.position_step();
   int64_t a0, b0, a1, b1, a2, b2;
   g.spanning(0, x0, &a0, &b0);
   g.spanning(1, x1, &a1, &b1);
@@ -159,7 +178,7 @@ CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, c
       if (!g.is_tap(1, o1, x1)) continue;
       for (int64_t o2 = a2; o2 < b2; ++o2) {
         if (!g.is_tap(2, o2, x2)) continue;
-        const int64_t o = base + (o0 * g.out[1] + o1) * g.out[2] + o2;
+        const int64_t o = base + ((o0 * g.out[1] + o1) * g.out[2] + o2) * step;
         if (argmax[o] == at) sum += static_cast<Acc>(grad_output[o]);
       }
     }
@@ -167,11 +186,12 @@ CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, c
   return sum;
 }
 
-// Output element index of (B*C, O): the window average.
+// Output element at memory index `index`: the window average.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc avg_pool_element(const T* input, const PoolGeometry& g, int64_t index) {
   int64_t o[kMaxSpatial];
-  const T* plane = input + split_index(index, g.out, o) * g.image_numel();
+  const T* plane = input + g.plane_start(g.split_plane(index, g.out, o), g.image_numel());
+  const int64_t step = g.position_step();
   const int64_t o0 = o[0], o1 = o[1], o2 = o[2];
   int64_t lo0, hi0, lo1, hi1, lo2, hi2;
   g.avg_window(0, o0, &lo0, &hi0);
@@ -180,20 +200,23 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_element(const T* input, const PoolGeomet
   Acc sum = Acc(0);
   for (int64_t x0 = lo0; x0 < hi0; ++x0) {
     for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-      for (int64_t x2 = lo2; x2 < hi2; ++x2) sum += static_cast<Acc>(plane[(x0 * g.image[1] + x1) * g.image[2] + x2]);
+      for (int64_t x2 = lo2; x2 < hi2; ++x2) {
+        sum += static_cast<Acc>(plane[((x0 * g.image[1] + x1) * g.image[2] + x2) * step]);
+      }
     }
   }
   const int64_t divisor = g.avg_divisor(o0, o1, o2);
   return divisor != 0 ? sum / static_cast<Acc>(divisor) : Acc(0);
 }
 
-// Input element index of (B*C, X): the sum of grad / divisor over the windows holding it.
+// Input element at memory index `index`: the sum of grad / divisor over the windows holding it.
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, const PoolGeometry& g, int64_t index) {
   int64_t x[kMaxSpatial];
-  index = split_index(index, g.image, x);
+  const int64_t x_plane = g.split_plane(index, g.image, x);
   const int64_t x0 = x[0], x1 = x[1], x2 = x[2];
-  const T* plane = grad_output + index * g.out_numel();
+  const T* plane = grad_output + g.plane_start(x_plane, g.out_numel());
+  const int64_t step = g.position_step();
   int64_t a0, b0, a1, b1, a2, b2;
   g.spanning(0, x0, &a0, &b0);  // average pooling has no dilation: every window spanning x reads it
   g.spanning(1, x1, &a1, &b1);
@@ -204,7 +227,7 @@ CONVOPS_HOST_DEVICE inline Acc avg_pool_backward_element(const T* grad_output, c
       for (int64_t o2 = a2; o2 < b2; ++o2) {
         const int64_t divisor = g.avg_divisor(o0, o1, o2);
         if (divisor != 0) {
-          sum += static_cast<Acc>(plane[(o0 * g.out[1] + o1) * g.out[2] + o2]) / static_cast<Acc>(divisor);
+          sum += static_cast<Acc>(plane[((o0 * g.out[1] + o1) * g.out[2] + o2) * step]) / static_cast<Acc>(divisor);
         }
       }
     }

@@ -16,6 +16,12 @@ namespace ops {
 
 using kernels::PoolGeometry;
 
+// g for the element forms reading dense channels_last tensors of t.size(1) channels in place.
+inline PoolGeometry in_channels_last(PoolGeometry g, const at::Tensor& t) {
+  g.cl_channels = t.size(1);
+  return g;
+}
+
 // Device kernels over contiguous (B*C planes, *plane) tensors; global_avg_pool reads
 // (N, C, S) through the input's strides.
 struct PoolKernels {

@@ -66,22 +66,80 @@ Acc* scratch_or_null(std::vector<Acc>& scratch) { return scratch.empty() ? nullp
 
 int64_t planes_of(const at::Tensor& t, int64_t plane_numel) { return t.numel() / plane_numel; }
 
+// The element forms (what the GPU runs), over the tensors' memory order: (B*C, *plane), or
+// channels_last where g.cl_channels says so.
+int64_t element_grain(const PoolGeometry& g) { return grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]); }
+
+void max_pool_elements(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
+    at::parallel_for(0, output.numel(), element_grain(g), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
+      }
+    });
+  });
+}
+
+void max_pool_backward_elements(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
+                                const PoolGeometry& g) {
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    const int64_t* at_ = indices.const_data_ptr<int64_t>();
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, grad_input.numel(), element_grain(g), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t>(go, at_, g, i));
+      }
+    });
+  });
+}
+
+void avg_pool_elements(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
+  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, output.numel(), element_grain(g), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::avg_pool_element<scalar_t, acc_t>(in, g, i));
+    });
+  });
+}
+
+void avg_pool_backward_elements(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
+  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, grad_input.numel(), element_grain(g), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        gi[i] = static_cast<scalar_t>(kernels::avg_pool_backward_element<scalar_t, acc_t>(go, g, i));
+      }
+    });
+  });
+}
+
+// Whether the plane forms can track a plane's positions (kernels::PlanePos) for this dtype.
+bool positions_fit(const at::Tensor& t, const PoolGeometry& g) {
+  const int64_t most = t.element_size() == 8 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int32_t>::max();
+  return g.image_numel() < most;
+}
+
 void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
+  if (use_element_engine() || !positions_fit(input, g)) {
+    max_pool_elements(input, output, indices, g);
+    return;
+  }
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
-    const bool positions_fit = g.image_numel() < std::numeric_limits<kernels::PlanePos<acc_t>>::max();
-    if (use_element_engine() || !positions_fit) {
-      at::parallel_for(0, output.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-          kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
-        }
-      });
-      return;
-    }
     at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       PlaneBuffers<acc_t> buffers(g, output.nbytes() + indices.nbytes(), true);
       for (int64_t p = b; p < e; ++p) forms.max_plane(in, out, at_, g, buffers.view(), p);
@@ -91,18 +149,16 @@ void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indic
 
 void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
                            const PoolGeometry& g) {
+  if (use_element_engine()) {
+    max_pool_backward_elements(grad_output, indices, grad_input, g);
+    return;
+  }
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     const int64_t* at_ = indices.const_data_ptr<int64_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-    if (use_element_engine()) {
-      at::parallel_for(0, grad_input.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t>(go, at_, g, i));
-      });
-      return;
-    }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
       const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
@@ -115,17 +171,15 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
 }
 
 void avg_pool_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
+  if (use_element_engine()) {
+    avg_pool_elements(input, output, g);
+    return;
+  }
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    if (use_element_engine()) {
-      at::parallel_for(0, output.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::avg_pool_element<scalar_t, acc_t>(in, g, i));
-      });
-      return;
-    }
     at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       PlaneBuffers<acc_t> buffers(g, output.nbytes(), false);
       for (int64_t p = b; p < e; ++p) forms.avg_plane(in, out, g, buffers.view(), p);
@@ -134,17 +188,15 @@ void avg_pool_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometr
 }
 
 void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
+  if (use_element_engine()) {
+    avg_pool_backward_elements(grad_output, grad_input, g);
+    return;
+  }
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-    if (use_element_engine()) {
-      at::parallel_for(0, grad_input.numel(), grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) gi[i] = static_cast<scalar_t>(kernels::avg_pool_backward_element<scalar_t, acc_t>(go, g, i));
-      });
-      return;
-    }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       PlaneBuffers<acc_t> buffers(g, grad_input.nbytes(), false, true);
       std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // see kernels::accumulator
@@ -215,18 +267,13 @@ void global_avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& gra
 }
 
 // ---------------------------------------------------------------- channels_last
-// With the element engine selected, channels_last tensors take the element path on NCHW
-// copies, so that engine is what the tests exercise for every layout.
+// With the element engine selected, channels_last tensors take the element forms in place,
+// as the GPU does, so that engine is what the tests exercise for every layout.
 int64_t channels_of(const at::Tensor& t) { return t.size(1); }
 
 void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
-  const bool positions_fit = g.image_numel() < std::numeric_limits<int32_t>::max();
-  if (use_element_engine() || !positions_fit) {
-    auto out = at::empty_like(output, at::MemoryFormat::Contiguous);
-    auto idx = at::empty_like(indices, at::MemoryFormat::Contiguous);
-    max_pool_cpu(input.contiguous(), out, idx, g);
-    output.copy_(out);
-    if (indices.numel() > 0) indices.copy_(idx);
+  if (use_element_engine() || g.image_numel() >= std::numeric_limits<int32_t>::max()) {
+    max_pool_elements(input, output, indices, in_channels_last(g, input));
     return;
   }
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
@@ -249,9 +296,7 @@ void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& in
 void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
                               const PoolGeometry& g) {
   if (use_element_engine()) {
-    auto gi = at::empty_like(grad_input, at::MemoryFormat::Contiguous);
-    max_pool_backward_cpu(grad_output.contiguous(), indices.contiguous(), gi, g);
-    grad_input.copy_(gi);
+    max_pool_backward_elements(grad_output, indices, grad_input, in_channels_last(g, grad_input));
     return;
   }
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
@@ -270,9 +315,7 @@ void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& i
 
 void avg_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
   if (use_element_engine()) {
-    auto out = at::empty_like(output, at::MemoryFormat::Contiguous);
-    avg_pool_cpu(input.contiguous(), out, g);
-    output.copy_(out);
+    avg_pool_elements(input, output, in_channels_last(g, input));
     return;
   }
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
@@ -291,9 +334,7 @@ void avg_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeom
 
 void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
   if (use_element_engine()) {
-    auto gi = at::empty_like(grad_input, at::MemoryFormat::Contiguous);
-    avg_pool_backward_cpu(grad_output.contiguous(), gi, g);
-    grad_input.copy_(gi);
+    avg_pool_backward_elements(grad_output, grad_input, in_channels_last(g, grad_input));
     return;
   }
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {

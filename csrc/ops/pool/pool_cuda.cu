@@ -1,6 +1,6 @@
 // CUDA launchers for the pooling kernels and the CUDA registration of the pooling
 // family: 64-bit grid-stride loops around the element functions of kernels/pool.h,
-// which the CPU tests also run.
+// which the CPU tests also run, over NCHW or (in place) channels_last tensors.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
@@ -113,10 +113,29 @@ void global_avg_pool_backward_cuda(const at::Tensor& grad_output, at::Tensor& gr
   });
 }
 
+// channels_last: the same kernels, the element forms reading and writing that layout in
+// place (the copies to NCHW and back cost more than the pooling: 0.31-0.49x torch's speed).
+void max_pool_cl_cuda(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
+  max_pool_cuda(input, output, indices, in_channels_last(g, input));
+}
+
+void max_pool_backward_cl_cuda(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
+                               const PoolGeometry& g) {
+  max_pool_backward_cuda(grad_output, indices, grad_input, in_channels_last(g, grad_input));
+}
+
+void avg_pool_cl_cuda(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
+  avg_pool_cuda(input, output, in_channels_last(g, input));
+}
+
+void avg_pool_backward_cl_cuda(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
+  avg_pool_backward_cuda(grad_output, grad_input, in_channels_last(g, grad_input));
+}
+
 const bool registered = DeviceTable<PoolKernels>::set(
     c10::kCUDA, PoolKernels{&max_pool_cuda, &max_pool_backward_cuda, &avg_pool_cuda, &avg_pool_backward_cuda,
-                            &global_avg_pool_cuda, &global_avg_pool_backward_cuda, nullptr, nullptr, nullptr,
-                            nullptr});
+                            &global_avg_pool_cuda, &global_avg_pool_backward_cuda, &max_pool_cl_cuda,
+                            &max_pool_backward_cl_cuda, &avg_pool_cl_cuda, &avg_pool_backward_cl_cuda});
 
 }  // namespace
 
