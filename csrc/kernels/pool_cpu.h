@@ -130,6 +130,32 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
   if (O2 < kShortPoolRow) {  // window by window: the row passes cost more per row than per value
     T* dst = output + plane * g.out_numel();
     int64_t* dst_at = argmax != nullptr ? argmax + plane * g.out_numel() : nullptr;
+    if (s.windows.position != nullptr) {  // every window at once, tap by tap, through the call's table
+      const int64_t n = g.image_numel(), windows = s.windows.windows;
+      Acc* __restrict__ values = s.window_plane;
+      Acc* __restrict__ best = s.window_best;
+      Pos* __restrict__ best_at = s.window_at;
+      for (int64_t i = 0; i < n; ++i) values[i] = static_cast<Acc>(src[i]);
+      values[n] = lowest<Acc>();  // what a tap in the padding reads: it never takes
+      for (int64_t o = 0; o < windows; ++o) {
+        best[o] = lowest<Acc>();
+        best_at[o] = static_cast<Pos>(s.windows.first[o]);
+      }
+      for (int64_t k = 0; k < s.windows.taps; ++k) {  // taps in scan order, as max_pool_window
+        const int32_t* __restrict__ at = s.windows.position + k * windows;
+#pragma omp simd
+        for (int64_t o = 0; o < windows; ++o) {
+          const Acc v = values[at[o]], b = best[o];
+          const Pos current = best_at[o];
+          const bool take = (v > b) | (v != v);
+          best[o] = take ? v : b;
+          best_at[o] = take ? static_cast<Pos>(at[o]) : current;
+        }
+      }
+      for (int64_t o = 0; o < windows; ++o) dst[o] = static_cast<T>(best[o]);
+      for (int64_t o = 0; dst_at != nullptr && o < windows; ++o) dst_at[o] = best_at[o];
+      return;
+    }
     for (int64_t o0 = 0, o = 0; o0 < g.out[0]; ++o0) {
       for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
         for (int64_t o2 = 0; o2 < O2; ++o2, ++o) {

@@ -33,6 +33,11 @@ struct PlaneBuffers {
   bool stream;
   std::vector<Acc> out;
   std::vector<kernels::PlanePos<Acc>> out_at;
+  std::vector<int32_t> window_position, window_first;
+  kernels::WindowTable windows;
+  std::vector<Acc> window_values;  // the plane (and -inf: plane_values in all), then the windows' best values
+  std::vector<kernels::PlanePos<Acc>> window_at;
+  int64_t plane_values = 0;
   // with_columns: the average-pool gradient's columns and covering rows; stream: write the
   // output (output_bytes in all) by streaming stores.
   PlaneBuffers(const PoolGeometry& g, int64_t output_bytes, bool with_positions, bool with_columns = false)
@@ -40,8 +45,17 @@ struct PlaneBuffers {
         rows(std::max(g.image[0] * g.image[1] * g.out[2], g.image[2])), best(g.out[2]), factor(g.out[2]),
         line(phased.size), columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
         row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
-        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes) {
+        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes),
+        windows{0, 0, nullptr, nullptr} {
     kernels::avg_innermost_factors(g, factor.data());
+    if (with_positions && g.out[2] < kernels::kShortPoolRow) {  // max pooling's short rows
+      windows = kernels::WindowTable::build(g, window_position, window_first);
+      if (windows.position != nullptr) {
+        plane_values = g.image_numel() + 1;
+        window_values.resize(plane_values + windows.windows);
+        window_at.resize(windows.windows);
+      }
+    }
     if (stream) {
       out.resize(g.out_numel());
       if (with_positions) out_at.resize(g.out_numel());
@@ -49,7 +63,8 @@ struct PlaneBuffers {
   }
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
-            columns.data(), covering.data(), stream, out.data(), out_at.data()};
+            columns.data(), covering.data(), stream, out.data(), out_at.data(), windows,
+            window_values.data(), window_values.data() + plane_values, window_at.data()};
   }
 };
 
