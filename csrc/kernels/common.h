@@ -22,10 +22,11 @@ CONVOPS_HOST_DEVICE inline int64_t min64(int64_t a, int64_t b) { return a < b ? 
 CONVOPS_HOST_DEVICE inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // a / b and a % b, as C++ defines them, for the index math of the element functions. On the
-// GPU a 64-bit division is a long software routine (2-D max pooling's backward ran at a
-// quarter of torch's speed on it) and a 32-bit one a few instructions: operands that are
-// non-negative and fit in 32 bits, as every index of a tensor under 2^32 elements does,
-// take the short one. The host divides in 64 bits.
+// GPU a 64-bit division is a software routine of dozens of instructions and a 32-bit one a
+// few: operands that are non-negative and fit in 32 bits, as every index of a tensor under
+// 2^32 elements does, take the short one. (The kernels measured with it, pooling's
+// backwards, did not get faster: ncu shows them bound by latency at low occupancy.) The
+// host divides in 64 bits.
 CONVOPS_HOST_DEVICE inline int64_t divide(int64_t a, int64_t b) {
 #ifdef __CUDA_ARCH__
   if (((static_cast<uint64_t>(a) | static_cast<uint64_t>(b)) >> 32) == 0) {

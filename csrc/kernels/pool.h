@@ -156,9 +156,8 @@ CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeome
 }
 
 // Input element at memory index `index`: the sum of the output gradients whose argmax it is, over
-// the windows that hold it as a tap (found per dim as a range: two divisions, where a loop
-// over the taps took two per tap and ran 2-D max pooling's backward at a third of torch's
-// speed on the GPU).
+// the windows that hold it as a tap (found per dim as a range of windows: two divisions, not
+// two per tap).
 template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, const int64_t* argmax,
                                                          const PoolGeometry& g, int64_t index) {

@@ -46,8 +46,8 @@ template <typename T, typename Acc>
 __global__ void global_avg_pool_backward_kernel(const T* grad_out, T* grad_in, int64_t C, int64_t S, int64_t sn,
                                                 int64_t sc, int64_t ss, int64_t n) {
   CONVOPS_GRID_STRIDE(i, n) {
-    const int64_t p = kernels::divide(i, S), n = kernels::divide(p, C);
-    grad_in[n * sn + (p - n * C) * sc + (i - p * S) * ss] =
+    const int64_t p = kernels::divide(i, S), image = kernels::divide(p, C);
+    grad_in[image * sn + (p - image * C) * sc + (i - p * S) * ss] =
         static_cast<T>(kernels::global_avg_backward_element<T, Acc>(grad_out, S, i));
   }
 }
