@@ -369,6 +369,8 @@ def main(argv=None):
     if args.peak_memory_child:
         _peak_memory_child(*args.peak_memory_child)
         return
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is available to this torch")
     out = args.out or ("bench/results.json" if args.device == "cpu" else "bench/results_cuda.json")
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
