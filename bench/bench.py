@@ -249,9 +249,8 @@ def _peak_memory_child(case_name, side):
     torch.set_num_threads(1)
     name, ours, theirs, xs, ws, kwargs, _, _ = next(c for c in CONV_CASES if c[0] == case_name)
     fn = ours if side == "convops" else theirs
-    out_channels = ws[1] * kwargs.get("groups", 1) if "transpose" in name else ws[0]
     gen = torch.Generator().manual_seed(0)
-    x, w, b = torch.randn(xs, generator=gen), torch.randn(ws, generator=gen), torch.randn(out_channels, generator=gen)
+    x, w, b = _conv_inputs(gen, "cpu", name, xs, ws, kwargs)
     with torch.no_grad():  # one-time set-up (thread pools, oneDNN) on an input the size of the kernel
         fn(torch.randn(1, xs[1], *ws[2:], generator=gen), w, b, **kwargs)
     before = _reset_peak_rss_kb()

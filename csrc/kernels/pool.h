@@ -64,6 +64,15 @@ struct PoolGeometry {
     const int64_t s = start(d, o);
     return s >= 0 ? s : s + ceil_div(-s, dil[d]) * dil[d];
   }
+  // One past the last input position window o's span reaches along d, clipped to the input.
+  CONVOPS_HOST_DEVICE int64_t inside_end(int d, int64_t o) const {
+    return min64(start(d, o) + (kernel[d] - 1) * dil[d] + 1, image[d]);
+  }
+  // The in-plane position a max window starts from: its first tap inside the input along
+  // every dim (past the input, as torch's, for a window with no tap inside).
+  CONVOPS_HOST_DEVICE int64_t first_position(int64_t o0, int64_t o1, int64_t o2) const {
+    return (first_inside(0, o0) * image[1] + first_inside(1, o1)) * image[2] + first_inside(2, o2);
+  }
   // Whether windows span one position of the outer dims (0 and 1), output row i then being
   // a pass over input row i alone: always so in 1-D.
   CONVOPS_HOST_DEVICE bool outer_identity() const {
@@ -125,11 +134,9 @@ template <typename T, typename Acc>
 CONVOPS_HOST_DEVICE inline void max_pool_window(const T* plane, const PoolGeometry& g, int64_t o0, int64_t o1,
                                                 int64_t o2, T* out, int64_t* argmax) {
   const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
-  const int64_t e0 = min64(g.start(0, o0) + (g.kernel[0] - 1) * g.dil[0] + 1, g.image[0]);
-  const int64_t e1 = min64(g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] + 1, g.image[1]);
-  const int64_t e2 = min64(g.start(2, o2) + (g.kernel[2] - 1) * g.dil[2] + 1, g.image[2]);
+  const int64_t e0 = g.inside_end(0, o0), e1 = g.inside_end(1, o1), e2 = g.inside_end(2, o2);
   Acc best = lowest<Acc>();
-  int64_t best_at = (f0 * g.image[1] + f1) * g.image[2] + f2;
+  int64_t best_at = g.first_position(o0, o1, o2);
   for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
     for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
       for (int64_t x2 = f2; x2 < e2; x2 += g.dil[2]) {
@@ -282,24 +289,23 @@ struct PhasedRow {
 constexpr int64_t kWindowTableEntries = int64_t(1) << 12;  // windows * taps, and the plane's size
 
 struct WindowTable {
-  int64_t taps, windows;     // kernel[0] * kernel[1] * kernel[2]; out_numel()
+  // taps = kernel[0] * kernel[1] * kernel[2] per window, windows = out_numel():
   const int32_t* position;   // taps * windows, [k * windows + o]; null: no table
-  const int32_t* first;      // windows: the first inside position (max_pool_window's start)
+  const int32_t* first;      // windows: PoolGeometry::first_position
 #ifndef __CUDACC__
   // The table of g's windows in position and first, or none if the windows' taps or the
   // plane exceed kWindowTableEntries.
   static WindowTable build(const PoolGeometry& g, std::vector<int32_t>& position, std::vector<int32_t>& first) {
     const int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2], windows = g.out_numel();
     if (windows * taps > kWindowTableEntries || g.image_numel() > kWindowTableEntries) {
-      return {taps, windows, nullptr, nullptr};
+      return {nullptr, nullptr};
     }
     position.resize(windows * taps);
     first.resize(windows);
     for (int64_t o = 0; o < windows; ++o) {
       int64_t c[kMaxSpatial];
       split_index(o, g.out, c);
-      first[o] = static_cast<int32_t>((g.first_inside(0, c[0]) * g.image[1] + g.first_inside(1, c[1])) * g.image[2] +
-                                      g.first_inside(2, c[2]));
+      first[o] = static_cast<int32_t>(g.first_position(c[0], c[1], c[2]));
       int64_t k = 0;
       for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
         const int64_t x0 = g.start(0, c[0]) + k0 * g.dil[0];
@@ -315,7 +321,7 @@ struct WindowTable {
         }
       }
     }
-    return {taps, windows, position.data(), first.data()};
+    return {position.data(), first.data()};
   }
 #endif
 };
@@ -345,7 +351,7 @@ struct PoolScratch {
   PlanePos<Acc>* out_at;  // with stream and positions: its argmax
   WindowTable windows;    // max pooling of planes with short output rows, and with it:
   Acc* window_plane;      // the plane's values, then -inf (image_numel() + 1)
-  Acc* window_best;       // windows.windows values
+  Acc* window_best;       // out_numel() values
   PlanePos<Acc>* window_at;  // and positions
 };
 

@@ -46,14 +46,14 @@ struct PlaneBuffers {
         line(phased.size), columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
         row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes),
-        windows{0, 0, nullptr, nullptr} {
+        windows{nullptr, nullptr} {
     kernels::avg_innermost_factors(g, factor.data());
     if (with_positions && g.out[2] < kernels::kShortPoolRow) {  // max pooling's short rows
       windows = kernels::WindowTable::build(g, window_position, window_first);
       if (windows.position != nullptr) {
         plane_values = g.image_numel() + 1;
-        window_values.resize(plane_values + windows.windows);
-        window_at.resize(windows.windows);
+        window_values.resize(plane_values + g.out_numel());
+        window_at.resize(g.out_numel());
       }
     }
     if (stream) {
@@ -138,19 +138,17 @@ void avg_pool_backward_elements(const at::Tensor& grad_output, at::Tensor& grad_
   });
 }
 
-// Whether the plane forms can track a plane's positions (kernels::PlanePos) for this dtype.
-bool positions_fit(const at::Tensor& t, const PoolGeometry& g) {
-  const int64_t most = t.element_size() == 8 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int32_t>::max();
-  return g.image_numel() < most;
-}
-
 void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
-  if (use_element_engine() || !positions_fit(input, g)) {
+  if (use_element_engine()) {
     max_pool_elements(input, output, indices, g);
     return;
   }
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    if (g.image_numel() >= std::numeric_limits<kernels::PlanePos<acc_t>>::max()) {  // planes the forms cannot track
+      max_pool_elements(input, output, indices, g);
+      return;
+    }
     const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
