@@ -233,10 +233,12 @@ def test_depthwise_matches_torch(dtype, isa_engine):
     ((2, 6, 13, 12), (20, 3, 3, 2), (2, 3), 1, 1, 2),
     ((2, 3, 7, 8), (5, 3, 3, 3), 1, (3, 1), 1, 1),          # padding > dil * (K - 1): columns for the input gradient
     ((1, 2, 3), (3, 2, 3), 1, 2, 1, 1),                     # fewer positions than a block
+    ((2, 40, 9, 10), (80, 40, 3, 3), 1, 1, 1, 1),           # wider than 64 channels, 90 positions
 ])
 def test_direct_forms_match_torch(x_shape, w_shape, stride, padding, dilation, groups, isa_engine):
-    """Groups with few output channels run the direct forms (kernels/direct_conv.h): output
-    channels in vectors, blocks of positions in registers, the input gradient at unit stride
+    """Groups with few output channels (and wider ones with enough positions per image) run
+    the direct forms (kernels/direct_conv.h): output channels in vectors, blocks of positions
+    in registers, the input gradient at unit stride
     as the forward with each group's kernel transposed and flipped (vectorised over positions
     where the convolution has few input channels per group)."""
     conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
