@@ -156,16 +156,16 @@ def test_depthwise_gradcheck_and_gradgradcheck(config, isa_engine):
     assert gradgradcheck(fn, (x, w, b), **TIGHT)
 
 
-def _exactly_as_torch(ours, theirs, x_shape, w_shape, seed):
-    """ours(x, w, b) and theirs(x, w, b) on integer-valued float64 data: the same output and the
-    same gradients of x, w and b, bit for bit."""
+def _exactly_as_torch(ours, theirs, x_shape, w_shape, seed, dtype=torch.float64):
+    """ours(x, w, b) and theirs(x, w, b) on integer-valued data: the same output and the same
+    gradients of x, w and b, bit for bit."""
     gen = torch.Generator().manual_seed(seed)
-    tensors = [torch.randint(-4, 5, shape, generator=gen).double() for shape in (x_shape, w_shape, w_shape[:1])]
+    tensors = [torch.randint(-4, 5, shape, generator=gen).to(dtype) for shape in (x_shape, w_shape, w_shape[:1])]
     leaves = [t.clone().requires_grad_() for t in tensors]
     refs = [t.clone().requires_grad_() for t in tensors]
     out, ref = ours(*leaves), theirs(*refs)
     assert torch.equal(out, ref)
-    g = torch.randint(-4, 5, ref.shape, generator=gen).double()
+    g = torch.randint(-4, 5, ref.shape, generator=gen).to(dtype)
     out.backward(g)
     ref.backward(g)
     for mine, expected in zip(leaves, refs):
@@ -235,14 +235,17 @@ def test_depthwise_matches_torch(dtype, isa_engine):
     ((1, 2, 3), (3, 2, 3), 1, 2, 1, 1),                     # fewer positions than a block
     ((2, 40, 9, 10), (80, 40, 3, 3), 1, 1, 1, 1),           # wider than 64 channels, 90 positions
 ])
-def test_direct_forms_match_torch(x_shape, w_shape, stride, padding, dilation, groups, isa_engine):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_direct_forms_match_torch(x_shape, w_shape, stride, padding, dilation, groups, dtype, isa_engine):
     """Groups with few output channels (and wider ones with enough positions per image) run
     the direct forms (kernels/direct_conv.h): output channels in vectors, blocks of positions
-    in registers, the input gradient at unit stride
+    in registers, stored transposed in registers where the block allows (float and double
+    vectors hold different numbers of channels per store), the input gradient at unit stride
     as the forward with each group's kernel transposed and flipped (vectorised over positions
     where the convolution has few input channels per group)."""
     conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
             3: torch.nn.functional.conv3d}[len(x_shape) - 2]
     args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     ours = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(x_shape) - 2]
-    _exactly_as_torch(lambda *t: ours(*t, **args), lambda *t: conv(*t, **args), x_shape, w_shape, seed=11)
+    _exactly_as_torch(lambda *t: ours(*t, **args), lambda *t: conv(*t, **args), x_shape, w_shape, seed=11,
+                      dtype=dtype)

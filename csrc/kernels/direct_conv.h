@@ -55,6 +55,45 @@ inline void pad_planes(const T* image, int64_t planes, const ColumnGeometry& g, 
   for (int64_t c = 0; c < planes; ++c) pad_plane(image + c * g.image_numel(), g, layout, padded + c * taps.plane);
 }
 
+// One channel vector's sums at kP consecutive output positions (sums[p]), stored channel by
+// channel as rows of the first `count` (<= kP) values (channel c at out[c * L], for
+// c < channels). Transposed in
+// registers by log2(kP) rounds of interleaving, after which vector r holds channels
+// r * n/kP, r * n/kP + 1, ... in turn, each at its kP positions: lane by lane, these
+// stores took a tenth of LeNet's second convolution. kP: a power of two, at most n.
+template <typename T, int kP>
+inline void store_transposed(const Lanes<T>* sums, T* out, int64_t L, int64_t channels, int64_t count) {
+  constexpr int n = kLanes<T>, per = n / kP;
+  static_assert((kP & (kP - 1)) == 0 && kP <= n, "store_transposed: kP must be a power of two, at most n");
+  Lanes<T> a[kP];
+#pragma GCC unroll 16
+  for (int p = 0; p < kP; ++p) a[p] = sums[p];
+#pragma GCC unroll 4
+  for (int round = 1; round < kP; round *= 2) {
+    Lanes<T> b[kP];
+#pragma GCC unroll 16
+    for (int p = 0; p < kP / 2; ++p) {
+      b[2 * p] = interleaved_lanes<0, T>(a[p], a[p + kP / 2]);
+      b[2 * p + 1] = interleaved_lanes<1, T>(a[p], a[p + kP / 2]);
+    }
+#pragma GCC unroll 16
+    for (int p = 0; p < kP; ++p) a[p] = b[p];
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kP; ++r) {
+    T lanes[n];
+    store_lanes(lanes, a[r]);
+    for (int q = 0; q < per && r * per + q < channels; ++q) {
+      T* to = out + (r * per + q) * L;
+      if (count == kP) {
+        std::memcpy(to, lanes + q * kP, kP * sizeof(T));  // one vector move
+      } else {
+        std::memcpy(to, lanes + q * kP, count * sizeof(T));
+      }
+    }
+  }
+}
+
 // The sums of kBlocks channel vectors at kPositions consecutive output positions, position
 // p reading tap t at from[p][offset[t]]; the first `count` positions are stored at out
 // (channel c at out[c * L]), the others (repeats of the last, at a plane's end) dropped.
@@ -84,6 +123,13 @@ inline void forward_positions(const T* const* from, const T* weight, int64_t tap
 #pragma GCC unroll 16
       for (int j = 0; j < kBlocks; ++j) acc[j][p] = fused_multiply_add(w[j], value, acc[j][p]);
     }
+  }
+  if constexpr ((kPositions & (kPositions - 1)) == 0 && kPositions <= n) {
+#pragma GCC unroll 4
+    for (int j = 0; j < kBlocks; ++j) {
+      store_transposed<T, kPositions>(acc[j], out + j * n * L, L, channels - j * n, count);
+    }
+    return;
   }
   for (int j = 0; j < kBlocks; ++j) {
     for (int v = 0; v < n && j * n + v < channels; ++v) {
