@@ -55,32 +55,39 @@ inline void pad_planes(const T* image, int64_t planes, const ColumnGeometry& g, 
   for (int64_t c = 0; c < planes; ++c) pad_plane(image + c * g.image_numel(), g, layout, padded + c * taps.plane);
 }
 
+// R rows of n lanes (R a power of two, at most n) after log2(R) rounds of interleaving: a[r]
+// then holds lanes r * n/R, r * n/R + 1, ... of every row in turn (lane q * R + p of a[r] is
+// lane r * n/R + q of row p). With R == n, a transpose.
+template <typename T, int R>
+inline void interleave_rows(Lanes<T> (&a)[R]) {
+  static_assert((R & (R - 1)) == 0 && R <= kLanes<T>, "interleave_rows: R must be a power of two, at most n");
+#pragma GCC unroll 4
+  for (int round = 1; round < R; round *= 2) {
+    Lanes<T> b[R];
+#pragma GCC unroll 16
+    for (int p = 0; p < R / 2; ++p) {
+      b[2 * p] = interleaved_lanes<0, T>(a[p], a[p + R / 2]);
+      b[2 * p + 1] = interleaved_lanes<1, T>(a[p], a[p + R / 2]);
+    }
+#pragma GCC unroll 16
+    for (int p = 0; p < R; ++p) a[p] = b[p];
+  }
+}
+
 // One channel vector's sums at kP consecutive output positions (sums[p]), stored channel by
 // channel as rows of the first `count` (<= kP) values (channel c at out[c * L], for
-// c < channels). Transposed in
-// registers by log2(kP) rounds of interleaving, after which vector r holds channels
-// r * n/kP, r * n/kP + 1, ... in turn, each at its kP positions: lane by lane, these
-// stores took a tenth of LeNet's second convolution. kP: a power of two, at most n. Not
-// inlined: inlined, its registers pushed the sums of 2 and 3 channel vectors out to the stack
-// inside forward_positions' tap loop (conv3d 3x3x3 32ch: 0.85x -> 0.48x torch).
+// c < channels), transposed in registers (interleave_rows): lane by lane, these stores took
+// a tenth of LeNet's second convolution. kP: a power of two, at most n. Not inlined:
+// inlined, its registers pushed the sums of 2 and 3 channel vectors out to the stack inside
+// forward_positions' tap loop (conv3d 3x3x3 32ch: 0.85x -> 0.48x torch).
 template <typename T, int kP>
-__attribute__((noinline)) void store_transposed(const Lanes<T>* sums, T* out, int64_t L, int64_t channels, int64_t count) {
+__attribute__((noinline)) void store_transposed(const Lanes<T>* sums, T* out, int64_t L, int64_t channels,
+                                                int64_t count) {
   constexpr int n = kLanes<T>, per = n / kP;
-  static_assert((kP & (kP - 1)) == 0 && kP <= n, "store_transposed: kP must be a power of two, at most n");
   Lanes<T> a[kP];
 #pragma GCC unroll 16
   for (int p = 0; p < kP; ++p) a[p] = sums[p];
-#pragma GCC unroll 4
-  for (int round = 1; round < kP; round *= 2) {
-    Lanes<T> b[kP];
-#pragma GCC unroll 16
-    for (int p = 0; p < kP / 2; ++p) {
-      b[2 * p] = interleaved_lanes<0, T>(a[p], a[p + kP / 2]);
-      b[2 * p + 1] = interleaved_lanes<1, T>(a[p], a[p + kP / 2]);
-    }
-#pragma GCC unroll 16
-    for (int p = 0; p < kP; ++p) a[p] = b[p];
-  }
+  interleave_rows<T, kP>(a);
 #pragma GCC unroll 16
   for (int r = 0; r < kP; ++r) {
     T lanes[n];
@@ -93,6 +100,28 @@ __attribute__((noinline)) void store_transposed(const Lanes<T>* sums, T* out, in
         std::memcpy(to, lanes + q * kP, count * sizeof(T));
       }
     }
+  }
+}
+
+// Rows [0, rows) (rows <= n) of a matrix with R columns (row m at from + m * stride) as R
+// vectors of n lanes: lane m of vector r is from[m * stride + r], lanes past `rows` 0. The
+// packed layout of the forward's weights and of the weight gradient's output gradient;
+// n x n tiles transposed in registers (element by element, packing took a fifth of the
+// grouped bench's weight gradient).
+template <typename T>
+inline void pack_lanes(const T* from, int64_t stride, int64_t rows, int64_t R, T* to) {
+  constexpr int n = kLanes<T>;
+  int64_t r = 0;
+  for (; r + n <= R; r += n) {
+    Lanes<T> a[n];
+#pragma GCC unroll 16
+    for (int m = 0; m < n; ++m) a[m] = m < rows ? load_lanes(from + m * stride + r) : Lanes<T>{};
+    interleave_rows<T, n>(a);
+#pragma GCC unroll 16
+    for (int i = 0; i < n; ++i) store_lanes(to + (r + i) * n, a[i]);
+  }
+  for (; r < R; ++r) {
+    for (int m = 0; m < n; ++m) to[r * n + m] = m < rows ? from[m * stride + r] : T(0);
   }
 }
 
@@ -359,7 +388,7 @@ inline void direct_backward_weight_task(const T* padded, const T* grad_output, T
 
 template <typename T, typename Acc>
 DirectConvCpuKernels<T, Acc> direct_conv_cpu_kernels() {
-  return {kLanes<T>, kWeightTaps, &pad_planes<T>, &direct_forward_group<T, Acc>,
+  return {kLanes<T>, kWeightTaps, &pad_planes<T>, &pack_lanes<T>, &direct_forward_group<T, Acc>,
           &direct_backward_weight_task<T, Acc>, &few_channels_forward_group<T, Acc>};
 }
 

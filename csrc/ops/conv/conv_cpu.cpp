@@ -274,25 +274,18 @@ int64_t direct_lanes(const at::Tensor& t) {
 }
 
 // (G, M, R) -> (G, ceil(M / lanes), R, lanes), zero past M: the entries of M side by side,
-// a vector of `lanes` per (block, r). Plain loops: for LeNet's weights and bias, ATen's pad,
-// transpose and copy cost a tenth of the convolution. In tiles of kPackTile r's, so that the
-// vectors a tile writes stay in L1 while each of the M rows adds its lane (untiled, packing
-// the grouped bench's output gradient cost 40% of its weight gradient).
+// a vector of `lanes` per (block, r), by the direct forms' pack_lanes. For LeNet's weights and
+// bias, ATen's pad, transpose and copy cost a tenth of the convolution.
 template <typename T>
-std::vector<T> pack_lanes(const T* from, int64_t G, int64_t M, int64_t R, int64_t lanes) {
-  constexpr int64_t kPackTile = 64;
-  const int64_t blocks = kernels::ceil_div(M, lanes);
-  std::vector<T> packed(G * blocks * R * lanes);  // value-initialised: the lanes past M stay 0
-  at::parallel_for(0, G, grain_for(M * R), [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      for (int64_t r0 = 0; r0 < R; r0 += kPackTile) {
-        const int64_t r1 = std::min(R, r0 + kPackTile);
-        for (int64_t m = 0; m < M; ++m) {
-          T* to = packed.data() + (g * blocks + m / lanes) * R * lanes + m % lanes;
-          const T* row = from + (g * M + m) * R;
-          for (int64_t r = r0; r < r1; ++r) to[r * lanes] = row[r];
-        }
-      }
+at::Tensor pack_lanes(const kernels::DirectConvCpuKernels<T, T>& forms, const T* from, int64_t G, int64_t M,
+                      int64_t R) {
+  const int64_t lanes = forms.lanes, blocks = kernels::ceil_div(M, lanes);
+  auto packed = at::empty({G * blocks * R * lanes}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+  T* to = packed.template mutable_data_ptr<T>();
+  at::parallel_for(0, G * blocks, grain_for(lanes * R), [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t g = task / blocks, first = task % blocks * lanes;
+      forms.pack_lanes(from + (g * M + first) * R, R, std::min(lanes, M - first), R, to + task * R * lanes);
     }
   });
   return packed;
@@ -306,20 +299,19 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
     const auto& forms = direct_forms<scalar_t>();
     const int64_t C = input.size(1), O = output.size(1), Cg = C / groups, Og = O / groups;
     const kernels::PaddedTaps taps(g, Cg);
-    const int64_t X = g.image_numel(), L = g.cols_numel(), K = taps.offset.size(), lanes = forms.lanes;
-    const auto w = pack_lanes(weight.const_data_ptr<scalar_t>(), groups, Og, K, lanes);
-    const auto b = bias.defined() ? pack_lanes(bias.const_data_ptr<scalar_t>(), groups, Og, 1, lanes)
-                                  : std::vector<scalar_t>();
-    const int64_t w_group = w.size() / groups, b_group = b.size() / groups;
+    const int64_t X = g.image_numel(), L = g.cols_numel(), K = taps.offset.size();
+    const auto w = pack_lanes(forms, weight.const_data_ptr<scalar_t>(), groups, Og, K);
+    const auto b = bias.defined() ? pack_lanes(forms, bias.const_data_ptr<scalar_t>(), groups, Og, 1) : at::Tensor();
+    const int64_t w_group = w.numel() / groups, b_group = b.defined() ? b.numel() / groups : 0;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, input.size(0) * groups, 1, [&](int64_t begin, int64_t end) {
       const std::unique_ptr<scalar_t[]> padded(new scalar_t[taps.numel()]);  // forward_group fills it
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / groups, group = task % groups;
-        forms.forward_group(x + (n * C + group * Cg) * X, w.data() + group * w_group,
-                            b.empty() ? nullptr : b.data() + group * b_group, out + (n * O + group * Og) * L,
-                            padded.get(), g, taps, Og);
+        forms.forward_group(x + (n * C + group * Cg) * X, w.const_data_ptr<scalar_t>() + group * w_group,
+                            b.defined() ? b.const_data_ptr<scalar_t>() + group * b_group : nullptr,
+                            out + (n * O + group * Og) * L, padded.get(), g, taps, Og);
       }
     });
   });
@@ -390,7 +382,7 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv_backward_weight", [&] {
     const auto& forms = direct_forms<scalar_t>();
     const kernels::PaddedTaps taps(g, C / groups);
-    const auto dy = pack_lanes(grad_output.const_data_ptr<scalar_t>(), N * groups, Og, g.cols_numel(), forms.lanes);
+    const auto dy = pack_lanes(forms, grad_output.const_data_ptr<scalar_t>(), N * groups, Og, g.cols_numel());
     const std::unique_ptr<scalar_t[]> padded(new scalar_t[N * C * taps.plane]);  // pad_planes fills it
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
@@ -407,7 +399,7 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
     scalar_t* dw = grad_weight.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, vectors * kernels::ceil_div(tap_blocks, per_task), 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
-        forms.backward_weight_task(padded.get(), dy.data(), dw, g, taps, N, groups, Og, per_task, task);
+        forms.backward_weight_task(padded.get(), dy.const_data_ptr<scalar_t>(), dw, g, taps, N, groups, Og, per_task, task);
       }
     });
   });
