@@ -200,11 +200,16 @@ inline void forward_plane(const T* padded, const T* weight, const T* bias, T* ou
 }
 
 // One image's group: its Cg input planes (image) padded into `padded` (taps.numel()
-// values), then its Og output planes (out), kMaxBlocks channel vectors per pass.
+// values; without padding the planes are read where they are), then its Og output planes
+// (out), kMaxBlocks channel vectors per pass.
 template <typename T, typename Acc>
 inline void direct_forward_group(const T* image, const T* weight, const T* bias, T* out, T* padded,
                                  const ColumnGeometry& g, const PaddedTaps& taps, int64_t out_channels) {
-  pad_planes(image, taps.channels, g, taps, padded);
+  const T* planes = image;
+  if (!g.unpadded()) {
+    pad_planes(image, taps.channels, g, taps, padded);
+    planes = padded;
+  }
   constexpr int n = kLanes<T>;
   const int64_t blocks = ceil_div(out_channels, n), K = taps.offset.size(), L = g.cols_numel();
   for (int64_t j = 0; j < blocks;) {
@@ -213,13 +218,13 @@ inline void direct_forward_group(const T* image, const T* weight, const T* bias,
     const T* b = bias != nullptr ? bias + j * n : nullptr;
     T* o = out + j * n * L;
     if (now == 4) {
-      forward_plane<T, 4>(padded, w, b, o, g, taps, channels);
+      forward_plane<T, 4>(planes, w, b, o, g, taps, channels);
     } else if (now == 3) {
-      forward_plane<T, 3>(padded, w, b, o, g, taps, channels);
+      forward_plane<T, 3>(planes, w, b, o, g, taps, channels);
     } else if (now == 2) {
-      forward_plane<T, 2>(padded, w, b, o, g, taps, channels);
+      forward_plane<T, 2>(planes, w, b, o, g, taps, channels);
     } else {
-      forward_plane<T, 1>(padded, w, b, o, g, taps, channels);
+      forward_plane<T, 1>(planes, w, b, o, g, taps, channels);
     }
     j += now;
   }

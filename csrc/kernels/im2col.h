@@ -50,6 +50,7 @@ struct ColumnGeometry {
     return min64(cols[d], ceil_div(image[d] + pad[d] - k * dil[d], stride[d]));
   }
   CONVOPS_HOST_DEVICE bool unit_stride() const { return stride[0] == 1 && stride[1] == 1 && stride[2] == 1; }
+  CONVOPS_HOST_DEVICE bool unpadded() const { return pad[0] == 0 && pad[1] == 0 && pad[2] == 0; }
   // The image zero-padded on both sides of every dim, as the CPU's unit-stride depthwise form holds it.
   CONVOPS_HOST_DEVICE int64_t padded_numel() const {
     return (image[0] + 2 * pad[0]) * (image[1] + 2 * pad[1]) * (image[2] + 2 * pad[2]);

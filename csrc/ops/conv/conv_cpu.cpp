@@ -383,13 +383,17 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
     const auto& forms = direct_forms<scalar_t>();
     const kernels::PaddedTaps taps(g, C / groups);
     const auto dy = pack_lanes(forms, grad_output.const_data_ptr<scalar_t>(), N * groups, Og, g.cols_numel());
-    const std::unique_ptr<scalar_t[]> padded(new scalar_t[N * C * taps.plane]);  // pad_planes fills it
     const scalar_t* x = input.const_data_ptr<scalar_t>();
-    at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) {
-        forms.pad_planes(x + n * C * g.image_numel(), C, g, taps, padded.get() + n * C * taps.plane);
-      }
-    });
+    std::unique_ptr<scalar_t[]> padded;  // without padding, the input is its own padded copy
+    if (!g.unpadded()) {
+      padded.reset(new scalar_t[N * C * taps.plane]);  // pad_planes fills it
+      at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t n = begin; n < end; ++n) {
+          forms.pad_planes(x + n * C * g.image_numel(), C, g, taps, padded.get() + n * C * taps.plane);
+        }
+      });
+    }
+    const scalar_t* planes = padded ? padded.get() : x;
     // Tap blocks are cut into tasks only as far as the threads need: each task reads every
     // image's output gradient once.
     const int64_t vectors = groups * kernels::ceil_div(Og, forms.lanes);
@@ -399,7 +403,7 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
     scalar_t* dw = grad_weight.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, vectors * kernels::ceil_div(tap_blocks, per_task), 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
-        forms.backward_weight_task(padded.get(), dy.const_data_ptr<scalar_t>(), dw, g, taps, N, groups, Og, per_task, task);
+        forms.backward_weight_task(planes, dy.const_data_ptr<scalar_t>(), dw, g, taps, N, groups, Og, per_task, task);
       }
     });
   });
