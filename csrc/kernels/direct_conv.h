@@ -1,6 +1,7 @@
 // Direct convolution vectorised over output channels, CPU forms, torch-free: for groups
 // with few output channels (LeNet's 6->16, grouped and small 3-D convolutions), where
-// im2col's copy of the input costs more than the GEMM it feeds.
+// im2col's copy of the input costs more than the GEMM it feeds, and for wider groups whose
+// weights stay in cache, where an image's GEMM would be thin (3x3 256ch at 14x14).
 //
 //   forward      y[n, o, l]  = bias[o] + sum_{c, k} w[o, c, k] * x[n, c, l*stride - pad + k*dil]
 //   weight grad  dw[o, c, k] = sum_{n, l} dy[n, o, l] * x[n, c, l*stride - pad + k*dil]
@@ -21,6 +22,8 @@
 //                   channels j*n .. j*n+n-1, zero past Og; packed bias (G, ceil(Og/n)*n);
 //   packed dy       (N*G, ceil(Og/n), L, n), for the weight gradient;
 //   output          (Og, L) of the group; weight gradient (O, Cg*K).
+// pack_lanes builds the packed layouts; the forward stores its channel vectors transposed
+// in registers (store_transposed).
 //
 // Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
 #pragma once
@@ -106,7 +109,7 @@ __attribute__((noinline)) void store_transposed(const Lanes<T>* sums, T* out, in
 // Rows [0, rows) (rows <= n) of a matrix with R columns (row m at from + m * stride) as R
 // vectors of n lanes: lane m of vector r is from[m * stride + r], lanes past `rows` 0. The
 // packed layout of the forward's weights and of the weight gradient's output gradient;
-// n x n tiles transposed in registers (element by element, packing took a fifth of the
+// n x n tiles transposed in registers (element by element, packing took a sixth of the
 // grouped bench's weight gradient).
 template <typename T>
 inline void pack_lanes(const T* from, int64_t stride, int64_t rows, int64_t R, T* to) {
