@@ -1,6 +1,7 @@
 // Argument checks shared by every op family.
 #include "common.h"
 
+#include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
 #include <cstdlib>
@@ -43,6 +44,14 @@ void check_param(const char* op, const char* name, at::IntArrayRef v, size_t spa
 void pad_front(at::IntArrayRef v, int64_t fill, int64_t out[kernels::kMaxSpatial]) {
   const size_t front = kernels::kMaxSpatial - v.size();
   for (size_t i = 0; i < static_cast<size_t>(kernels::kMaxSpatial); ++i) out[i] = i >= front ? v[i - front] : fill;
+}
+
+at::Tensor cpu_scratch(CpuScratch slot, int64_t numel, at::ScalarType dtype) {
+  thread_local std::array<at::Tensor, static_cast<size_t>(CpuScratch::kCount)> buffers;
+  at::Tensor& buffer = buffers[static_cast<size_t>(slot)];
+  const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(dtype));
+  if (!buffer.defined() || buffer.numel() < bytes) buffer = at::empty({std::max<int64_t>(bytes, 1)}, at::kByte);
+  return buffer.narrow(0, 0, bytes).view(dtype);
 }
 
 at::MemoryFormat output_format(const at::Tensor& t) {

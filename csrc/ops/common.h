@@ -24,6 +24,14 @@ void check_param(const char* op, const char* name, at::IntArrayRef v, size_t spa
 // Copies the last `spatial` values of v into out[3], padding in front with `fill`.
 void pad_front(at::IntArrayRef v, int64_t fill, int64_t out[kernels::kMaxSpatial]);
 
+// This thread's CPU scratch buffer `slot`: `numel` values of `dtype`, kept by the thread
+// between calls (and grown as needed). A fresh multi-megabyte allocation pays a page fault
+// per 4 KiB on first touch, which cost as much as an im2col, and more than doubled the
+// direct weight gradient inside a training step. Contents undefined; one slot per buffer
+// a call holds at once.
+enum class CpuScratch { kColumns, kPackedGradient, kPaddedBatch, kCount };
+at::Tensor cpu_scratch(CpuScratch slot, int64_t numel, at::ScalarType dtype);
+
 // The memory format an op returns for a (N, C, *spatial) input: channels_last when the
 // input is laid out that way and not also contiguous, as torch's pooling does.
 at::MemoryFormat output_format(const at::Tensor& t);

@@ -228,20 +228,13 @@ at::Tensor folded_columns_of(const ConvProblem& p, const ColumnKernels& k, const
   return fold_batch(columns_of(p, k, x, buffer), b, p.groups, L);
 }
 
-// The column buffer of a batch chunk. On the CPU each thread keeps its buffer between
-// calls: a fresh multi-megabyte allocation pays a page fault per 4 KiB on first touch,
-// which cost as much as the im2col itself. (CUDA's caching allocator already reuses.)
+// The column buffer of a batch chunk: on the CPU, this thread's scratch (cpu_scratch); CUDA's
+// caching allocator already reuses.
 at::Tensor column_buffer(const ConvProblem& p, int64_t chunk, const at::Tensor& like, int64_t positions) {
   if (is_pointwise(p.g)) return at::Tensor();
   const std::vector<int64_t> sizes{chunk, p.column_rows(), positions};
   if (!like.is_cpu()) return at::empty(sizes, like.options());
-  thread_local at::Tensor workspace;
-  const int64_t numel = sizes[0] * sizes[1] * sizes[2];
-  const int64_t bytes = numel * static_cast<int64_t>(like.element_size());
-  if (!workspace.defined() || workspace.numel() < bytes) {
-    workspace = at::empty({std::max<int64_t>(bytes, 1)}, like.options().dtype(at::kByte));
-  }
-  return workspace.narrow(0, 0, bytes).view(like.scalar_type()).view(sizes);
+  return cpu_scratch(CpuScratch::kColumns, chunk * p.column_rows() * positions, like.scalar_type()).view(sizes);
 }
 
 // Threads that share this call's GEMMs: 1 inside a parallel region (see over_images).

@@ -274,13 +274,14 @@ int64_t direct_lanes(const at::Tensor& t) {
 }
 
 // (G, M, R) -> (G, ceil(M / lanes), R, lanes), zero past M: the entries of M side by side,
-// a vector of `lanes` per (block, r), by the direct forms' pack_lanes. For LeNet's weights and
-// bias, ATen's pad, transpose and copy cost a tenth of the convolution.
+// a vector of `lanes` per (block, r), by the direct forms' pack_lanes; into `packed` (that
+// many values) when given. For LeNet's weights and bias, ATen's pad, transpose and copy cost
+// a tenth of the convolution.
 template <typename T>
 at::Tensor pack_lanes(const kernels::DirectConvCpuKernels<T, T>& forms, const T* from, int64_t G, int64_t M,
-                      int64_t R) {
+                      int64_t R, at::Tensor packed = at::Tensor()) {
   const int64_t lanes = forms.lanes, blocks = kernels::ceil_div(M, lanes);
-  auto packed = at::empty({G * blocks * R * lanes}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+  if (!packed.defined()) packed = at::empty({G * blocks * R * lanes}, c10::CppTypeToScalarType<T>::value);
   T* to = packed.template mutable_data_ptr<T>();
   at::parallel_for(0, G * blocks, grain_for(lanes * R), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -382,18 +383,21 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv_backward_weight", [&] {
     const auto& forms = direct_forms<scalar_t>();
     const kernels::PaddedTaps taps(g, C / groups);
-    const auto dy = pack_lanes(forms, grad_output.const_data_ptr<scalar_t>(), N * groups, Og, g.cols_numel());
+    const int64_t L = g.cols_numel(), packed_numel = N * groups * kernels::ceil_div(Og, forms.lanes) * L * forms.lanes;
+    const auto dy = pack_lanes(forms, grad_output.const_data_ptr<scalar_t>(), N * groups, Og, L,
+                               cpu_scratch(CpuScratch::kPackedGradient, packed_numel, input.scalar_type()));
     const scalar_t* x = input.const_data_ptr<scalar_t>();
-    std::unique_ptr<scalar_t[]> padded;  // without padding, the input is its own padded copy
+    const scalar_t* planes = x;  // without padding, the input is its own padded copy
     if (!g.unpadded()) {
-      padded.reset(new scalar_t[N * C * taps.plane]);  // pad_planes fills it
+      scalar_t* padded = cpu_scratch(CpuScratch::kPaddedBatch, N * C * taps.plane, input.scalar_type())
+                             .mutable_data_ptr<scalar_t>();  // pad_planes fills it
       at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) {
-          forms.pad_planes(x + n * C * g.image_numel(), C, g, taps, padded.get() + n * C * taps.plane);
+          forms.pad_planes(x + n * C * g.image_numel(), C, g, taps, padded + n * C * taps.plane);
         }
       });
+      planes = padded;
     }
-    const scalar_t* planes = padded ? padded.get() : x;
     // Tap blocks are cut into tasks only as far as the threads need: each task reads every
     // image's output gradient once.
     const int64_t vectors = groups * kernels::ceil_div(Og, forms.lanes);
