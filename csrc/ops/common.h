@@ -29,7 +29,7 @@ void pad_front(at::IntArrayRef v, int64_t fill, int64_t out[kernels::kMaxSpatial
 // per 4 KiB on first touch, which cost as much as an im2col, and more than doubled the
 // direct weight gradient inside a training step. Contents undefined; one slot per buffer
 // a call holds at once.
-enum class CpuScratch { kColumns, kPackedGradient, kPaddedBatch, kCount };
+enum class CpuScratch { kColumns, kPackedGradient, kPaddedBatch, kPaddedImage, kCount };
 at::Tensor cpu_scratch(CpuScratch slot, int64_t numel, at::ScalarType dtype);
 
 // The memory format an op returns for a (N, C, *spatial) input: channels_last when the

@@ -307,12 +307,13 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, input.size(0) * groups, 1, [&](int64_t begin, int64_t end) {
-      const std::unique_ptr<scalar_t[]> padded(new scalar_t[taps.numel()]);  // forward_group fills it
+      scalar_t* padded = cpu_scratch(CpuScratch::kPaddedImage, taps.numel(), input.scalar_type())
+                             .mutable_data_ptr<scalar_t>();  // forward_group fills it
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / groups, group = task % groups;
         forms.forward_group(x + (n * C + group * Cg) * X, w.const_data_ptr<scalar_t>() + group * w_group,
                             b.defined() ? b.const_data_ptr<scalar_t>() + group * b_group : nullptr,
-                            out + (n * O + group * Og) * L, padded.get(), g, taps, Og);
+                            out + (n * O + group * Og) * L, padded, g, taps, Og);
       }
     });
   });
@@ -333,11 +334,12 @@ void run_few_channels_forward(const at::Tensor& input, const at::Tensor& weight,
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, input.size(0) * groups, 1, [&](int64_t begin, int64_t end) {
-      const std::unique_ptr<scalar_t[]> padded(new scalar_t[taps.numel() + forms.lanes]);  // filled per task
+      scalar_t* padded = cpu_scratch(CpuScratch::kPaddedImage, taps.numel() + forms.lanes, input.scalar_type())
+                             .mutable_data_ptr<scalar_t>();  // filled per task
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / groups, group = task % groups;
         forms.few_channels_forward_group(x + (n * C + group * Cg) * X, wp + group * Og * K,
-                                         out + (n * O + group * Og) * L, padded.get(), g, taps, Og);
+                                         out + (n * O + group * Og) * L, padded, g, taps, Og);
       }
     });
   });
