@@ -172,6 +172,16 @@ def _exactly_as_torch(ours, theirs, x_shape, w_shape, seed, dtype=torch.float64)
         assert torch.equal(mine.grad, expected.grad)
 
 
+def test_direct_forms_beyond_the_kept_scratch():
+    """The direct weight gradient pads the whole batch into this thread's scratch
+    (ops/common.h cpu_scratch), kept between calls up to 32 MiB; this batch's padded copy
+    (16 x 16 planes of 130 x 130 doubles, 33 MiB) is allocated for the call instead. Twice,
+    so a kept buffer from the first call would be visible in the second."""
+    for seed in (3, 4):
+        _exactly_as_torch(lambda *t: F.conv2d(*t, padding=1), lambda *t: torch.nn.functional.conv2d(*t, padding=1),
+                          (16, 16, 128, 128), (4, 16, 3, 3), seed=seed)
+
+
 @pytest.mark.parametrize("sizes,kernel,padding,dilation", [
     ((17,), (3,), (1,), (1,)),              # fused taps of width 3
     ((9, 12), (3, 5), (1, 2), (1, 1)),      # width 5

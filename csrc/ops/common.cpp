@@ -50,6 +50,7 @@ at::Tensor cpu_scratch(CpuScratch slot, int64_t numel, at::ScalarType dtype) {
   thread_local std::array<at::Tensor, static_cast<size_t>(CpuScratch::kCount)> buffers;
   at::Tensor& buffer = buffers[static_cast<size_t>(slot)];
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(dtype));
+  if (bytes > kKeptScratchBytes) return at::empty({numel}, dtype);
   if (!buffer.defined() || buffer.numel() < bytes) buffer = at::empty({std::max<int64_t>(bytes, 1)}, at::kByte);
   return buffer.narrow(0, 0, bytes).view(dtype);
 }

@@ -25,11 +25,13 @@ void check_param(const char* op, const char* name, at::IntArrayRef v, size_t spa
 void pad_front(at::IntArrayRef v, int64_t fill, int64_t out[kernels::kMaxSpatial]);
 
 // This thread's CPU scratch buffer `slot`: `numel` values of `dtype`, kept by the thread
-// between calls (and grown as needed). A fresh multi-megabyte allocation pays a page fault
-// per 4 KiB on first touch, which cost as much as an im2col, and more than doubled the
-// direct weight gradient inside a training step. Contents undefined; one slot per buffer
-// a call holds at once.
+// between calls (and grown as needed) up to kKeptScratchBytes; larger ones are allocated
+// per call, so that one huge call does not hold its memory for the thread's lifetime. A
+// fresh multi-megabyte allocation pays a page fault per 4 KiB on first touch, which cost
+// as much as an im2col, and more than doubled the direct weight gradient inside a training
+// step. Contents undefined; one slot per buffer a call holds at once.
 enum class CpuScratch { kColumns, kPackedGradient, kPaddedBatch, kPaddedImage, kCount };
+constexpr int64_t kKeptScratchBytes = int64_t(32) << 20;
 at::Tensor cpu_scratch(CpuScratch slot, int64_t numel, at::ScalarType dtype);
 
 // The memory format an op returns for a (N, C, *spatial) input: channels_last when the

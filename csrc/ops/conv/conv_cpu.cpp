@@ -307,8 +307,8 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, input.size(0) * groups, 1, [&](int64_t begin, int64_t end) {
-      scalar_t* padded = cpu_scratch(CpuScratch::kPaddedImage, taps.numel(), input.scalar_type())
-                             .mutable_data_ptr<scalar_t>();  // forward_group fills it
+      const auto scratch = cpu_scratch(CpuScratch::kPaddedImage, taps.numel(), input.scalar_type());
+      scalar_t* padded = scratch.mutable_data_ptr<scalar_t>();  // forward_group fills it
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / groups, group = task % groups;
         forms.forward_group(x + (n * C + group * Cg) * X, w.const_data_ptr<scalar_t>() + group * w_group,
@@ -334,8 +334,8 @@ void run_few_channels_forward(const at::Tensor& input, const at::Tensor& weight,
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, input.size(0) * groups, 1, [&](int64_t begin, int64_t end) {
-      scalar_t* padded = cpu_scratch(CpuScratch::kPaddedImage, taps.numel() + forms.lanes, input.scalar_type())
-                             .mutable_data_ptr<scalar_t>();  // filled per task
+      const auto scratch = cpu_scratch(CpuScratch::kPaddedImage, taps.numel() + forms.lanes, input.scalar_type());
+      scalar_t* padded = scratch.mutable_data_ptr<scalar_t>();  // filled per task
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / groups, group = task % groups;
         forms.few_channels_forward_group(x + (n * C + group * Cg) * X, wp + group * Og * K,
@@ -390,9 +390,10 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
                                cpu_scratch(CpuScratch::kPackedGradient, packed_numel, input.scalar_type()));
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     const scalar_t* planes = x;  // without padding, the input is its own padded copy
+    at::Tensor scratch;          // holds the padded batch (a fresh tensor above the kept size)
     if (!g.unpadded()) {
-      scalar_t* padded = cpu_scratch(CpuScratch::kPaddedBatch, N * C * taps.plane, input.scalar_type())
-                             .mutable_data_ptr<scalar_t>();  // pad_planes fills it
+      scratch = cpu_scratch(CpuScratch::kPaddedBatch, N * C * taps.plane, input.scalar_type());
+      scalar_t* padded = scratch.mutable_data_ptr<scalar_t>();  // pad_planes fills it
       at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) {
           forms.pad_planes(x + n * C * g.image_numel(), C, g, taps, padded + n * C * taps.plane);
