@@ -58,12 +58,16 @@ inline void pad_planes(const T* image, int64_t planes, const ColumnGeometry& g, 
   for (int64_t c = 0; c < planes; ++c) pad_plane(image + c * g.image_numel(), g, layout, padded + c * taps.plane);
 }
 
-// R rows of n lanes (R a power of two, at most n) after log2(R) rounds of interleaving: a[r]
+// Whether interleave_rows takes R rows of T: R a power of two, at most a vector's lanes.
+template <typename T>
+constexpr bool interleavable(int R) { return (R & (R - 1)) == 0 && R <= kLanes<T>; }
+
+// R rows of n lanes (interleavable) after log2(R) rounds of interleaving: a[r]
 // then holds lanes r * n/R, r * n/R + 1, ... of every row in turn (lane q * R + p of a[r] is
 // lane r * n/R + q of row p). With R == n, a transpose.
 template <typename T, int R>
 inline void interleave_rows(Lanes<T> (&a)[R]) {
-  static_assert((R & (R - 1)) == 0 && R <= kLanes<T>, "interleave_rows: R must be a power of two, at most n");
+  static_assert(interleavable<T>(R), "interleave_rows: R must be a power of two, at most n");
 #pragma GCC unroll 4
   for (int round = 1; round < R; round *= 2) {
     Lanes<T> b[R];
@@ -158,7 +162,7 @@ inline void forward_positions(const T* const* from, const T* weight, int64_t tap
       for (int j = 0; j < kBlocks; ++j) acc[j][p] = fused_multiply_add(w[j], value, acc[j][p]);
     }
   }
-  if constexpr ((kPositions & (kPositions - 1)) == 0 && kPositions <= n) {
+  if constexpr (interleavable<T>(kPositions)) {
 #pragma GCC unroll 4
     for (int j = 0; j < kBlocks; ++j) {
       store_transposed<T, kPositions>(acc[j], out + j * n * L, L, channels - j * n, count);

@@ -263,9 +263,10 @@ bool suits_direct(const at::Tensor& t, const ColumnGeometry& g, int64_t out_per_
 // The direct forward (also the input gradient as one) of a group of out_per_group output
 // channels and weight_numel weights, over g's output positions.
 bool suits_direct_forward(const at::Tensor& t, const ColumnGeometry& g, int64_t out_per_group, int64_t weight_numel) {
-  if (suits_direct(t, g, out_per_group)) return true;
+  if (!suits_direct(t, g, out_per_group, out_per_group)) return false;  // the engine, dtype and kernel
+  if (out_per_group <= kDirectMaxChannels) return true;
   const bool cached_weight = weight_numel * static_cast<int64_t>(t.element_size()) <= kDirectWeightBytes;
-  return cached_weight && g.cols_numel() >= kDirectMinPositions && suits_direct(t, g, out_per_group, out_per_group);
+  return cached_weight && g.cols_numel() >= kDirectMinPositions;
 }
 
 // Output channels per vector of the direct forms this call runs.
@@ -274,14 +275,15 @@ int64_t direct_lanes(const at::Tensor& t) {
 }
 
 // (G, M, R) -> (G, ceil(M / lanes), R, lanes), zero past M: the entries of M side by side,
-// a vector of `lanes` per (block, r), by the direct forms' pack_lanes; into `packed` (that
-// many values) when given. For LeNet's weights and bias, ATen's pad, transpose and copy cost
-// a tenth of the convolution.
+// a vector of `lanes` per (block, r), by the direct forms' pack_lanes; into this thread's
+// scratch `slot` when given (large ones), else a fresh tensor. For LeNet's weights and bias,
+// ATen's pad, transpose and copy cost a tenth of the convolution.
 template <typename T>
 at::Tensor pack_lanes(const kernels::DirectConvCpuKernels<T, T>& forms, const T* from, int64_t G, int64_t M,
-                      int64_t R, at::Tensor packed = at::Tensor()) {
-  const int64_t lanes = forms.lanes, blocks = kernels::ceil_div(M, lanes);
-  if (!packed.defined()) packed = at::empty({G * blocks * R * lanes}, c10::CppTypeToScalarType<T>::value);
+                      int64_t R, std::optional<CpuScratch> slot = std::nullopt) {
+  const int64_t lanes = forms.lanes, blocks = kernels::ceil_div(M, lanes), numel = G * blocks * R * lanes;
+  constexpr auto dtype = c10::CppTypeToScalarType<T>::value;
+  const auto packed = slot ? cpu_scratch(*slot, numel, dtype) : at::empty({numel}, dtype);
   T* to = packed.template mutable_data_ptr<T>();
   at::parallel_for(0, G * blocks, grain_for(lanes * R), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -303,6 +305,8 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
     const int64_t X = g.image_numel(), L = g.cols_numel(), K = taps.offset.size();
     const auto w = pack_lanes(forms, weight.const_data_ptr<scalar_t>(), groups, Og, K);
     const auto b = bias.defined() ? pack_lanes(forms, bias.const_data_ptr<scalar_t>(), groups, Og, 1) : at::Tensor();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     const int64_t w_group = w.numel() / groups, b_group = b.defined() ? b.numel() / groups : 0;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
@@ -311,9 +315,9 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
       scalar_t* padded = scratch.mutable_data_ptr<scalar_t>();  // forward_group fills it
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / groups, group = task % groups;
-        forms.forward_group(x + (n * C + group * Cg) * X, w.const_data_ptr<scalar_t>() + group * w_group,
-                            b.defined() ? b.const_data_ptr<scalar_t>() + group * b_group : nullptr,
-                            out + (n * O + group * Og) * L, padded, g, taps, Og);
+        forms.forward_group(x + (n * C + group * Cg) * X, wp + group * w_group,
+                            bp != nullptr ? bp + group * b_group : nullptr, out + (n * O + group * Og) * L, padded,
+                            g, taps, Og);
       }
     });
   });
@@ -385,9 +389,8 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv_backward_weight", [&] {
     const auto& forms = direct_forms<scalar_t>();
     const kernels::PaddedTaps taps(g, C / groups);
-    const int64_t L = g.cols_numel(), packed_numel = N * groups * kernels::ceil_div(Og, forms.lanes) * L * forms.lanes;
-    const auto dy = pack_lanes(forms, grad_output.const_data_ptr<scalar_t>(), N * groups, Og, L,
-                               cpu_scratch(CpuScratch::kPackedGradient, packed_numel, input.scalar_type()));
+    const auto dy = pack_lanes(forms, grad_output.const_data_ptr<scalar_t>(), N * groups, Og, g.cols_numel(),
+                               CpuScratch::kPackedGradient);
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     const scalar_t* planes = x;  // without padding, the input is its own padded copy
     at::Tensor scratch;          // holds the padded batch (a fresh tensor above the kept size)

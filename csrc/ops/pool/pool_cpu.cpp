@@ -82,8 +82,14 @@ Acc* scratch_or_null(std::vector<Acc>& scratch) { return scratch.empty() ? nullp
 int64_t planes_of(const at::Tensor& t, int64_t plane_numel) { return t.numel() / plane_numel; }
 
 // The element forms (what the GPU runs), over the tensors' memory order: (B*C, *plane), or
-// channels_last where g.cl_channels says so.
-int64_t element_grain(const PoolGeometry& g) { return grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]); }
+// channels_last where g.cl_channels says so. body(i) for every element i < count, in
+// parallel chunks sized by the window's taps.
+template <typename Body>
+void for_each_element(int64_t count, const PoolGeometry& g, Body&& body) {
+  at::parallel_for(0, count, grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) body(i);
+  });
+}
 
 void max_pool_elements(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
@@ -91,10 +97,8 @@ void max_pool_elements(const at::Tensor& input, at::Tensor& output, at::Tensor& 
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
-    at::parallel_for(0, output.numel(), element_grain(g), [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
-      }
+    for_each_element(output.numel(), g, [&](int64_t i) {
+      kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
     });
   });
 }
@@ -106,10 +110,8 @@ void max_pool_backward_elements(const at::Tensor& grad_output, const at::Tensor&
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     const int64_t* at_ = indices.const_data_ptr<int64_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, grad_input.numel(), element_grain(g), [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t>(go, at_, g, i));
-      }
+    for_each_element(grad_input.numel(), g, [&](int64_t i) {
+      gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t>(go, at_, g, i));
     });
   });
 }
@@ -119,8 +121,8 @@ void avg_pool_elements(const at::Tensor& input, at::Tensor& output, const PoolGe
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, output.numel(), element_grain(g), [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::avg_pool_element<scalar_t, acc_t>(in, g, i));
+    for_each_element(output.numel(), g, [&](int64_t i) {
+      out[i] = static_cast<scalar_t>(kernels::avg_pool_element<scalar_t, acc_t>(in, g, i));
     });
   });
 }
@@ -130,10 +132,8 @@ void avg_pool_backward_elements(const at::Tensor& grad_output, at::Tensor& grad_
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, grad_input.numel(), element_grain(g), [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        gi[i] = static_cast<scalar_t>(kernels::avg_pool_backward_element<scalar_t, acc_t>(go, g, i));
-      }
+    for_each_element(grad_input.numel(), g, [&](int64_t i) {
+      gi[i] = static_cast<scalar_t>(kernels::avg_pool_backward_element<scalar_t, acc_t>(go, g, i));
     });
   });
 }
