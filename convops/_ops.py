@@ -62,10 +62,11 @@ def _(input, weight, bias, stride, padding, output_padding, dilation, groups):
 
 
 @torch.library.register_fake("convops::max_pool")
-def _(input, kernel_size, stride, padding, dilation, ceil_mode, with_indices=True):
+def _(input, kernel_size, stride, padding, dilation, ceil_mode, with_indices=True, tap_indices=False):
     sizes = (*input.shape[:2], *pool_output_sizes(input.shape[2:], kernel_size, stride, padding, dilation, ceil_mode))
     fmt = memory_format_of(input)
-    indices = (input.new_empty(sizes, dtype=torch.int64).contiguous(memory_format=fmt) if with_indices
+    code = torch.uint8 if tap_indices else torch.int64
+    indices = (input.new_empty(sizes, dtype=code).contiguous(memory_format=fmt) if with_indices
                else input.new_empty((0,), dtype=torch.int64))
     return input.new_empty(sizes).contiguous(memory_format=fmt), indices
 
@@ -198,13 +199,14 @@ def _col2im_backward(ctx, grad):
 
 
 def _max_pool_setup(ctx, inputs, output):
-    input, kernel_size, stride, padding, dilation, ceil_mode, *with_indices = inputs
+    input, kernel_size, stride, padding, dilation, ceil_mode, *flags = inputs
     ctx.mark_non_differentiable(output[1])
     # The indices never get a gradient: left unmaterialised, autograd does not fill a zero
     # tensor of their size for every backward.
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(output[1])
-    ctx.with_indices = with_indices[0] if with_indices else True
+    ctx.with_indices = flags[0] if flags else True
+    ctx.inputs = len(inputs)
     ctx.input_size = list(input.shape)
     ctx.args = (kernel_size, stride, padding, dilation, ceil_mode)
 
@@ -213,21 +215,47 @@ def _max_pool_backward(ctx, grad, _grad_indices):
     if not ctx.with_indices:
         raise RuntimeError("convops::max_pool: called with with_indices=False, so it has no gradient; "
                            "call it with with_indices=True to differentiate it")
+    nones = (None,) * (ctx.inputs - 1)
     if grad is None:  # no gradient reached the output (gradcheck tries that case)
-        return (None,) * 7
+        return (None, *nones)
     (indices,) = ctx.saved_tensors
-    return ops.max_pool_backward(grad, indices, ctx.input_size, *ctx.args), None, None, None, None, None, None
+    return (ops.max_pool_backward(grad, indices, ctx.input_size, *ctx.args), *nones)
 
 
 def _max_pool_backward_setup(ctx, inputs, output):
-    grad_output, indices, *_ = inputs
+    grad_output, indices, input_size, kernel_size, stride, padding, dilation, ceil_mode = inputs
     ctx.save_for_backward(indices)
+    ctx.window = (input_size, kernel_size, stride, padding, dilation)
+
+
+def _tap_positions(taps, input_size, kernel_size, stride, padding, dilation):
+    """In-plane positions of tap_indices codes (csrc/kernels/pool.h): window o's tap k lies at
+    o*stride - padding + k*dilation along each dim, k row-major over the kernel. Windows with no
+    tap inside (255) come back as position 0, and a mask that is False for them."""
+    spatial, d = input_size[2:], len(input_size) - 2
+    code = taps.long()
+    inside = code < prod(kernel_size)
+    position = torch.zeros_like(code)
+    plane_stride = 1
+    for i in reversed(range(d)):  # innermost dim first: k = (k0 * K1 + k1) * K2 + k2
+        tap = code % kernel_size[i]
+        code = code // kernel_size[i]
+        shape = [1] * taps.dim()
+        shape[2 + i] = taps.shape[2 + i]
+        origin = (torch.arange(taps.shape[2 + i], device=taps.device) * stride[i] - padding[i]).view(shape)
+        position += (origin + tap * dilation[i]) * plane_stride
+        plane_stride *= spatial[i]
+    return torch.where(inside, position, 0), inside
 
 
 def _max_pool_backward_backward(ctx, grad):
     # max_pool_backward routes each output gradient to its argmax: its adjoint reads them back.
     (indices,) = ctx.saved_tensors
-    picked = grad.flatten(2).gather(2, indices.flatten(2)).view(indices.shape)
+    if indices.dtype == torch.uint8:
+        positions, inside = _tap_positions(indices, *ctx.window)
+        picked = grad.flatten(2).gather(2, positions.flatten(2)).view(indices.shape) * inside
+    else:
+        picked = grad.flatten(2).gather(2, indices.flatten(2)).view(indices.shape)
     return picked, None, None, None, None, None, None, None
 
 

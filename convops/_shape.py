@@ -45,6 +45,11 @@ def conv_transpose_output_sizes(sizes, kernel, stride, padding, output_padding, 
     return [conv_transpose_output_size(*args) for args in zip(sizes, kernel, stride, padding, output_padding, dilation)]
 
 
+# The largest max-pool window whose argmax the ops can save as a tap number (tap_indices:
+# uint8, 255 meaning "no tap inside"): csrc/kernels/pool.h, kMaxCodedTaps.
+MAX_CODED_TAPS = 255
+
+
 def prod(values) -> int:
     return math.prod(values)
 

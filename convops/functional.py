@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as _torch_F
 
 from . import _ops  # noqa: F401  (registrations)
-from ._shape import check_at_least, ntuple, pool_output_sizes
+from ._shape import MAX_CODED_TAPS, check_at_least, ntuple, pool_output_sizes, prod
 
 __all__ = ["conv", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
            "unfold", "fold", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
@@ -251,9 +251,12 @@ def _max_poolnd(op, spatial, input, kernel_size, stride, padding, dilation, ceil
     input, unbatched = _check_pool_input(input, spatial, op)
     window = _pool_window(op, spatial, kernel_size, stride, padding, dilation)
     _check_pool_output(op, input, window, ceil_mode)
-    # the argmax is only needed for the gradient or when asked for
-    with_indices = bool(return_indices) or (torch.is_grad_enabled() and input.requires_grad)
-    out, indices = _ops_ns.max_pool(input, *window, bool(ceil_mode), with_indices)
+    # The argmax is only needed for the gradient or when asked for; for the gradient alone,
+    # as each window's winning tap (uint8, an eighth of torch's int64 positions' bytes).
+    for_gradient = torch.is_grad_enabled() and input.requires_grad and not return_indices
+    with_indices = bool(return_indices) or for_gradient
+    tap_indices = for_gradient and prod(window[0]) <= MAX_CODED_TAPS
+    out, indices = _ops_ns.max_pool(input, *window, bool(ceil_mode), with_indices, tap_indices)
     if unbatched:
         out, indices = out.squeeze(0), indices.squeeze(0)
     return (out, indices) if return_indices else out

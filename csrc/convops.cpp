@@ -18,10 +18,13 @@ TORCH_LIBRARY(convops, m) {
         "int[] output_padding, int[] dilation, int groups) -> Tensor");
 
   // Pooling family. Tensors are (N, C, *spatial), 1 to 3 spatial dims; max-pool indices
-  // are flat positions inside each input plane, as torch's.
-  // with_indices=False (inference) skips the argmax and returns an empty indices tensor.
+  // are flat positions inside each input plane (int64), as torch's.
+  // with_indices=False (inference) skips the argmax and returns an empty indices tensor;
+  // tap_indices=True returns it as each window's winning tap instead (uint8, row-major over
+  // the kernel, 255 for a window with no tap inside; kernels of at most 255 taps): what
+  // autograd saves when the indices are not asked for. max_pool_backward reads either.
   m.def("max_pool(Tensor input, int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode, "
-        "bool with_indices=True) -> (Tensor, Tensor)");
+        "bool with_indices=True, bool tap_indices=False) -> (Tensor, Tensor)");
   m.def("max_pool_backward(Tensor grad_output, Tensor indices, int[] input_size, int[] kernel_size, int[] stride, "
         "int[] padding, int[] dilation, bool ceil_mode) -> Tensor");
   m.def("avg_pool(Tensor input, int[] kernel_size, int[] stride, int[] padding, bool ceil_mode, "

@@ -48,6 +48,19 @@ def same(a, b):
     torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
 
 
+def same_max_pool(ours_fn, theirs, x, layout, device="cpu"):
+    """ours_fn(t, return_indices) against torch's (output, indices, gradient): with the indices
+    asked for (torch's int64 positions), and without (autograd then saves each window's
+    winning tap, uint8): values and gradients alike."""
+    with_positions = forward_backward(lambda t: ours_fn(t, True), x, layout, True, device)
+    with_taps = forward_backward(lambda t: ours_fn(t, False), x, layout, False, device)
+    for a, b in zip(with_positions, theirs):
+        same(a, b)
+    same(with_taps[0], theirs[0])
+    same(with_taps[2], theirs[2])
+    return with_positions
+
+
 def has_window_outside(p):
     """A max window with no tap inside the input (a dilation stepping over a small input): torch's
     gradient for it lands on an unrelated input; convops' reaches none (test_pool_semantics)."""
@@ -70,12 +83,10 @@ def test_max_pool_matches_torch(engine):
         assume(not has_window_outside(p))
         x = pool_input(p)
         stride = None if p["stride_none"] else p["stride"]
-        args = (p["kernel"], stride, p["padding"], p["dilation"], p["ceil_mode"], True)
-        ours = forward_backward(lambda t: OURS_MAX[p["spatial"]](t, *args), x, p["layout"], True,
-                                engine_device(engine))
-        theirs = forward_backward(lambda t: TORCH_MAX[p["spatial"]](t, *args), x, "contiguous", True)
-        for a, b in zip(ours, theirs):
-            same(a, b)
+        args = (p["kernel"], stride, p["padding"], p["dilation"], p["ceil_mode"])
+        theirs = forward_backward(lambda t: TORCH_MAX[p["spatial"]](t, *args, True), x, "contiguous", True)
+        ours = same_max_pool(lambda t, indices: OURS_MAX[p["spatial"]](t, *args, indices), theirs, x, p["layout"],
+                             engine_device(engine))
         if p["layout"] == "channels_last" and p["spatial"] >= 2 and not p["unbatched"] and x.numel():
             fmt = torch.channels_last if p["spatial"] == 2 else torch.channels_last_3d
             assert ours[0].is_contiguous(memory_format=fmt) and ours[1].is_contiguous(memory_format=fmt)
@@ -89,18 +100,19 @@ def test_max_pool_matches_torch(engine):
     ((9, 11), (2, 2), (2, 2), (0, 0), (1, 1), True),          # 6 per row: window by window
     ((4, 5, 30), (2, 3, 3), (1, 2, 1), (1, 1, 1), (2, 1, 1), True),
     ((4, 5, 9), (2, 3, 3), (1, 2, 2), (1, 1, 1), (2, 1, 1), False),
+    ((300, 14), (3, 2), (2, 2), (1, 1), (1, 2), False),       # short rows of a plane past the window table
+    ((2, 40), (1, 3), (1, 2), (0, 1), (1, 1), True),          # 1-D pooling in 2-D: one pass per output row
 ])
 @pytest.mark.parametrize("specials", ["nan", "ties", "inf"])
 def test_max_pool_row_forms_match_torch(sizes, kernel, stride, padding, dilation, ceil_mode, specials, isa_engine):
     """The CPU plane form pools long output rows by phased row passes and short ones window by
-    window (kernels/pool_cpu.h, kShortPoolRow); both against torch, values, indices, gradients."""
+    window, through a table of the call's windows or (larger planes) one by one (kernels/pool_cpu.h,
+    kShortPoolRow); all against torch, values, indices, gradients (from either argmax code)."""
     p = dict(batch=2, channels=3, sizes=sizes, unbatched=False, dtype=torch.float32, specials=specials)
     x = pool_input(p)
-    args = (kernel, stride, padding, dilation, ceil_mode, True)
-    ours = forward_backward(lambda t: OURS_MAX[len(sizes)](t, *args), x, "contiguous", True)
-    theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args), x, "contiguous", True)
-    for a, b in zip(ours, theirs):
-        same(a, b)
+    args = (kernel, stride, padding, dilation, ceil_mode)
+    theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args, True), x, "contiguous", True)
+    same_max_pool(lambda t, indices: OURS_MAX[len(sizes)](t, *args, indices), theirs, x, "contiguous")
 
 
 @pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
@@ -116,12 +128,10 @@ def test_channels_last_pooling_matches_torch(engine, sizes, kernel, stride, padd
     x = pool_input(p)
     fmt = torch.channels_last if len(sizes) == 2 else torch.channels_last_3d
     with cpu_engine(engine):
-        args = (kernel, stride, padding, dilation, True, True)
-        ours = forward_backward(lambda t: OURS_MAX[len(sizes)](t, *args), x, "channels_last", True,
-                                engine_device(engine))
-        theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args), x, "contiguous", True)
-        for a, b in zip(ours, theirs):
-            same(a, b)
+        args = (kernel, stride, padding, dilation, True)
+        theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args, True), x, "contiguous", True)
+        same_max_pool(lambda t, indices: OURS_MAX[len(sizes)](t, *args, indices), theirs, x, "channels_last",
+                      engine_device(engine))
         for include_pad in (True, False):
             avg = lambda t, f: f[len(sizes)](t, kernel, stride, padding, True, include_pad)  # noqa: E731
             ours = forward_backward(lambda t: avg(t, OURS_AVG), x, "channels_last", device=engine_device(engine))

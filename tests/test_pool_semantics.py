@@ -114,6 +114,22 @@ def test_window_with_no_tap_inside_gets_minus_infinity_and_passes_no_gradient(en
         assert torch.isinf(out).all()
         out.backward(torch.ones_like(out))
         assert torch.equal(leaf.grad.cpu(), torch.zeros_like(x))
+        leaf.grad = None
+        F.max_pool2d(leaf, kernel, 1, (0, 1), dilation=(1, 3)).sum().backward()  # the tap code's kNoTap
+        assert torch.equal(leaf.grad.cpu(), torch.zeros_like(x))
+
+        # Rows of 20 windows (the CPU's row passes) that miss the input along the height: their
+        # first taps (row -1, and row 2 past a height of 2) would name the next depth's first
+        # row, which is inside the plane.
+        layout_3d = torch.channels_last_3d if layout == torch.channels_last else layout
+        deep = torch.randn(3, 2, 2, 2, 20).contiguous(memory_format=layout_3d).to(engine_device(engine))
+        deep.requires_grad_()
+        for return_indices in (True, False):
+            out = F.max_pool3d(deep, (1, 2, kernel[0]), 1, (0, 1, 0), dilation=(1, 3, 1), return_indices=return_indices)
+            out = out[0] if return_indices else out
+            assert out.shape == (3, 2, 2, 1, 21 - kernel[0]) and torch.isinf(out).all()
+            out.sum().backward()
+            assert torch.equal(deep.grad, torch.zeros_like(deep))
         one_d = torch.randn(4, 3, 2, device=engine_device(engine), requires_grad=True)
         F.max_pool1d(one_d, 2, 1, 1, dilation=3).sum().backward()  # index 2 past a plane of 2
         assert torch.equal(one_d.grad, torch.zeros_like(one_d))
@@ -160,18 +176,35 @@ def distinct(*shape):
     return (torch.randperm(n, dtype=torch.float64) / 7).view(*shape).requires_grad_()
 
 
+@pytest.mark.parametrize("tap_indices", [False, True])
 @pytest.mark.parametrize("config", POOL_CONFIGS)
-def test_max_pool_gradcheck_and_gradgradcheck(config, isa_engine):
+def test_max_pool_gradcheck_and_gradgradcheck(config, tap_indices, isa_engine):
     sizes, kernel, stride, padding, dilation, ceil_mode = config
     x = distinct(2, 3, *sizes)
-    fn = lambda x: ops.max_pool(x, kernel, stride, padding, dilation, ceil_mode)[0]  # noqa: E731
+    window = (kernel, stride, padding, dilation, ceil_mode)
+    fn = lambda x: ops.max_pool(x, *window, True, tap_indices)[0]  # noqa: E731
     assert gradcheck(fn, (x,), **TIGHT)
     assert gradgradcheck(fn, (x,), **TIGHT)
-    out, idx = ops.max_pool(x, kernel, stride, padding, dilation, ceil_mode)
+    out, idx = ops.max_pool(x, *window, True, tap_indices)
+    assert idx.dtype == (torch.uint8 if tap_indices else torch.int64)
     g = torch.randn(out.shape, dtype=torch.float64, requires_grad=True)
-    bwd = lambda g: ops.max_pool_backward(g, idx, list(x.shape), kernel, stride, padding, dilation, ceil_mode)  # noqa
+    bwd = lambda g: ops.max_pool_backward(g, idx, list(x.shape), *window)  # noqa: E731
     assert gradcheck(bwd, (g,), **TIGHT)
     assert gradgradcheck(bwd, (g,), **TIGHT)
+
+
+def test_max_pool_saves_tap_codes_for_the_gradient_alone():
+    """Without return_indices, autograd saves each window's winning tap (uint8) for the
+    gradient; with it, or past 255 taps a window, torch's int64 positions. Gradients are torch's."""
+    x = distinct(2, 3, 20, 20).detach()
+    for kernel, return_indices, saved in ((3, False, torch.uint8), (3, True, torch.int64), (16, False, torch.int64)):
+        ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+        dtypes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: dtypes.append(t.dtype) or t, lambda t: t):
+            out = F.max_pool2d(ours, kernel, 2, return_indices=return_indices)
+        (out[0] if return_indices else out).sum().backward()
+        torch.nn.functional.max_pool2d(ref, kernel, 2).sum().backward()
+        assert dtypes == [saved] and torch.equal(ours.grad, ref.grad)
 
 
 @pytest.mark.parametrize("count_include_pad,divisor", [(True, None), (False, None), (True, 5)])
@@ -199,6 +232,7 @@ def _pool_opcheck_cases():
     x = distinct(2, 3, 7, 6)
     win = ([3, 2], [2, 1], [1, 1], [1, 2], True)
     out, idx = ops.max_pool(x, *win)
+    taps = ops.max_pool(x, *win, True, True)[1]
     g = torch.randn(out.shape, dtype=torch.float64, requires_grad=True)
     avg = ([3, 2], [2, 1], [1, 1], True, False, None)
     avg_out = ops.avg_pool(x, *avg)
@@ -208,7 +242,10 @@ def _pool_opcheck_cases():
         "max_pool": (ops.max_pool.default, (x, *win)),
         "max_pool_channels_last": (ops.max_pool.default, (xcl, *win)),
         "max_pool_without_indices": (ops.max_pool.default, (x.detach(), *win, False)),  # inference
+        "max_pool_tap_indices": (ops.max_pool.default, (x, *win, True, True)),
+        "max_pool_tap_indices_channels_last": (ops.max_pool.default, (xcl, *win, True, True)),
         "max_pool_backward": (ops.max_pool_backward.default, (g, idx, list(x.shape), *win)),
+        "max_pool_backward_tap_indices": (ops.max_pool_backward.default, (g, taps, list(x.shape), *win)),
         "avg_pool": (ops.avg_pool.default, (x, *avg)),
         "avg_pool_divisor": (ops.avg_pool.default, (xcl, [2, 2], [2, 2], [0, 1], False, True, 3)),
         "avg_pool_backward": (ops.avg_pool_backward.default,
@@ -263,7 +300,9 @@ ERRORS = [
      r"convops::max_pool_backward: expected grad_output of shape \[2, 3, 4, 4\], got \[2, 3, 3, 3\]"),
     (lambda: ops.max_pool_backward(torch.randn(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), [2, 3, 8, 8],
                                    [2, 2], [2, 2], [0, 0], [1, 1], False), RuntimeError,
-     r"convops::max_pool_backward: expected int64 indices"),
+     r"convops::max_pool_backward: expected int64 \(positions\) or uint8 \(tap_indices\) indices on cpu, got Float"),
+    (lambda: ops.max_pool(torch.randn(1, 1, 16, 16), [16, 16], [1, 1], [0, 0], [1, 1], False, True, True), RuntimeError,
+     r"convops::max_pool: tap_indices needs a kernel of at most 255 taps, got kernel_size \[16, 16\] \(256 taps\)"),
 ]
 
 
@@ -302,9 +341,14 @@ def test_large_outputs_written_by_streaming_stores_match_torch(shape, dtype, isa
     ours_max, ours_avg = getattr(F, f"max_pool{spatial}d"), getattr(F, f"avg_pool{spatial}d")
     x = torch.randint(-50, 50, shape, generator=torch.Generator().manual_seed(spatial)).to(dtype)
     grad = torch.randint(-8, 8, tmax(x, 3, 2, 1).shape, generator=torch.Generator().manual_seed(7)).to(dtype)
-    for ours, theirs, kwargs in ((ours_max, tmax, {}), (ours_avg, tavg, {"count_include_pad": False})):
+    cases = ((ours_max, tmax, {}), (ours_max, tmax, {"return_indices": True}),  # tap codes, then positions
+             (ours_avg, tavg, {"count_include_pad": False}))
+    for ours, theirs, kwargs in cases:
         a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
         out_a, out_b = ours(a, 3, 2, 1, **kwargs), theirs(b, 3, 2, 1, **kwargs)
+        if kwargs.get("return_indices"):
+            assert torch.equal(out_a[1], out_b[1])
+            out_a, out_b = out_a[0], out_b[0]
         out_a.backward(grad), out_b.backward(grad)
         tol = 0 if ours is ours_max else 1e-6  # average: shares of the divisions add in another order
         torch.testing.assert_close(out_a, out_b, rtol=tol, atol=tol)

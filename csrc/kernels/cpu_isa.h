@@ -30,15 +30,21 @@ namespace kernels {
 // The copies of the CPU forms, in the order of preference.
 enum class CpuIsa { kBaseline, kAvx2, kAvx512 };
 
+template <typename T, typename Acc, typename Index>
+struct MaxPoolCpuForms {  // for one argmax code, Index (pool.h)
+  void (*plane)(const T*, T*, Index*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
+  void (*backward_plane)(const T*, const Index*, const int64_t*, T*, Acc*, const PoolGeometry&, int64_t, bool);
+  void (*cl_position)(const T*, T*, Index*, Acc*, PlanePos<Acc>*, int64_t, const PoolGeometry&, int64_t);
+  void (*backward_cl_image)(const T*, const Index*, const int64_t*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
+};
+
 template <typename T, typename Acc>
 struct PoolCpuKernels {
-  void (*max_plane)(const T*, T*, int64_t*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
+  MaxPoolCpuForms<T, Acc, int64_t> max_positions;
+  MaxPoolCpuForms<T, Acc, uint8_t> max_taps;
   void (*avg_plane)(const T*, T*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
-  void (*max_backward_plane)(const T*, const int64_t*, T*, Acc*, const PoolGeometry&, int64_t, bool);
   void (*avg_backward_plane)(const T*, T*, Acc*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
-  void (*max_cl_position)(const T*, T*, int64_t*, Acc*, PlanePos<Acc>*, int64_t, const PoolGeometry&, int64_t);
   void (*avg_cl_row)(const T*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
-  void (*max_backward_cl_image)(const T*, const int64_t*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
   void (*avg_backward_cl_image)(const T*, T*, Acc*, Acc*, int64_t, const PoolGeometry&, int64_t);
   void (*plane_means)(const T*, T*, int64_t, int64_t);
   void (*image_channel_means)(const T*, T*, Acc*, int64_t, int64_t);

@@ -3,8 +3,8 @@
 // Shapes (spatial dims padded in front to 3): input plane (X0, X1, X2), output plane
 // (O0, O1, O2); tensors are (B*C planes, *plane) contiguous, or (the element forms, with
 // PoolGeometry::cl_channels = C) dense channels_last: (B, *plane, C). Max-pool indices are
-// flat positions inside the input plane ((x0*X1 + x1)*X2 + x2), as torch returns them, in
-// either layout.
+// flat positions inside the input plane ((x0*X1 + x1)*X2 + x2), as torch returns them, or
+// (for autograd alone) each window's winning tap: see argmax_code, in either layout.
 //
 // Semantics, as torch: a max window scans its taps in row-major order and takes a
 // value if it is greater than the best so far or NaN (so ties keep the first maximum
@@ -117,7 +117,55 @@ struct PoolGeometry {
   CONVOPS_HOST_DEVICE bool is_tap(int d, int64_t o, int64_t x) const {
     return dil[d] == 1 || modulo(x - start(d, o), dil[d]) == 0;
   }
+  CONVOPS_HOST_DEVICE int64_t taps() const { return kernel[0] * kernel[1] * kernel[2]; }
+  // The tap (along d) of window o's first_inside.
+  CONVOPS_HOST_DEVICE int64_t first_tap(int d, int64_t o) const { return divide(first_inside(d, o) - start(d, o), dil[d]); }
+  // The number of tap (x0, x1, x2) in window (o0, o1, o2), row-major over the kernel.
+  CONVOPS_HOST_DEVICE int64_t tap_number(int64_t o0, int64_t o1, int64_t o2, int64_t x0, int64_t x1,
+                                         int64_t x2) const {
+    return (divide(x0 - start(0, o0), dil[0]) * kernel[1] + divide(x1 - start(1, o1), dil[1])) * kernel[2] +
+           divide(x2 - start(2, o2), dil[2]);
+  }
+  // In-plane positions: window (o0, o1, o2)'s origin (its tap 0, padding included), and how
+  // far its tap k lies from it.
+  CONVOPS_HOST_DEVICE int64_t window_origin(int64_t o0, int64_t o1, int64_t o2) const {
+    return (start(0, o0) * image[1] + start(1, o1)) * image[2] + start(2, o2);
+  }
+  CONVOPS_HOST_DEVICE int64_t tap_offset(int64_t k) const {
+    const int64_t k2 = modulo(k, kernel[2]), k01 = divide(k, kernel[2]);
+    const int64_t k1 = modulo(k01, kernel[1]), k0 = divide(k01, kernel[1]);
+    return (k0 * dil[0] * image[1] + k1 * dil[1]) * image[2] + k2 * dil[2];
+  }
 };
+
+// Max pooling's argmax, in one of two codes (the Index type of the max-pool functions):
+//   int64_t: the winner's in-plane position ((x0*X1 + x1)*X2 + x2): torch's indices, what
+//            max_unpool reads (a window with no tap inside: first_position, past the window);
+//   uint8_t: the winner's tap number in its window (PoolGeometry::tap_number), kNoTap for a
+//            window with no tap inside: what autograd saves when only the gradient needs the
+//            argmax (windows of at most kMaxCodedTaps taps), an eighth of the bytes the
+//            forward writes and the backward reads.
+constexpr int64_t kNoTap = 255;
+constexpr int64_t kMaxCodedTaps = 255;
+
+// The code of window (o0, o1, o2)'s winner at input (x0, x1, x2), one of its taps.
+template <typename Index>
+CONVOPS_HOST_DEVICE inline Index argmax_code(const PoolGeometry& g, int64_t o0, int64_t o1, int64_t o2, int64_t x0,
+                                             int64_t x1, int64_t x2) {
+  if constexpr (sizeof(Index) == 1) {
+    return static_cast<Index>(g.tap_number(o0, o1, o2, x0, x1, x2));
+  } else {
+    return static_cast<Index>((x0 * g.image[1] + x1) * g.image[2] + x2);
+  }
+}
+
+// The code a window starts from: its first tap inside the input along every dim, or (tap
+// codes) kNoTap for a window with no tap inside. (Positions: first_position either way.)
+template <typename Index>
+CONVOPS_HOST_DEVICE inline Index first_argmax_code(const PoolGeometry& g, int64_t o0, int64_t o1, int64_t o2) {
+  if (sizeof(Index) == 1 && g.output_outside(o0, o1, o2)) return static_cast<Index>(kNoTap);
+  return argmax_code<Index>(g, o0, o1, o2, g.first_inside(0, o0), g.first_inside(1, o1), g.first_inside(2, o2));
+}
 
 template <typename Acc>
 CONVOPS_HOST_DEVICE inline bool takes(Acc value, Acc best) {
@@ -129,49 +177,51 @@ CONVOPS_HOST_DEVICE inline Acc lowest() {
   return -static_cast<Acc>(__builtin_huge_valf());
 }
 
-// Window (o0, o1, o2) of one plane -> its max and (unless argmax is null) its argmax.
-template <typename T, typename Acc>
+// Window (o0, o1, o2) of one plane -> its max and (unless argmax is null) its argmax's code.
+template <typename T, typename Acc, typename Index>
 CONVOPS_HOST_DEVICE inline void max_pool_window(const T* plane, const PoolGeometry& g, int64_t o0, int64_t o1,
-                                                int64_t o2, T* out, int64_t* argmax) {
+                                                int64_t o2, T* out, Index* argmax) {
   const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
   const int64_t e0 = g.inside_end(0, o0), e1 = g.inside_end(1, o1), e2 = g.inside_end(2, o2);
   Acc best = lowest<Acc>();
-  int64_t best_at = g.first_position(o0, o1, o2);
+  int64_t b0 = -1, b1 = -1, b2 = -1;  // the winner, if a tap takes
   for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
     for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
       for (int64_t x2 = f2; x2 < e2; x2 += g.dil[2]) {
-        const int64_t at = (x0 * g.image[1] + x1) * g.image[2] + x2;
-        const Acc v = static_cast<Acc>(plane[at * g.position_step()]);
+        const Acc v = static_cast<Acc>(plane[((x0 * g.image[1] + x1) * g.image[2] + x2) * g.position_step()]);
         if (takes(v, best)) {
           best = v;
-          best_at = at;
+          b0 = x0;
+          b1 = x1;
+          b2 = x2;
         }
       }
     }
   }
   *out = static_cast<T>(best);
-  if (argmax != nullptr) *argmax = best_at;
+  if (argmax != nullptr) {
+    *argmax = b0 >= 0 ? argmax_code<Index>(g, o0, o1, o2, b0, b1, b2) : first_argmax_code<Index>(g, o0, o1, o2);
+  }
 }
 
-// Output element at memory index `index` -> its max and (unless argmax is null) its argmax.
-template <typename T, typename Acc>
+// Output element at memory index `index` -> its max and (unless argmax is null) its argmax's code.
+template <typename T, typename Acc, typename Index>
 CONVOPS_HOST_DEVICE inline void max_pool_element(const T* input, const PoolGeometry& g, int64_t index, T* out,
-                                                 int64_t* argmax) {
+                                                 Index* argmax) {
   int64_t o[kMaxSpatial];
   const T* plane = input + g.plane_start(g.split_plane(index, g.out, o), g.image_numel());
-  max_pool_window<T, Acc>(plane, g, o[0], o[1], o[2], out, argmax);
+  max_pool_window<T, Acc, Index>(plane, g, o[0], o[1], o[2], out, argmax);
 }
 
 // Input element at memory index `index`: the sum of the output gradients whose argmax it is, over
 // the windows that hold it as a tap (found per dim as a range of windows: two divisions, not
 // two per tap).
-template <typename T, typename Acc>
-CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, const int64_t* argmax,
+template <typename T, typename Acc, typename Index>
+CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, const Index* argmax,
                                                          const PoolGeometry& g, int64_t index) {
   int64_t x[kMaxSpatial];
   const int64_t plane = g.split_plane(index, g.image, x);
   const int64_t x0 = x[0], x1 = x[1], x2 = x[2];
-  const int64_t at = (x0 * g.image[1] + x1) * g.image[2] + x2;
   const int64_t base = g.plane_start(plane, g.out_numel()), step = g.position_step();
   int64_t a0, b0, a1, b1, a2, b2;
   g.spanning(0, x0, &a0, &b0);
@@ -185,7 +235,7 @@ CONVOPS_HOST_DEVICE inline Acc max_pool_backward_element(const T* grad_output, c
       for (int64_t o2 = a2; o2 < b2; ++o2) {
         if (!g.is_tap(2, o2, x2)) continue;
         const int64_t o = base + ((o0 * g.out[1] + o1) * g.out[2] + o2) * step;
-        if (argmax[o] == at) sum += static_cast<Acc>(grad_output[o]);
+        if (argmax[o] == argmax_code<Index>(g, o0, o1, o2, x0, x1, x2)) sum += static_cast<Acc>(grad_output[o]);
       }
     }
   }
@@ -292,20 +342,22 @@ struct WindowTable {
   // taps = kernel[0] * kernel[1] * kernel[2] per window, windows = out_numel():
   const int32_t* position;   // taps * windows, [k * windows + o]; null: no table
   const int32_t* first;      // windows: PoolGeometry::first_position
+  const int32_t* first_tap;  // windows: first_argmax_code's tap number (kNoTap: no tap inside)
 #ifndef __CUDACC__
   // The table of g's windows in position and first, or none if the windows' taps or the
   // plane exceed kWindowTableEntries.
   static WindowTable build(const PoolGeometry& g, std::vector<int32_t>& position, std::vector<int32_t>& first) {
-    const int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2], windows = g.out_numel();
+    const int64_t taps = g.taps(), windows = g.out_numel();
     if (windows * taps > kWindowTableEntries || g.image_numel() > kWindowTableEntries) {
-      return {nullptr, nullptr};
+      return {nullptr, nullptr, nullptr};
     }
     position.resize(windows * taps);
-    first.resize(windows);
+    first.resize(2 * windows);
     for (int64_t o = 0; o < windows; ++o) {
       int64_t c[kMaxSpatial];
       split_index(o, g.out, c);
-      first[o] = static_cast<int32_t>(g.first_position(c[0], c[1], c[2]));
+      first[o] = static_cast<int32_t>(first_argmax_code<int64_t>(g, c[0], c[1], c[2]));
+      first[windows + o] = first_argmax_code<uint8_t>(g, c[0], c[1], c[2]);
       int64_t k = 0;
       for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
         const int64_t x0 = g.start(0, c[0]) + k0 * g.dil[0];
@@ -321,7 +373,7 @@ struct WindowTable {
         }
       }
     }
-    return {position.data(), first.data()};
+    return {position.data(), first.data(), first.data() + windows};
   }
 #endif
 };

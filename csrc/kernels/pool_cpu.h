@@ -115,31 +115,48 @@ inline void write_out(const From* __restrict__ from, To* __restrict__ to, int64_
 // row than per value (LeNet's 10x10 planes: 1.5x faster; at 14 outputs per row, slower).
 constexpr int64_t kShortPoolRow = 8;
 
+// Tap codes (pool.h): a plane's windows with no tap inside get kNoTap (rare: a dilation
+// stepping over a small input; the passes leave them their first tap past the input).
+template <typename Index>
+inline void mark_windows_outside(const PoolGeometry& g, Index* argmax) {
+  if (sizeof(Index) != 1 || !g.any_window_outside()) return;
+  for (int64_t o0 = 0, o = 0; o0 < g.out[0]; ++o0) {
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+      for (int64_t o2 = 0; o2 < g.out[2]; ++o2, ++o) {
+        if (g.output_outside(o0, o1, o2)) argmax[o] = static_cast<Index>(kNoTap);
+      }
+    }
+  }
+}
+
 // Max pooling of plane `plane`: a pass along each input row (the max over the innermost
 // taps of every window, tracking the winning tap), then over the rows of each window in
 // row-major order, so ties and NaN resolve exactly as the element form scans. Starting
-// each window from its first tap instead of -inf changes nothing but the position of an
-// all -inf window, which is reset to the window's first inside position, as the element
-// form leaves it.
-template <typename T, typename Acc>
-inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const PoolGeometry& g,
+// each window from its first tap instead of -inf changes nothing but the argmax of an
+// all -inf window, which is reset to the window's first inside tap, as the element form
+// leaves it. The passes track the winner as Pos, an in-plane position or a tap number
+// (the Index code's, pool.h), and store it as Index.
+template <typename T, typename Acc, typename Index>
+inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolGeometry& g,
                            const PoolScratch<Acc>& s, int64_t plane) {
   using Pos = PlanePos<Acc>;
+  constexpr bool kTaps = sizeof(Index) == 1;
   const int64_t O2 = g.out[2], X2 = g.image[2];
   const T* src = input + plane * g.image_numel();
+  Index* const plane_at = argmax != nullptr ? argmax + plane * g.out_numel() : nullptr;
   if (O2 < kShortPoolRow) {  // window by window: the row passes cost more per row than per value
     T* dst = output + plane * g.out_numel();
-    int64_t* dst_at = argmax != nullptr ? argmax + plane * g.out_numel() : nullptr;
     if (s.windows.position != nullptr) {  // every window at once, tap by tap, through the call's table
-      const int64_t n = g.image_numel(), windows = g.out_numel(), taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
+      const int64_t n = g.image_numel(), windows = g.out_numel(), taps = g.taps();
       Acc* __restrict__ values = s.window_plane;
       Acc* __restrict__ best = s.window_best;
       Pos* __restrict__ best_at = s.window_at;
+      const int32_t* first = kTaps ? s.windows.first_tap : s.windows.first;
       for (int64_t i = 0; i < n; ++i) values[i] = static_cast<Acc>(src[i]);
       values[n] = lowest<Acc>();  // what a tap in the padding reads: it never takes
       for (int64_t o = 0; o < windows; ++o) {
         best[o] = lowest<Acc>();
-        best_at[o] = static_cast<Pos>(s.windows.first[o]);
+        best_at[o] = static_cast<Pos>(first[o]);
       }
       for (int64_t k = 0; k < taps; ++k) {  // taps in scan order, as max_pool_window
         const int32_t* __restrict__ at = s.windows.position + k * windows;
@@ -149,28 +166,29 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
           const Pos current = best_at[o];
           const bool take = (v > b) | (v != v);
           best[o] = take ? v : b;
-          best_at[o] = take ? static_cast<Pos>(at[o]) : current;
+          best_at[o] = take ? static_cast<Pos>(kTaps ? k : at[o]) : current;
         }
       }
       for (int64_t o = 0; o < windows; ++o) dst[o] = static_cast<T>(best[o]);
-      for (int64_t o = 0; dst_at != nullptr && o < windows; ++o) dst_at[o] = best_at[o];
+      for (int64_t o = 0; plane_at != nullptr && o < windows; ++o) plane_at[o] = static_cast<Index>(best_at[o]);
       return;
     }
     for (int64_t o0 = 0, o = 0; o0 < g.out[0]; ++o0) {
       for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
         for (int64_t o2 = 0; o2 < O2; ++o2, ++o) {
-          max_pool_window<T, Acc>(src, g, o0, o1, o2, dst + o, dst_at != nullptr ? dst_at + o : nullptr);
+          max_pool_window<T, Acc, Index>(src, g, o0, o1, o2, dst + o, plane_at != nullptr ? plane_at + o : nullptr);
         }
       }
     }
     return;
   }
   const bool positions = argmax != nullptr;  // inference needs the values only
-  Pos* __restrict__ first2 = s.best_at + O2;  // first inside position of each innermost window
+  // Where each innermost window's first inside tap lies: its column in the row, or its tap number.
+  Pos* __restrict__ first2 = s.best_at + O2;
   if (positions) {  // past the windows that start in the padding, a window's start (vectorises)
     const int64_t lead = min64(O2, ceil_div(g.pad[2], g.stride[2]));
-    for (int64_t o2 = 0; o2 < lead; ++o2) first2[o2] = static_cast<Pos>(g.first_inside(2, o2));
-    for (int64_t o2 = lead; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(o2 * g.stride[2] - g.pad[2]);
+    for (int64_t o2 = 0; o2 < lead; ++o2) first2[o2] = static_cast<Pos>(kTaps ? g.first_tap(2, o2) : g.first_inside(2, o2));
+    for (int64_t o2 = lead; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(kTaps ? 0 : o2 * g.stride[2] - g.pad[2]);
   }
   const int64_t rows = g.image[0] * g.image[1];
   auto row_pass = [&](int64_t r) {
@@ -203,48 +221,58 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
         }
       }
     }
-    if (positions) {  // winning tap -> position in the row
-      const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
-      const Pos pad = static_cast<Pos>(g.pad[2]);
+    if (positions) {  // winning tap -> the code's (tap numbers: as is; positions: the column)
+      const Pos stride = static_cast<Pos>(kTaps ? 0 : g.stride[2]), dil = static_cast<Pos>(kTaps ? 1 : g.dil[2]);
+      const Pos pad = static_cast<Pos>(kTaps ? 0 : g.pad[2]);
       for (int64_t o2 = 0; o2 < O2; ++o2) {
         const Pos at = static_cast<Pos>(o2) * stride + hat[o2] * dil - pad;
         hat[o2] = hv[o2] == lowest<Acc>() ? first2[o2] : at;
       }
     }
   };
+  // What a window's row (x0, x1), its tap row (k0, k1), adds to the code of its row pass's winner.
+  auto row_base = [&](int64_t x0, int64_t x1, int64_t k0, int64_t k1) -> Pos {
+    return static_cast<Pos>(kTaps ? (k0 * g.kernel[1] + k1) * g.kernel[2] : (x0 * g.image[1] + x1) * X2);
+  };
+
   T* dst = output + plane * g.out_numel();
-  int64_t* dst_at = argmax != nullptr ? argmax + plane * g.out_numel() : nullptr;
+  Index* dst_at = plane_at;
   if (g.outer_identity()) {  // each output row is its input row's pass (1-D pooling)
     for (int64_t r = 0; r < rows; ++r) row_pass(r);
     write_out(s.rows, dst, rows * O2, s.stream);
-    for (int64_t r = 0; positions && r < rows; ++r) {
+    for (int64_t r = 0; positions && !kTaps && r < rows; ++r) {  // tap codes: k0 = k1 = 0
       for (int64_t o2 = 0; o2 < O2; ++o2) s.row_at[r * O2 + o2] += static_cast<Pos>(r * X2);
     }
     if (positions) write_out(s.row_at, dst_at, rows * O2, s.stream);
     if (s.stream) streaming_done();
+    if (positions) mark_windows_outside(g, plane_at);
     return;
   }
   int64_t rows_passed = 0;
   for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
     const int64_t f0 = g.first_inside(0, o0);
     const int64_t e0 = g.inside_end(0, o0);
+    const int64_t first_k0 = g.first_tap(0, o0);
     for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
       const int64_t f1 = g.first_inside(1, o1);
       const int64_t e1 = g.inside_end(1, o1);
+      const int64_t first_k1 = g.first_tap(1, o1);
       // Each input row's pass runs just before the first window that reads it, so the
       // passes a window reads are still in L1 (all passes first, as before: 1.35x the time
       // at 112x112 with positions).
       for (const int64_t last = (e0 - 1) * g.image[1] + e1 - 1; rows_passed <= last; ++rows_passed) {
         row_pass(rows_passed);
       }
-      const int64_t first_base = (f0 * g.image[1] + f1) * X2;
       const int64_t row = o0 * g.out[1] + o1;  // streaming: the plane's output is staged whole
       Acc* __restrict__ best = s.stream ? s.out + row * O2 : s.best;
       Pos* __restrict__ best_at = s.stream ? s.out_at + row * O2 : s.best_at;
       for (int64_t o2 = 0; o2 < O2; ++o2) best[o2] = lowest<Acc>();
-      for (int64_t o2 = 0; positions && o2 < O2; ++o2) best_at[o2] = static_cast<Pos>(first_base) + first2[o2];
-      for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
-        for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
+      if (positions) {
+        const Pos first_base = row_base(f0, f1, first_k0, first_k1);
+        for (int64_t o2 = 0; o2 < O2; ++o2) best_at[o2] = first_base + first2[o2];
+      }
+      for (int64_t x0 = f0, k0 = first_k0; x0 < e0; x0 += g.dil[0], ++k0) {
+        for (int64_t x1 = f1, k1 = first_k1; x1 < e1; x1 += g.dil[1], ++k1) {
           const int64_t r = x0 * g.image[1] + x1;
           const Acc* __restrict__ hv = s.rows + r * O2;
           if (!positions) {
@@ -256,7 +284,7 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
             continue;
           }
           const Pos* __restrict__ hat = s.row_at + r * O2;
-          const Pos base = static_cast<Pos>(r * X2);
+          const Pos base = row_base(x0, x1, k0, k1);
 #pragma omp simd
           for (int64_t o2 = 0; o2 < O2; ++o2) {
             const Acc v = hv[o2], b = best[o2];
@@ -276,9 +304,10 @@ inline void max_pool_plane(const T* input, T* output, int64_t* argmax, const Poo
   }
   if (s.stream) {
     stream_copy(s.out, output + plane * g.out_numel(), g.out_numel());
-    if (positions) stream_copy(s.out_at, argmax + plane * g.out_numel(), g.out_numel());
+    if (positions) stream_copy(s.out_at, plane_at, g.out_numel());
     streaming_done();
   }
+  if (positions) mark_windows_outside(g, plane_at);
 }
 
 // One output row (O2 windows) over its divisors: the outer dims' factors multiply to
@@ -434,24 +463,51 @@ inline bool output_outside(const PoolGeometry& g, int64_t o) {
   return g.output_outside(c[0], c[1], c[2]);
 }
 
+// The in-plane position output o's argmax code names (pool.h), or -1 where it names no
+// input of the plane: a window with no tap inside, or a code that is no tap of this
+// geometry (indices not from max_pool). origin: window o's PoolGeometry::window_origin;
+// tap_offset: its tap_offset for every tap (tap codes only).
+template <typename Index>
+inline int64_t argmax_position(Index code, const PoolGeometry& g, int64_t origin, const int64_t* tap_offset) {
+  const int64_t taps = g.taps();
+  int64_t x = static_cast<int64_t>(code);
+  if constexpr (sizeof(Index) == 1) {
+    if (x >= taps) return -1;  // kNoTap, or garbage
+    x = origin + tap_offset[x];
+  }
+  return x >= 0 && x < g.image_numel() ? x : -1;
+}
+
+// body(o, origin) for every output o of a plane (flat in O0*O1*O2), origin its window's
+// PoolGeometry::window_origin.
+template <typename Body>
+inline void for_each_window(const PoolGeometry& g, Body&& body) {
+  for (int64_t o0 = 0, o = 0; o0 < g.out[0]; ++o0) {
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+      const int64_t row = g.window_origin(o0, o1, 0);
+      for (int64_t o2 = 0; o2 < g.out[2]; ++o2, ++o) body(o, row + o2 * g.stride[2]);
+    }
+  }
+}
+
 // Max-pool gradient of plane `plane`. The plane belongs to this call alone, which adds
 // each output gradient at its argmax in output order: deterministic, no atomics. Outputs
 // whose window has no tap inside the input, and positions off the plane, reach no input.
-template <typename T, typename Acc>
-inline void max_pool_backward_plane(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
-                                    const PoolGeometry& g, int64_t plane, bool stream) {
+template <typename T, typename Acc, typename Index>
+inline void max_pool_backward_plane(const T* grad_output, const Index* argmax, const int64_t* tap_offset,
+                                    T* grad_input, Acc* acc, const PoolGeometry& g, int64_t plane, bool stream) {
   const int64_t X = g.image_numel(), O = g.out_numel();
   T* dst = grad_input + plane * X;
   Acc* sum = accumulator(dst, acc);
   for (int64_t x = 0; x < X; ++x) sum[x] = Acc(0);
   const T* go = grad_output + plane * O;
-  const int64_t* at = argmax + plane * O;
-  const bool any_outside = g.any_window_outside();
-  for (int64_t o = 0; o < O; ++o) {
-    if (at[o] < 0 || at[o] >= X) continue;  // not a position of this plane: reaches no input
-    if (any_outside && output_outside(g, o)) continue;
-    sum[at[o]] += static_cast<Acc>(go[o]);
-  }
+  const Index* at = argmax + plane * O;
+  const bool any_outside = sizeof(Index) == 8 && g.any_window_outside();  // tap codes say kNoTap
+  for_each_window(g, [&](int64_t o, int64_t origin) {
+    const int64_t x = argmax_position(at[o], g, origin, tap_offset);
+    if (x < 0 || (any_outside && output_outside(g, o))) return;
+    sum[x] += static_cast<Acc>(go[o]);
+  });
   store_accumulated(sum, dst, X, stream);
 }
 
@@ -547,24 +603,26 @@ inline void cl_output_coords(const PoolGeometry& g, int64_t position, int64_t* n
   *o2 = o[2];
 }
 
-template <typename T, typename Acc>
-inline void max_pool_cl_position(const T* input, T* output, int64_t* argmax, Acc* best, PlanePos<Acc>* best_at,
+template <typename T, typename Acc, typename Index>
+inline void max_pool_cl_position(const T* input, T* output, Index* argmax, Acc* best, PlanePos<Acc>* best_at,
                                  int64_t channels, const PoolGeometry& g, int64_t position) {
   using Pos = PlanePos<Acc>;
   int64_t n, o0, o1, o2;
   cl_output_coords(g, position, &n, &o0, &o1, &o2);
   const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
   const int64_t e0 = g.inside_end(0, o0), e1 = g.inside_end(1, o1), e2 = g.inside_end(2, o2);
-  const Pos first = static_cast<Pos>(g.first_position(o0, o1, o2));
+  const Pos first = static_cast<Pos>(first_argmax_code<Index>(g, o0, o1, o2));
   for (int64_t c = 0; c < channels; ++c) {
     best[c] = lowest<Acc>();
     best_at[c] = first;
   }
-  for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
-    for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
-      for (int64_t x2 = f2; x2 < e2; x2 += g.dil[2]) {
+  const int64_t first_k0 = g.first_tap(0, o0), first_k1 = g.first_tap(1, o1), first_k2 = g.first_tap(2, o2);
+  for (int64_t x0 = f0, k0 = first_k0; x0 < e0; x0 += g.dil[0], ++k0) {
+    for (int64_t x1 = f1, k1 = first_k1; x1 < e1; x1 += g.dil[1], ++k1) {
+      for (int64_t x2 = f2, k2 = first_k2; x2 < e2; x2 += g.dil[2], ++k2) {
         const T* __restrict__ tap = input + cl_image_index(g, n, x0, x1, x2) * channels;
-        const Pos here = static_cast<Pos>((x0 * g.image[1] + x1) * g.image[2] + x2);
+        const Pos here = static_cast<Pos>(sizeof(Index) == 1 ? (k0 * g.kernel[1] + k1) * g.kernel[2] + k2
+                                                             : (x0 * g.image[1] + x1) * g.image[2] + x2);
         Acc* __restrict__ b_ = best;
         Pos* __restrict__ a_ = best_at;
 #pragma omp simd
@@ -581,8 +639,8 @@ inline void max_pool_cl_position(const T* input, T* output, int64_t* argmax, Acc
   T* dst = output + position * channels;
   for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<T>(best[c]);
   if (argmax != nullptr) {
-    int64_t* at = argmax + position * channels;
-    for (int64_t c = 0; c < channels; ++c) at[c] = best_at[c];
+    Index* at = argmax + position * channels;
+    for (int64_t c = 0; c < channels; ++c) at[c] = static_cast<Index>(best_at[c]);
   }
 }
 
@@ -617,23 +675,23 @@ inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channel
 }
 
 // Gradients of image n, owned by this call: each output gradient is added where it came from.
-template <typename T, typename Acc>
-inline void max_pool_backward_cl_image(const T* grad_output, const int64_t* argmax, T* grad_input, Acc* acc,
-                                       int64_t channels, const PoolGeometry& g, int64_t n) {
+template <typename T, typename Acc, typename Index>
+inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax, const int64_t* tap_offset,
+                                       T* grad_input, Acc* acc, int64_t channels, const PoolGeometry& g, int64_t n) {
   const int64_t X = g.image_numel(), O = g.out_numel();
   T* dst = grad_input + n * X * channels;
   Acc* sum = accumulator(dst, acc);
   for (int64_t i = 0; i < X * channels; ++i) sum[i] = Acc(0);
   const T* go = grad_output + n * O * channels;
-  const int64_t* at = argmax + n * O * channels;
-  const bool any_outside = g.any_window_outside();
-  for (int64_t o = 0; o < O; ++o) {
-    if (any_outside && output_outside(g, o)) continue;  // see max_pool_backward_plane
+  const Index* at = argmax + n * O * channels;
+  const bool any_outside = sizeof(Index) == 8 && g.any_window_outside();  // see max_pool_backward_plane
+  for_each_window(g, [&](int64_t o, int64_t origin) {
+    if (any_outside && output_outside(g, o)) return;
     for (int64_t c = 0; c < channels; ++c) {
-      const int64_t x = at[o * channels + c];
-      if (x >= 0 && x < X) sum[x * channels + c] += static_cast<Acc>(go[o * channels + c]);
+      const int64_t x = argmax_position(at[o * channels + c], g, origin, tap_offset);
+      if (x >= 0) sum[x * channels + c] += static_cast<Acc>(go[o * channels + c]);
     }
-  }
+  });
   store_accumulated(sum, dst, X * channels);
 }
 
@@ -728,13 +786,18 @@ inline void image_channel_fills(const T* grad, T* out, T* row, int64_t channels,
   if (stream) streaming_done();
 }
 
+template <typename T, typename Acc, typename Index>
+MaxPoolCpuForms<T, Acc, Index> max_pool_cpu_forms() {
+  return {&max_pool_plane<T, Acc, Index>, &max_pool_backward_plane<T, Acc, Index>,
+          &max_pool_cl_position<T, Acc, Index>, &max_pool_backward_cl_image<T, Acc, Index>};
+}
+
 // Every CPU form of this instruction set, for the launchers.
 template <typename T, typename Acc>
 PoolCpuKernels<T, Acc> pool_cpu_kernels() {
-  return {&max_pool_plane<T, Acc>,        &avg_pool_plane<T, Acc>,          &max_pool_backward_plane<T, Acc>,
-          &avg_pool_backward_plane<T, Acc>, &max_pool_cl_position<T, Acc>,  &avg_pool_cl_row<T, Acc>,
-          &max_pool_backward_cl_image<T, Acc>, &avg_pool_backward_cl_image<T, Acc>, &plane_means<T, Acc>,
-          &image_channel_means<T, Acc>, &plane_fills<T, Acc>, &image_channel_fills<T, Acc>};
+  return {max_pool_cpu_forms<T, Acc, int64_t>(), max_pool_cpu_forms<T, Acc, uint8_t>(), &avg_pool_plane<T, Acc>,
+          &avg_pool_backward_plane<T, Acc>, &avg_pool_cl_row<T, Acc>, &avg_pool_backward_cl_image<T, Acc>,
+          &plane_means<T, Acc>, &image_channel_means<T, Acc>, &plane_fills<T, Acc>, &image_channel_fills<T, Acc>};
 }
 
 }  // namespace CONVOPS_CPU_ISA

@@ -87,17 +87,22 @@ void check_shape(const char* op, const char* name, const at::Tensor& t, at::IntA
 
 std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel_size,
                                             at::IntArrayRef stride, at::IntArrayRef padding,
-                                            at::IntArrayRef dilation, bool ceil_mode, bool with_indices) {
+                                            at::IntArrayRef dilation, bool ceil_mode, bool with_indices,
+                                            bool tap_indices) {
   const char* op = "convops::max_pool";
   check_input(op, input);
   const auto g = pool_geometry(op, input.sizes(), PoolArgs{kernel_size, stride, padding, dilation, ceil_mode});
+  TORCH_CHECK(!(with_indices && tap_indices) || g.taps() <= kernels::kMaxCodedTaps, op,
+              ": tap_indices needs a kernel of at most ", kernels::kMaxCodedTaps, " taps, got kernel_size ",
+              kernel_size, " (", g.taps(), " taps)");
   const auto sizes = pooled_sizes(input.sizes(), g);
   const auto& k = pool_kernels(op, input);
   const auto format = output_format(input);
   const bool cl = format != at::MemoryFormat::Contiguous && k.max_pool_cl != nullptr;
   const auto layout = cl ? format : at::MemoryFormat::Contiguous;
   auto out = at::empty(sizes, input.options().memory_format(layout));
-  auto indices = with_indices ? at::empty(sizes, input.options().dtype(at::kLong).memory_format(layout))
+  const auto code = tap_indices ? at::kByte : at::kLong;
+  auto indices = with_indices ? at::empty(sizes, input.options().dtype(code).memory_format(layout))
                               : at::empty({0}, input.options().dtype(at::kLong));
   if (out.numel() > 0) {
     c10::DeviceGuard guard(input.device());
@@ -116,9 +121,10 @@ at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& in
   const char* op = "convops::max_pool_backward";
   check_batched(op, "grad_output", grad_output);
   check_floating(op, "grad_output", grad_output);
-  TORCH_CHECK(indices.scalar_type() == at::kLong && indices.device() == grad_output.device(), op,
-              ": expected int64 indices on ", grad_output.device(), ", got ", indices.scalar_type(), " on ",
-              indices.device());
+  TORCH_CHECK((indices.scalar_type() == at::kLong || indices.scalar_type() == at::kByte) &&
+                  indices.device() == grad_output.device(),
+              op, ": expected int64 (positions) or uint8 (tap_indices) indices on ", grad_output.device(), ", got ",
+              indices.scalar_type(), " on ", indices.device());
   TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
               grad_output.dim(), " values, got ", input_size);
   const auto g = pool_geometry(op, input_size, PoolArgs{kernel_size, stride, padding, dilation, ceil_mode});

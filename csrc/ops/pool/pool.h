@@ -22,6 +22,17 @@ inline PoolGeometry in_channels_last(PoolGeometry g, const at::Tensor& t) {
   return g;
 }
 
+// body(Index{}) with Index the argmax code of `indices` (kernels/pool.h): uint8_t for tap
+// numbers, int64_t for positions (and for the empty tensor of a call without an argmax).
+template <typename Body>
+void with_argmax_code(const at::Tensor& indices, Body&& body) {
+  if (indices.scalar_type() == at::kByte) {
+    body(uint8_t{});
+  } else {
+    body(int64_t{});
+  }
+}
+
 // Device kernels over contiguous (B*C planes, *plane) tensors; global_avg_pool reads
 // (N, C, S) through the input's strides.
 struct PoolKernels {
@@ -44,7 +55,8 @@ struct PoolKernels {
 
 std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel_size,
                                             at::IntArrayRef stride, at::IntArrayRef padding,
-                                            at::IntArrayRef dilation, bool ceil_mode, bool with_indices);
+                                            at::IntArrayRef dilation, bool ceil_mode, bool with_indices,
+                                            bool tap_indices);
 at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef input_size,
                              at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
                              at::IntArrayRef dilation, bool ceil_mode);

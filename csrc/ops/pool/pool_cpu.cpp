@@ -46,7 +46,7 @@ struct PlaneBuffers {
         line(phased.size), columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
         row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes),
-        windows{nullptr, nullptr} {
+        windows{nullptr, nullptr, nullptr} {
     kernels::avg_innermost_factors(g, factor.data());
     if (with_positions && g.out[2] < kernels::kShortPoolRow) {  // max pooling's short rows
       windows = kernels::WindowTable::build(g, window_position, window_first);
@@ -86,32 +86,60 @@ int64_t planes_of(const at::Tensor& t, int64_t plane_numel) { return t.numel() /
 // parallel chunks sized by the window's taps.
 template <typename Body>
 void for_each_element(int64_t count, const PoolGeometry& g, Body&& body) {
-  at::parallel_for(0, count, grain_for(g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+  at::parallel_for(0, count, grain_for(g.taps()), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) body(i);
   });
 }
 
+// The argmax pointer of an indices tensor, or null where the call computes none.
+template <typename Index>
+Index* argmax_or_null(at::Tensor& indices) {
+  return indices.numel() > 0 ? static_cast<Index*>(indices.mutable_data_ptr()) : nullptr;
+}
+
+// Tap codes: where each tap of a window lies from its origin (PoolGeometry::tap_offset).
+std::vector<int64_t> tap_offsets(const PoolGeometry& g, const at::Tensor& indices) {
+  std::vector<int64_t> offsets(indices.scalar_type() == at::kByte ? g.taps() : 0);
+  for (int64_t k = 0; k < static_cast<int64_t>(offsets.size()); ++k) offsets[k] = g.tap_offset(k);
+  return offsets;
+}
+
+template <typename Index, typename T, typename Acc>
+const kernels::MaxPoolCpuForms<T, Acc, Index>& max_forms(const kernels::PoolCpuKernels<T, Acc>& forms) {
+  if constexpr (sizeof(Index) == 1) {
+    return forms.max_taps;
+  } else {
+    return forms.max_positions;
+  }
+}
+
 void max_pool_elements(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
-  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* in = input.const_data_ptr<scalar_t>();
-    scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
-    for_each_element(output.numel(), g, [&](int64_t i) {
-      kernels::max_pool_element<scalar_t, acc_t>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
+  with_argmax_code(indices, [&](auto code) {
+    using Index = decltype(code);
+    CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* in = input.const_data_ptr<scalar_t>();
+      scalar_t* out = output.mutable_data_ptr<scalar_t>();
+      Index* at_ = argmax_or_null<Index>(indices);
+      for_each_element(output.numel(), g, [&](int64_t i) {
+        kernels::max_pool_element<scalar_t, acc_t, Index>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
+      });
     });
   });
 }
 
 void max_pool_backward_elements(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
                                 const PoolGeometry& g) {
-  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-    const int64_t* at_ = indices.const_data_ptr<int64_t>();
-    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-    for_each_element(grad_input.numel(), g, [&](int64_t i) {
-      gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t>(go, at_, g, i));
+  with_argmax_code(indices, [&](auto code) {
+    using Index = decltype(code);
+    CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+      const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+      scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+      for_each_element(grad_input.numel(), g, [&](int64_t i) {
+        gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t, Index>(go, at_, g, i));
+      });
     });
   });
 }
@@ -143,19 +171,22 @@ void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indic
     max_pool_elements(input, output, indices, g);
     return;
   }
-  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    if (g.image_numel() >= std::numeric_limits<kernels::PlanePos<acc_t>>::max()) {  // planes the forms cannot track
-      max_pool_elements(input, output, indices, g);
-      return;
-    }
-    const auto& forms = cpu_forms<scalar_t, acc_t>();
-    const scalar_t* in = input.const_data_ptr<scalar_t>();
-    scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
-    at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      PlaneBuffers<acc_t> buffers(g, output.nbytes() + indices.nbytes(), true);
-      for (int64_t p = b; p < e; ++p) forms.max_plane(in, out, at_, g, buffers.view(), p);
+  with_argmax_code(indices, [&](auto code) {
+    using Index = decltype(code);
+    CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      if (g.image_numel() >= std::numeric_limits<kernels::PlanePos<acc_t>>::max()) {  // planes the forms cannot track
+        max_pool_elements(input, output, indices, g);
+        return;
+      }
+      const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
+      const scalar_t* in = input.const_data_ptr<scalar_t>();
+      scalar_t* out = output.mutable_data_ptr<scalar_t>();
+      Index* at_ = argmax_or_null<Index>(indices);
+      at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+        PlaneBuffers<acc_t> buffers(g, output.nbytes() + indices.nbytes(), true);
+        for (int64_t p = b; p < e; ++p) forms.plane(in, out, at_, g, buffers.view(), p);
+      });
     });
   });
 }
@@ -166,19 +197,23 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
     max_pool_backward_elements(grad_output, indices, grad_input, g);
     return;
   }
-  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const auto& forms = cpu_forms<scalar_t, acc_t>();
-    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-    const int64_t* at_ = indices.const_data_ptr<int64_t>();
-    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
-      const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
-      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> && !stream ? 0 : g.image_numel());  // kernels::accumulator
-      for (int64_t p = b; p < e; ++p) {
-        forms.max_backward_plane(go, at_, gi, scratch_or_null(acc), g, p, stream);
-      }
+  const auto offsets = tap_offsets(g, indices);
+  with_argmax_code(indices, [&](auto code) {
+    using Index = decltype(code);
+    CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
+      const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+      const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+      scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+        // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
+        const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
+        std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> && !stream ? 0 : g.image_numel());  // kernels::accumulator
+        for (int64_t p = b; p < e; ++p) {
+          forms.backward_plane(go, at_, offsets.data(), gi, scratch_or_null(acc), g, p, stream);
+        }
+      });
     });
   });
 }
@@ -289,19 +324,20 @@ void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& in
     max_pool_elements(input, output, indices, in_channels_last(g, input));
     return;
   }
-  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const auto& forms = cpu_forms<scalar_t, acc_t>();
-    const int64_t C = channels_of(input);
-    const scalar_t* in = input.const_data_ptr<scalar_t>();
-    scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    int64_t* at_ = indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr;
-    at::parallel_for(0, output.numel() / C, grain_for(C * g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
-      std::vector<acc_t> best(C);
-      std::vector<kernels::PlanePos<acc_t>> best_at(C);
-      for (int64_t p = b; p < e; ++p) {
-        forms.max_cl_position(in, out, at_, best.data(), best_at.data(), C, g, p);
-      }
+  with_argmax_code(indices, [&](auto code) {
+    using Index = decltype(code);
+    CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
+      const int64_t C = channels_of(input);
+      const scalar_t* in = input.const_data_ptr<scalar_t>();
+      scalar_t* out = output.mutable_data_ptr<scalar_t>();
+      Index* at_ = argmax_or_null<Index>(indices);
+      at::parallel_for(0, output.numel() / C, grain_for(C * g.taps()), [&](int64_t b, int64_t e) {
+        std::vector<acc_t> best(C);
+        std::vector<kernels::PlanePos<acc_t>> best_at(C);
+        for (int64_t p = b; p < e; ++p) forms.cl_position(in, out, at_, best.data(), best_at.data(), C, g, p);
+      });
     });
   });
 }
@@ -312,16 +348,22 @@ void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& i
     max_pool_backward_elements(grad_output, indices, grad_input, in_channels_last(g, grad_input));
     return;
   }
-  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const auto& forms = cpu_forms<scalar_t, acc_t>();
-    const int64_t C = channels_of(grad_output);
-    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-    const int64_t* at_ = indices.const_data_ptr<int64_t>();
-    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
-      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C);  // kernels::accumulator
-      for (int64_t n = b; n < e; ++n) forms.max_backward_cl_image(go, at_, gi, scratch_or_null(acc), C, g, n);
+  const auto offsets = tap_offsets(g, indices);
+  with_argmax_code(indices, [&](auto code) {
+    using Index = decltype(code);
+    CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
+      const int64_t C = channels_of(grad_output);
+      const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+      const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+      scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
+        std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C);  // kernels::accumulator
+        for (int64_t n = b; n < e; ++n) {
+          forms.backward_cl_image(go, at_, offsets.data(), gi, scratch_or_null(acc), C, g, n);
+        }
+      });
     });
   });
 }
@@ -338,7 +380,7 @@ void avg_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeom
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t rows = output.numel() / (C * g.out[2]);
-    at::parallel_for(0, rows, grain_for(C * g.out[2] * g.kernel[0] * g.kernel[1] * g.kernel[2]), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, rows, grain_for(C * g.out[2] * g.taps()), [&](int64_t b, int64_t e) {
       std::vector<acc_t> sum(C);
       for (int64_t r = b; r < e; ++r) forms.avg_cl_row(in, out, sum.data(), C, g, r);
     });

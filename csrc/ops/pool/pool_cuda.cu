@@ -14,15 +14,17 @@ namespace ops {
 namespace {
 
 
-template <typename T, typename Acc>
-__global__ void max_pool_kernel(const T* in, T* out, int64_t* argmax, PoolGeometry g, int64_t n) {
-  CONVOPS_GRID_STRIDE(i, n) { kernels::max_pool_element<T, Acc>(in, g, i, out + i, argmax ? argmax + i : nullptr); }
+template <typename T, typename Acc, typename Index>
+__global__ void max_pool_kernel(const T* in, T* out, Index* argmax, PoolGeometry g, int64_t n) {
+  CONVOPS_GRID_STRIDE(i, n) { kernels::max_pool_element<T, Acc, Index>(in, g, i, out + i, argmax ? argmax + i : nullptr); }
 }
 
-template <typename T, typename Acc>
-__global__ void max_pool_backward_kernel(const T* grad_out, const int64_t* argmax, T* grad_in, PoolGeometry g,
+template <typename T, typename Acc, typename Index>
+__global__ void max_pool_backward_kernel(const T* grad_out, const Index* argmax, T* grad_in, PoolGeometry g,
                                          int64_t n) {
-  CONVOPS_GRID_STRIDE(i, n) { grad_in[i] = static_cast<T>(kernels::max_pool_backward_element<T, Acc>(grad_out, argmax, g, i)); }
+  CONVOPS_GRID_STRIDE(i, n) {
+    grad_in[i] = static_cast<T>(kernels::max_pool_backward_element<T, Acc, Index>(grad_out, argmax, g, i));
+  }
 }
 
 template <typename T, typename Acc>
@@ -57,21 +59,28 @@ __global__ void global_avg_pool_backward_kernel(const T* grad_out, T* grad_in, i
 
 void max_pool_cuda(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
   const int64_t n = output.numel();
-  CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
-    max_pool_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
-        indices.numel() > 0 ? indices.mutable_data_ptr<int64_t>() : nullptr, g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  with_argmax_code(indices, [&](auto code) {
+    using Index = decltype(code);
+    CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
+      max_pool_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
+          indices.numel() > 0 ? static_cast<Index*>(indices.mutable_data_ptr()) : nullptr, g, n);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
 void max_pool_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
                             const PoolGeometry& g) {
   const int64_t n = grad_input.numel();
-  CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
-    max_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(), grad_input.mutable_data_ptr<scalar_t>(), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  with_argmax_code(indices, [&](auto code) {
+    using Index = decltype(code);
+    CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
+      max_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+          grad_output.const_data_ptr<scalar_t>(), static_cast<const Index*>(indices.const_data_ptr()),
+          grad_input.mutable_data_ptr<scalar_t>(), g, n);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
