@@ -383,8 +383,23 @@ struct WindowTable {
 // skips reading each fresh cache line in first (writing fresh outputs bounds pooling).
 constexpr int64_t kStreamBytes = int64_t(1) << 22;
 
-// Scratch for one plane: rows (X0*X1*O2, and at least X2) of values and positions,
-// three O2 rows (best_at holds two), the O2 innermost divisor factors, one phased row
+// Max pooling's passes (pool_cpu.h, max_of_sources) run whole vectors: its scratch rows are
+// kLanePad-aligned (padded_row), and what they read or write past a row's end, kLanePad
+// entries at most (the widest copy's float lanes), is scratch too.
+constexpr int64_t kLanePad = 16;
+inline int64_t padded_row(int64_t count) { return ceil_div(count, kLanePad) * kLanePad; }
+
+// The sources of one max-pool pass (pool_cpu.h, max_of_sources): source j's values
+// from[j][i], and its winner's code codes[j][i] + base[j] (codes[j] unused: base[j]).
+template <typename Acc>
+struct MaxSources {
+  const Acc** from;
+  const PlanePos<Acc>** codes;
+  PlanePos<Acc>* base;
+};
+
+// Scratch for one plane: rows (X0*X1*O2, and at least X2; max pooling's rows padded_row(O2)
+// apart) of values and positions, three O2 rows (best_at holds two; padded_row(O2) each), the O2 innermost divisor factors, one phased row
 // (line) and its layout; for the average-pool gradient, a column per output row
 // (O0*O1*X2) and the output rows covering each input row (2*(X0 + X1)).
 template <typename Acc>
@@ -405,6 +420,7 @@ struct PoolScratch {
   Acc* window_plane;      // the plane's values, then -inf (image_numel() + 1)
   Acc* window_best;       // out_numel() values
   PlanePos<Acc>* window_at;  // and positions
+  MaxSources<Acc> sources;   // max pooling's passes: max(kernel[2], kernel[0] * kernel[1]) entries
 };
 
 // ---------------------------------------------------------------- global average pooling

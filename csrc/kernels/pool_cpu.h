@@ -115,6 +115,40 @@ inline void write_out(const From* __restrict__ from, To* __restrict__ to, int64_
 // row than per value (LeNet's 10x10 planes: 1.5x faster; at 14 outputs per row, slower).
 constexpr int64_t kShortPoolRow = 8;
 
+// One max-pool pass: best[i] for i < count = the first maximum over the sources j < n (src,
+// pool.h) of src.from[j][i], in j order (greater, or NaN, takes), from -inf; with kCodes,
+// best_at[i] = the winner's code, src.codes[j][i] + src.base[j] (kCodeRows false: base[j]
+// alone), or start_base + start[i] where no source takes. Each vector of lanes stays in
+// registers across the sources (a pass per source through memory loaded and stored the
+// running max and code for every source), and count is rounded up to whole vectors, whose
+// lanes past it read and write padding (kLanePad): a scalar tail's branches mispredicted
+// on random data, and a partial vector assembled in memory stalled its load.
+template <bool kCodes, bool kCodeRows, typename Acc>
+inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> start_base,
+                           const PlanePos<Acc>* __restrict__ start, int64_t count, Acc* __restrict__ best,
+                           PlanePos<Acc>* __restrict__ best_at) {
+  using Pos = PlanePos<Acc>;
+  for (int64_t i = 0; i < count; i += kLanes<Acc>) {
+    Lanes<Acc> b = splat(lowest<Acc>());
+    // broadcasts written x - 0 (x for every x): splat's lane-by-lane form became a masked
+    // broadcast per lane in this loop
+    Lanes<Pos> at = start_base - Lanes<Pos>{};
+    if (kCodes && start != nullptr) at += load_lanes(start + i);
+    for (int64_t j = 0; j < n; ++j) {
+      const Lanes<Acc> v = load_lanes(src.from[j] + i);
+      const auto take = (v > b) | (v != v);
+      b = take ? v : b;
+      if constexpr (kCodes) {
+        Lanes<Pos> code = src.base[j] - Lanes<Pos>{};
+        if constexpr (kCodeRows) code += load_lanes(src.codes[j] + i);
+        at = take ? code : at;
+      }
+    }
+    store_lanes(best + i, b);
+    if constexpr (kCodes) store_lanes(best_at + i, at);
+  }
+}
+
 // Tap codes (pool.h): a plane's windows with no tap inside get kNoTap (rare: a dilation
 // stepping over a small input; the passes leave them their first tap past the input).
 template <typename Index>
@@ -183,8 +217,9 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     return;
   }
   const bool positions = argmax != nullptr;  // inference needs the values only
+  const int64_t row_stride = padded_row(O2);  // of the row passes in s.rows and s.row_at
   // Where each innermost window's first inside tap lies: its column in the row, or its tap number.
-  Pos* __restrict__ first2 = s.best_at + O2;
+  Pos* __restrict__ first2 = s.best_at + row_stride;
   if (positions) {  // past the windows that start in the padding, a window's start (vectorises)
     const int64_t lead = min64(O2, ceil_div(g.pad[2], g.stride[2]));
     for (int64_t o2 = 0; o2 < lead; ++o2) first2[o2] = static_cast<Pos>(kTaps ? g.first_tap(2, o2) : g.first_inside(2, o2));
@@ -194,32 +229,16 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   auto row_pass = [&](int64_t r) {
     if (r + 2 < rows) prefetch_span(src + (r + 2) * X2, X2);
     phase_split(src + r * X2, g, s.phased, s.line, lowest<Acc>());
-    Acc* __restrict__ hv = s.rows + r * O2;
-    Pos* __restrict__ hat = s.row_at + r * O2;
-    const Acc* __restrict__ tap0 = s.line + s.phased.tap[0];
-    for (int64_t o2 = 0; o2 < O2; ++o2) hv[o2] = tap0[o2];
-    if (positions) {
-      for (int64_t o2 = 0; o2 < O2; ++o2) hat[o2] = 0;
+    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {  // its sources: the taps of the phased line
+      s.sources.from[k2] = s.line + s.phased.tap[k2];
+      s.sources.base[k2] = static_cast<Pos>(k2);
     }
-    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
-      const Acc* __restrict__ tap = s.line + s.phased.tap[k2];
-      if (positions) {
-        const Pos k = static_cast<Pos>(k2);
-#pragma omp simd
-        for (int64_t o2 = 0; o2 < O2; ++o2) {  // loads first, then selects: if-convertible
-          const Acc v = tap[o2], b = hv[o2];
-          const Pos current = hat[o2];
-          const bool take = (v > b) | (v != v);
-          hv[o2] = take ? v : b;
-          hat[o2] = take ? k : current;
-        }
-      } else {
-#pragma omp simd
-        for (int64_t o2 = 0; o2 < O2; ++o2) {
-          const Acc v = tap[o2], b = hv[o2];
-          hv[o2] = (v > b) | (v != v) ? v : b;
-        }
-      }
+    Acc* __restrict__ hv = s.rows + r * row_stride;
+    Pos* __restrict__ hat = s.row_at + r * row_stride;
+    if (positions) {
+      max_of_sources<true, false>(s.sources, g.kernel[2], Pos(0), nullptr, O2, hv, hat);
+    } else {
+      max_of_sources<false, false>(s.sources, g.kernel[2], Pos(0), nullptr, O2, hv, hat);
     }
     if (positions) {  // winning tap -> the code's (tap numbers: as is; positions: the column)
       const Pos stride = static_cast<Pos>(kTaps ? 0 : g.stride[2]), dil = static_cast<Pos>(kTaps ? 1 : g.dil[2]);
@@ -239,11 +258,13 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   Index* dst_at = plane_at;
   if (g.outer_identity()) {  // each output row is its input row's pass (1-D pooling)
     for (int64_t r = 0; r < rows; ++r) row_pass(r);
-    write_out(s.rows, dst, rows * O2, s.stream);
-    for (int64_t r = 0; positions && !kTaps && r < rows; ++r) {  // tap codes: k0 = k1 = 0
-      for (int64_t o2 = 0; o2 < O2; ++o2) s.row_at[r * O2 + o2] += static_cast<Pos>(r * X2);
+    for (int64_t r = 0; r < rows; ++r) {
+      Pos* __restrict__ hat = s.row_at + r * row_stride;
+      write_out(s.rows + r * row_stride, dst + r * O2, O2, s.stream);
+      if (!positions) continue;
+      for (int64_t o2 = 0; !kTaps && o2 < O2; ++o2) hat[o2] += static_cast<Pos>(r * X2);  // tap codes: k0 = k1 = 0
+      write_out(hat, dst_at + r * O2, O2, s.stream);
     }
-    if (positions) write_out(s.row_at, dst_at, rows * O2, s.stream);
     if (s.stream) streaming_done();
     if (positions) mark_windows_outside(g, plane_at);
     return;
@@ -266,34 +287,20 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
       const int64_t row = o0 * g.out[1] + o1;  // streaming: the plane's output is staged whole
       Acc* __restrict__ best = s.stream ? s.out + row * O2 : s.best;
       Pos* __restrict__ best_at = s.stream ? s.out_at + row * O2 : s.best_at;
-      for (int64_t o2 = 0; o2 < O2; ++o2) best[o2] = lowest<Acc>();
+      int64_t n = 0;  // the window pass's sources: the row passes of the windows' rows, in row-major order
+      for (int64_t x0 = f0, k0 = first_k0; x0 < e0; x0 += g.dil[0], ++k0) {
+        for (int64_t x1 = f1, k1 = first_k1; x1 < e1; x1 += g.dil[1], ++k1, ++n) {
+          const int64_t r = x0 * g.image[1] + x1;
+          s.sources.from[n] = s.rows + r * row_stride;
+          s.sources.codes[n] = s.row_at + r * row_stride;
+          s.sources.base[n] = row_base(x0, x1, k0, k1);
+        }
+      }
       if (positions) {
         const Pos first_base = row_base(f0, f1, first_k0, first_k1);
-        for (int64_t o2 = 0; o2 < O2; ++o2) best_at[o2] = first_base + first2[o2];
-      }
-      for (int64_t x0 = f0, k0 = first_k0; x0 < e0; x0 += g.dil[0], ++k0) {
-        for (int64_t x1 = f1, k1 = first_k1; x1 < e1; x1 += g.dil[1], ++k1) {
-          const int64_t r = x0 * g.image[1] + x1;
-          const Acc* __restrict__ hv = s.rows + r * O2;
-          if (!positions) {
-#pragma omp simd
-            for (int64_t o2 = 0; o2 < O2; ++o2) {
-              const Acc v = hv[o2], b = best[o2];
-              best[o2] = (v > b) | (v != v) ? v : b;
-            }
-            continue;
-          }
-          const Pos* __restrict__ hat = s.row_at + r * O2;
-          const Pos base = row_base(x0, x1, k0, k1);
-#pragma omp simd
-          for (int64_t o2 = 0; o2 < O2; ++o2) {
-            const Acc v = hv[o2], b = best[o2];
-            const Pos candidate = base + hat[o2], current = best_at[o2];
-            const bool take = (v > b) | (v != v);
-            best[o2] = take ? v : b;
-            best_at[o2] = take ? candidate : current;
-          }
-        }
+        max_of_sources<true, true>(s.sources, n, first_base, first2, O2, best, best_at);
+      } else {
+        max_of_sources<false, true>(s.sources, n, Pos(0), nullptr, O2, best, best_at);
       }
       if (!s.stream) {
         write_out(best, dst, O2, false);

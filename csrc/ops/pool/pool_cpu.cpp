@@ -37,16 +37,22 @@ struct PlaneBuffers {
   kernels::WindowTable windows;
   std::vector<Acc> window_values;  // the plane (and -inf: plane_values in all), then the windows' best values
   std::vector<kernels::PlanePos<Acc>> window_at;
+  std::vector<const Acc*> source_from;
+  std::vector<const kernels::PlanePos<Acc>*> source_codes;
+  std::vector<kernels::PlanePos<Acc>> source_base;
   int64_t plane_values = 0;
   // with_columns: the average-pool gradient's columns and covering rows; stream: write the
   // output (output_bytes in all) by streaming stores.
   PlaneBuffers(const PoolGeometry& g, int64_t output_bytes, bool with_positions, bool with_columns = false)
       : phased(kernels::PhasedRow::build(g, taps, bounds)),
-        rows(std::max(g.image[0] * g.image[1] * g.out[2], g.image[2])), best(g.out[2]), factor(g.out[2]),
-        line(phased.size), columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
-        row_at(with_positions ? rows.size() : 0), best_at(with_positions ? 2 * g.out[2] : 0),
+        rows(std::max(g.image[0] * g.image[1] * kernels::padded_row(g.out[2]), g.image[2])),
+        best(kernels::padded_row(g.out[2])), factor(g.out[2]), line(phased.size + kernels::kLanePad),
+        columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0), row_at(with_positions ? rows.size() : 0),
+        best_at(with_positions ? 2 * kernels::padded_row(g.out[2]) : 0),
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes),
-        windows{nullptr, nullptr, nullptr} {
+        windows{nullptr, nullptr, nullptr},
+        source_from(with_positions ? std::max(g.kernel[2], g.kernel[0] * g.kernel[1]) : 0),
+        source_codes(source_from.size()), source_base(source_from.size()) {
     kernels::avg_innermost_factors(g, factor.data());
     if (with_positions && g.out[2] < kernels::kShortPoolRow) {  // max pooling's short rows
       windows = kernels::WindowTable::build(g, window_position, window_first);
@@ -56,15 +62,16 @@ struct PlaneBuffers {
         window_at.resize(g.out_numel());
       }
     }
-    if (stream) {
-      out.resize(g.out_numel());
-      if (with_positions) out_at.resize(g.out_numel());
+    if (stream) {  // max pooling writes whole vectors past the last row (kernels::kLanePad)
+      out.resize(g.out_numel() + kernels::kLanePad);
+      if (with_positions) out_at.resize(g.out_numel() + kernels::kLanePad);
     }
   }
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
             columns.data(), covering.data(), stream, out.data(), out_at.data(), windows,
-            window_values.data(), window_values.data() + plane_values, window_at.data()};
+            window_values.data(), window_values.data() + plane_values, window_at.data(),
+            {source_from.data(), source_codes.data(), source_base.data()}};
   }
 };
 
