@@ -240,11 +240,11 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     } else {
       max_of_sources<false, false>(s.sources, g.kernel[2], Pos(0), nullptr, O2, hv, hat);
     }
-    if (positions) {  // winning tap -> the code's (tap numbers: as is; positions: the column)
-      const Pos stride = static_cast<Pos>(kTaps ? 0 : g.stride[2]), dil = static_cast<Pos>(kTaps ? 1 : g.dil[2]);
-      const Pos pad = static_cast<Pos>(kTaps ? 0 : g.pad[2]);
+    if (positions) {  // the winning tap -> its code's (positions: the column; tap codes: as it is)
+      const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
+      const Pos pad = static_cast<Pos>(g.pad[2]);
       for (int64_t o2 = 0; o2 < O2; ++o2) {
-        const Pos at = static_cast<Pos>(o2) * stride + hat[o2] * dil - pad;
+        const Pos at = kTaps ? hat[o2] : static_cast<Pos>(o2) * stride + hat[o2] * dil - pad;
         hat[o2] = hv[o2] == lowest<Acc>() ? first2[o2] : at;
       }
     }
