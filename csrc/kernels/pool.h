@@ -398,7 +398,7 @@ struct MaxSources {
   PlanePos<Acc>* base;
 };
 
-// Scratch for one plane: rows (X0*X1*O2, and at least X2; max pooling's rows padded_row(O2)
+// Scratch for one plane: rows (X0*X1*O2, and more than X2; max pooling's rows padded_row(O2)
 // apart) of values and positions, three O2 rows (best_at holds two; padded_row(O2) each), the O2 innermost divisor factors, one phased row
 // (line) and its layout; for the average-pool gradient, a column per output row
 // (O0*O1*X2) and the output rows covering each input row (2*(X0 + X1)).

@@ -26,13 +26,17 @@ inline namespace CONVOPS_CPU_ISA {
 // loops over windows run at unit stride and vectorise.
 
 // to[i] = from[i * step] for i < count; at step 2 (the usual stride) two loads and a
-// shuffle per vector instead of a scalar loop.
+// shuffle per vector instead of a scalar loop. A vector reads one value past the last it
+// keeps: where from[2 * count - 1] may be read (read_past), the last vector too (3-D
+// pooling's rows of 32 split into phases of 16 were all scalar copies).
 template <typename T, typename Acc>
-inline void gather_step(const T* __restrict__ from, int64_t step, Acc* __restrict__ to, int64_t count) {
+inline void gather_step(const T* __restrict__ from, int64_t step, Acc* __restrict__ to, int64_t count,
+                        bool read_past) {
   int64_t i = 0;
   if constexpr (std::is_same_v<T, Acc>) {
     constexpr int n = kLanes<T>;
-    for (; step == 2 && i + n < count; i += n) {  // reads up to from[2i + 2n - 1] < from[2 * count - 2]
+    const int64_t end = read_past ? count : count - 1;
+    for (; step == 2 && i + n <= end; i += n) {  // reads from[2i .. 2i + 2n - 1]
       store_lanes(to + i, even_lanes<T>(load_lanes(from + 2 * i), load_lanes(from + 2 * i + n)));
     }
   }
@@ -40,15 +44,18 @@ inline void gather_step(const T* __restrict__ from, int64_t step, Acc* __restric
 }
 
 // Splits an input row into the phases of `line`, with `fill` for padding and overhang.
+// read_past: the value after the row may be read (another row, or scratch).
 template <typename T, typename Acc>
-inline void phase_split(const T* row, const PoolGeometry& g, const PhasedRow& r, Acc* line, Acc fill) {
+inline void phase_split(const T* row, const PoolGeometry& g, const PhasedRow& r, Acc* line, Acc fill,
+                        bool read_past) {
   const int64_t s = g.stride[2];
   for (int64_t q = 0; q < s; ++q) {
     Acc* __restrict__ phase = line + q * r.length;
     const int64_t lo = r.lo[q], hi = r.hi[q];
     const T* __restrict__ from = row + q + lo * s - g.pad[2];
     for (int64_t m = 0; m < lo; ++m) phase[m] = fill;
-    gather_step(from, s, phase + lo, hi - lo);
+    // at stride 2, the value past the phase's last is input position q + 2*hi - pad - 1
+    gather_step(from, s, phase + lo, hi - lo, read_past || q + hi * s - g.pad[2] <= g.image[2]);
     for (int64_t m = hi; m < r.length; ++m) phase[m] = fill;
   }
 }
@@ -228,7 +235,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   const int64_t rows = g.image[0] * g.image[1];
   auto row_pass = [&](int64_t r) {
     if (r + 2 < rows) prefetch_span(src + (r + 2) * X2, X2);
-    phase_split(src + r * X2, g, s.phased, s.line, lowest<Acc>());
+    phase_split(src + r * X2, g, s.phased, s.line, lowest<Acc>(), r + 1 < rows);
     for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {  // its sources: the taps of the phased line
       s.sources.from[k2] = s.line + s.phased.tap[k2];
       s.sources.base[k2] = static_cast<Pos>(k2);
@@ -418,10 +425,11 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
   for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
     prefetch_rows(src, g, lo0, hi0, hi1, min64(hi1 + g.stride[1], g.image[1]));
     if (hi0 - lo0 == 1 && hi1 - lo1 == 1) {  // one input row (1-D pooling): split it as it is
-      phase_split(src + (lo0 * g.image[1] + lo1) * X2, g, s.phased, s.line, Acc(0));
+      phase_split(src + (lo0 * g.image[1] + lo1) * X2, g, s.phased, s.line, Acc(0),
+                  lo0 * g.image[1] + lo1 + 1 < g.image[0] * g.image[1]);
     } else {
       sum_rows(src, g.image[1], X2, lo0, hi0, lo1, hi1, s.rows);
-      phase_split(s.rows, g, s.phased, s.line, Acc(0));
+      phase_split(s.rows, g, s.phased, s.line, Acc(0), true);  // s.rows holds X2 + 1 values
     }
     const Acc* __restrict__ tap0 = s.line + s.phased.tap[0];
     for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = tap0[o2];
