@@ -408,7 +408,7 @@ struct PoolScratch {
   PlanePos<Acc>* row_at;
   Acc* best;
   PlanePos<Acc>* best_at;
-  Acc* factor;  // avg_innermost_factors (the launchers fill them once per call)
+  Acc* factor;  // avg_innermost_factors (the launchers fill them once per call), then zeros to padded_row(O2)
   Acc* line;  // phased.size entries
   PhasedRow phased;
   Acc* columns;

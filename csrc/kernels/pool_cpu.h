@@ -411,6 +411,25 @@ inline void sum_rows(const T* plane, int64_t rows1, int64_t X2, int64_t lo0, int
   }
 }
 
+// One output row of average pooling from its phased line (s.line): the sums over the
+// innermost taps over the divisors (divide_by_divisors' rule, the same operations), into
+// out[0 .. padded_row(O2)): whole vectors, each summed in registers across the taps (a pass
+// per tap loaded and stored the running sums), their lanes past O2 in padding (kLanePad).
+template <typename Acc>
+inline void average_taps(const PoolScratch<Acc>& s, const PoolGeometry& g, Acc f01, Acc* __restrict__ out) {
+  const Lanes<Acc> zero{}, one = splat(Acc(1)), override_divisor = splat(static_cast<Acc>(g.divisor_override));
+  for (int64_t i = 0; i < g.out[2]; i += kLanes<Acc>) {
+    Lanes<Acc> sum = load_lanes(s.line + s.phased.tap[0] + i);
+    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) sum += load_lanes(s.line + s.phased.tap[k2] + i);
+    Lanes<Acc> divisor = override_divisor;
+    if (g.divisor_override == 0) {
+      divisor = f01 * load_lanes(s.factor + i);
+      divisor += divisor == zero ? one : zero;
+    }
+    store_lanes(out + i, sum / divisor);
+  }
+}
+
 // Average pooling of plane `plane`, one output row (o0, o1) at a time: the sum of the
 // window's input rows (a column of X2 sums), then the sums over the innermost taps of
 // that one row (phased, zero-padded), over the divisor (a product of per-dim factors).
@@ -421,7 +440,7 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
   const int64_t O2 = g.out[2], X2 = g.image[2];
   const T* src = input + plane * g.image_numel();
   T* dst = output + plane * g.out_numel();
-  Acc* __restrict__ sum = s.best;
+  Acc* __restrict__ averages = s.best;
   for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
     prefetch_rows(src, g, lo0, hi0, hi1, min64(hi1 + g.stride[1], g.image[1]));
     if (hi0 - lo0 == 1 && hi1 - lo1 == 1) {  // one input row (1-D pooling): split it as it is
@@ -431,19 +450,13 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
       sum_rows(src, g.image[1], X2, lo0, hi0, lo1, hi1, s.rows);
       phase_split(s.rows, g, s.phased, s.line, Acc(0), true);  // s.rows holds X2 + 1 values
     }
-    const Acc* __restrict__ tap0 = s.line + s.phased.tap[0];
-    for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] = tap0[o2];
-    for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) {
-      const Acc* __restrict__ tap = s.line + s.phased.tap[k2];
-#pragma omp simd
-      for (int64_t o2 = 0; o2 < O2; ++o2) sum[o2] += tap[o2];
-    }
     // Streaming: the plane's output is staged whole and streamed as one run (row by row,
     // streaming stores were slower than plain ones for 2-D pooling's 56-value rows).
     if (s.stream) {
-      divide_by_divisors(sum, s.out + row * O2, f01, s.factor, g);
+      average_taps(s, g, f01, s.out + row * O2);
     } else {
-      divide_by_divisors(sum, dst + row * O2, f01, s.factor, g);
+      average_taps(s, g, f01, averages);
+      write_out(averages, dst + row * O2, O2, false);
     }
   });
   if (s.stream) {

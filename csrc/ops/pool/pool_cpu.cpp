@@ -46,7 +46,7 @@ struct PlaneBuffers {
   PlaneBuffers(const PoolGeometry& g, int64_t output_bytes, bool with_positions, bool with_columns = false)
       : phased(kernels::PhasedRow::build(g, taps, bounds)),
         rows(std::max(g.image[0] * g.image[1] * kernels::padded_row(g.out[2]), g.image[2] + 1)),
-        best(kernels::padded_row(g.out[2])), factor(g.out[2]), line(phased.size + kernels::kLanePad),
+        best(kernels::padded_row(g.out[2])), factor(best.size()), line(phased.size + kernels::kLanePad),
         columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0), row_at(with_positions ? rows.size() : 0),
         best_at(with_positions ? 2 * kernels::padded_row(g.out[2]) : 0),
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes),
