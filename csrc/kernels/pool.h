@@ -119,12 +119,15 @@ struct PoolGeometry {
   }
   CONVOPS_HOST_DEVICE int64_t taps() const { return kernel[0] * kernel[1] * kernel[2]; }
   // The tap (along d) of window o's first_inside.
-  CONVOPS_HOST_DEVICE int64_t first_tap(int d, int64_t o) const { return divide(first_inside(d, o) - start(d, o), dil[d]); }
+  CONVOPS_HOST_DEVICE int64_t first_tap(int d, int64_t o) const { return tap_along(d, o, first_inside(d, o)); }
+  // The tap (along d) of window o at x, one of its taps: no division without a dilation.
+  CONVOPS_HOST_DEVICE int64_t tap_along(int d, int64_t o, int64_t x) const {
+    return dil[d] == 1 ? x - start(d, o) : divide(x - start(d, o), dil[d]);
+  }
   // The number of tap (x0, x1, x2) in window (o0, o1, o2), row-major over the kernel.
   CONVOPS_HOST_DEVICE int64_t tap_number(int64_t o0, int64_t o1, int64_t o2, int64_t x0, int64_t x1,
                                          int64_t x2) const {
-    return (divide(x0 - start(0, o0), dil[0]) * kernel[1] + divide(x1 - start(1, o1), dil[1])) * kernel[2] +
-           divide(x2 - start(2, o2), dil[2]);
+    return (tap_along(0, o0, x0) * kernel[1] + tap_along(1, o1, x1)) * kernel[2] + tap_along(2, o2, x2);
   }
   // In-plane positions: window (o0, o1, o2)'s origin (its tap 0, padding included), and how
   // far its tap k lies from it.
