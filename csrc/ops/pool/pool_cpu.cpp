@@ -62,7 +62,7 @@ struct PlaneBuffers {
         window_at.resize(g.out_numel());
       }
     }
-    if (stream) {  // max pooling writes whole vectors past the last row (kernels::kLanePad)
+    if (stream) {  // the passes write whole vectors past the last row (kernels::kLanePad)
       out.resize(g.out_numel() + kernels::kLanePad);
       if (with_positions) out_at.resize(g.out_numel() + kernels::kLanePad);
     }
