@@ -507,16 +507,38 @@ inline int64_t argmax_position(Index code, const PoolGeometry& g, int64_t origin
 }
 
 // body(o, origin) for every output o of a plane (flat in O0*O1*O2), origin its window's
-// PoolGeometry::window_origin.
-template <typename Body>
-inline void for_each_window(const PoolGeometry& g, Body&& body) {
+// PoolGeometry::window_origin; before each output row's, rows_to(end): its windows reach
+// no input row (x0*X1 + x1) at or past `end`.
+template <typename RowsTo, typename Body>
+inline void for_each_window(const PoolGeometry& g, RowsTo&& rows_to, Body&& body) {
   for (int64_t o0 = 0, o = 0; o0 < g.out[0]; ++o0) {
     for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+      rows_to((g.inside_end(0, o0) - 1) * g.image[1] + g.inside_end(1, o1));
       const int64_t row = g.window_origin(o0, o1, 0);
       for (int64_t o2 = 0; o2 < g.out[2]; ++o2, ++o) body(o, row + o2 * g.stride[2]);
     }
   }
 }
+
+// Zeroes the input rows of a gradient (rows of `row_values` values) as for_each_window
+// reaches them, and the rest at the end. Tap codes name a tap of the window, so a row is
+// zeroed just before the first window that adds to it and the adds find it in cache (a
+// channels_last image zeroed whole first is out of cache by its adds). Positions (any in
+// the plane, as torch's max_unpool indices may be) zero every row first.
+template <typename Index, typename Acc>
+struct LazyZeroRows {
+  Acc* sum;
+  int64_t row_values, rows, zeroed = 0;
+  LazyZeroRows(Acc* sum_, int64_t row_values_, int64_t rows_) : sum(sum_), row_values(row_values_), rows(rows_) {
+    if (sizeof(Index) == 8) to(rows);
+  }
+  void to(int64_t end) {
+    end = min64(end, rows);
+    if (end <= zeroed) return;
+    for (int64_t i = zeroed * row_values; i < end * row_values; ++i) sum[i] = Acc(0);
+    zeroed = end;
+  }
+};
 
 // Max-pool gradient of plane `plane`. The plane belongs to this call alone, which adds
 // each output gradient at its argmax in output order: deterministic, no atomics. Outputs
@@ -527,15 +549,16 @@ inline void max_pool_backward_plane(const T* grad_output, const Index* argmax, c
   const int64_t X = g.image_numel(), O = g.out_numel();
   T* dst = grad_input + plane * X;
   Acc* sum = accumulator(dst, acc);
-  for (int64_t x = 0; x < X; ++x) sum[x] = Acc(0);
+  LazyZeroRows<Index, Acc> zero(sum, g.image[2], g.image[0] * g.image[1]);
   const T* go = grad_output + plane * O;
   const Index* at = argmax + plane * O;
   const bool any_outside = sizeof(Index) == 8 && g.any_window_outside();  // tap codes say kNoTap
-  for_each_window(g, [&](int64_t o, int64_t origin) {
+  for_each_window(g, [&](int64_t end) { zero.to(end); }, [&](int64_t o, int64_t origin) {
     const int64_t x = argmax_position(at[o], g, origin, tap_offset);
     if (x < 0 || (any_outside && output_outside(g, o))) return;
     sum[x] += static_cast<Acc>(go[o]);
   });
+  zero.to(zero.rows);
   store_accumulated(sum, dst, X, stream);
 }
 
@@ -709,17 +732,18 @@ inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax
   const int64_t X = g.image_numel(), O = g.out_numel();
   T* dst = grad_input + n * X * channels;
   Acc* sum = accumulator(dst, acc);
-  for (int64_t i = 0; i < X * channels; ++i) sum[i] = Acc(0);
+  LazyZeroRows<Index, Acc> zero(sum, g.image[2] * channels, g.image[0] * g.image[1]);
   const T* go = grad_output + n * O * channels;
   const Index* at = argmax + n * O * channels;
   const bool any_outside = sizeof(Index) == 8 && g.any_window_outside();  // see max_pool_backward_plane
-  for_each_window(g, [&](int64_t o, int64_t origin) {
+  for_each_window(g, [&](int64_t end) { zero.to(end); }, [&](int64_t o, int64_t origin) {
     if (any_outside && output_outside(g, o)) return;
     for (int64_t c = 0; c < channels; ++c) {
       const int64_t x = argmax_position(at[o * channels + c], g, origin, tap_offset);
       if (x >= 0) sum[x * channels + c] += static_cast<Acc>(go[o * channels + c]);
     }
   });
+  zero.to(zero.rows);
   store_accumulated(sum, dst, X * channels);
 }
 
