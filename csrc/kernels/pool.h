@@ -68,11 +68,6 @@ struct PoolGeometry {
   CONVOPS_HOST_DEVICE int64_t inside_end(int d, int64_t o) const {
     return min64(start(d, o) + (kernel[d] - 1) * dil[d] + 1, image[d]);
   }
-  // The in-plane position a max window starts from: its first tap inside the input along
-  // every dim (past the input, as torch's, for a window with no tap inside).
-  CONVOPS_HOST_DEVICE int64_t first_position(int64_t o0, int64_t o1, int64_t o2) const {
-    return (first_inside(0, o0) * image[1] + first_inside(1, o1)) * image[2] + first_inside(2, o2);
-  }
   // Whether windows span one position of the outer dims (0 and 1), output row i then being
   // a pass over input row i alone: always so in 1-D.
   CONVOPS_HOST_DEVICE bool outer_identity() const {
@@ -124,15 +119,23 @@ struct PoolGeometry {
   CONVOPS_HOST_DEVICE int64_t tap_along(int d, int64_t o, int64_t x) const {
     return dil[d] == 1 ? x - start(d, o) : divide(x - start(d, o), dil[d]);
   }
-  // The number of tap (x0, x1, x2) in window (o0, o1, o2), row-major over the kernel.
+  // Tap (k0, k1, k2) of a window as one number, row-major over the kernel.
+  CONVOPS_HOST_DEVICE int64_t tap_index(int64_t k0, int64_t k1, int64_t k2) const {
+    return (k0 * kernel[1] + k1) * kernel[2] + k2;
+  }
+  // The number of tap (x0, x1, x2) in window (o0, o1, o2).
   CONVOPS_HOST_DEVICE int64_t tap_number(int64_t o0, int64_t o1, int64_t o2, int64_t x0, int64_t x1,
                                          int64_t x2) const {
-    return (tap_along(0, o0, x0) * kernel[1] + tap_along(1, o1, x1)) * kernel[2] + tap_along(2, o2, x2);
+    return tap_index(tap_along(0, o0, x0), tap_along(1, o1, x1), tap_along(2, o2, x2));
+  }
+  // Input (x0, x1, x2) as a flat in-plane position.
+  CONVOPS_HOST_DEVICE int64_t plane_position(int64_t x0, int64_t x1, int64_t x2) const {
+    return (x0 * image[1] + x1) * image[2] + x2;
   }
   // In-plane positions: window (o0, o1, o2)'s origin (its tap 0, padding included), and how
   // far its tap k lies from it.
   CONVOPS_HOST_DEVICE int64_t window_origin(int64_t o0, int64_t o1, int64_t o2) const {
-    return (start(0, o0) * image[1] + start(1, o1)) * image[2] + start(2, o2);
+    return plane_position(start(0, o0), start(1, o1), start(2, o2));
   }
   CONVOPS_HOST_DEVICE int64_t tap_offset(int64_t k) const {
     const int64_t k2 = modulo(k, kernel[2]), k01 = divide(k, kernel[2]);
@@ -143,7 +146,8 @@ struct PoolGeometry {
 
 // Max pooling's argmax, in one of two codes (the Index type of the max-pool functions):
 //   int64_t: the winner's in-plane position ((x0*X1 + x1)*X2 + x2): torch's indices, what
-//            max_unpool reads (a window with no tap inside: first_position, past the window);
+//            max_unpool reads (a window with no tap inside: its first tap inside along every dim,
+//            past the window);
 //   uint8_t: the winner's tap number in its window (PoolGeometry::tap_number), kNoTap for a
 //            window with no tap inside: what autograd saves when only the gradient needs the
 //            argmax (windows of at most kMaxCodedTaps taps), an eighth of the bytes the
@@ -158,12 +162,12 @@ CONVOPS_HOST_DEVICE inline Index argmax_code(const PoolGeometry& g, int64_t o0, 
   if constexpr (sizeof(Index) == 1) {
     return static_cast<Index>(g.tap_number(o0, o1, o2, x0, x1, x2));
   } else {
-    return static_cast<Index>((x0 * g.image[1] + x1) * g.image[2] + x2);
+    return static_cast<Index>(g.plane_position(x0, x1, x2));
   }
 }
 
 // The code a window starts from: its first tap inside the input along every dim, or (tap
-// codes) kNoTap for a window with no tap inside. (Positions: first_position either way.)
+// codes) kNoTap for a window with no tap inside. (Positions: that first tap either way, as torch's.)
 template <typename Index>
 CONVOPS_HOST_DEVICE inline Index first_argmax_code(const PoolGeometry& g, int64_t o0, int64_t o1, int64_t o2) {
   if (sizeof(Index) == 1 && g.output_outside(o0, o1, o2)) return static_cast<Index>(kNoTap);
@@ -191,7 +195,7 @@ CONVOPS_HOST_DEVICE inline void max_pool_window(const T* plane, const PoolGeomet
   for (int64_t x0 = f0; x0 < e0; x0 += g.dil[0]) {
     for (int64_t x1 = f1; x1 < e1; x1 += g.dil[1]) {
       for (int64_t x2 = f2; x2 < e2; x2 += g.dil[2]) {
-        const Acc v = static_cast<Acc>(plane[((x0 * g.image[1] + x1) * g.image[2] + x2) * g.position_step()]);
+        const Acc v = static_cast<Acc>(plane[g.plane_position(x0, x1, x2) * g.position_step()]);
         if (takes(v, best)) {
           best = v;
           b0 = x0;
@@ -344,7 +348,7 @@ constexpr int64_t kWindowTableEntries = int64_t(1) << 12;  // windows * taps, an
 struct WindowTable {
   // taps = kernel[0] * kernel[1] * kernel[2] per window, windows = out_numel():
   const int32_t* position;   // taps * windows, [k * windows + o]; null: no table
-  const int32_t* first;      // windows: PoolGeometry::first_position
+  const int32_t* first;      // windows: first_argmax_code's position
   const int32_t* first_tap;  // windows: first_argmax_code's tap number (kNoTap: no tap inside)
 #ifndef __CUDACC__
   // The table of g's windows in position and first, or none if the windows' taps or the
@@ -402,8 +406,9 @@ struct MaxSources {
 };
 
 // Scratch for one plane: rows (X0*X1*O2, and more than X2; max pooling's rows padded_row(O2)
-// apart) of values and positions, three O2 rows (best_at holds two; padded_row(O2) each), the O2 innermost divisor factors, one phased row
-// (line) and its layout; for the average-pool gradient, a column per output row
+// apart) of values and positions, three O2 rows (best_at holds two; padded_row(O2) each),
+// the O2 innermost divisor factors, one phased row (line) and its layout; for the
+// average-pool gradient, a column per output row
 // (O0*O1*X2) and the output rows covering each input row (2*(X0 + X1)).
 template <typename Acc>
 struct PoolScratch {

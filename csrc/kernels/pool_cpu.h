@@ -229,7 +229,9 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   Pos* __restrict__ first2 = s.best_at + row_stride;
   if (positions) {  // past the windows that start in the padding, a window's start (vectorises)
     const int64_t lead = min64(O2, ceil_div(g.pad[2], g.stride[2]));
-    for (int64_t o2 = 0; o2 < lead; ++o2) first2[o2] = static_cast<Pos>(kTaps ? g.first_tap(2, o2) : g.first_inside(2, o2));
+    for (int64_t o2 = 0; o2 < lead; ++o2) {
+      first2[o2] = static_cast<Pos>(kTaps ? g.first_tap(2, o2) : g.first_inside(2, o2));
+    }
     for (int64_t o2 = lead; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(kTaps ? 0 : o2 * g.stride[2] - g.pad[2]);
   }
   const int64_t rows = g.image[0] * g.image[1];
@@ -258,7 +260,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   };
   // What a window's row (x0, x1), its tap row (k0, k1), adds to the code of its row pass's winner.
   auto row_base = [&](int64_t x0, int64_t x1, int64_t k0, int64_t k1) -> Pos {
-    return static_cast<Pos>(kTaps ? (k0 * g.kernel[1] + k1) * g.kernel[2] : (x0 * g.image[1] + x1) * X2);
+    return static_cast<Pos>(kTaps ? g.tap_index(k0, k1, 0) : g.plane_position(x0, x1, 0));
   };
 
   T* dst = output + plane * g.out_numel();
@@ -672,8 +674,7 @@ inline void max_pool_cl_position(const T* input, T* output, Index* argmax, Acc* 
     for (int64_t x1 = f1, k1 = first_k1; x1 < e1; x1 += g.dil[1], ++k1) {
       for (int64_t x2 = f2, k2 = first_k2; x2 < e2; x2 += g.dil[2], ++k2) {
         const T* __restrict__ tap = input + cl_image_index(g, n, x0, x1, x2) * channels;
-        const Pos here = static_cast<Pos>(sizeof(Index) == 1 ? (k0 * g.kernel[1] + k1) * g.kernel[2] + k2
-                                                             : (x0 * g.image[1] + x1) * g.image[2] + x2);
+        const Pos here = static_cast<Pos>(sizeof(Index) == 1 ? g.tap_index(k0, k1, k2) : g.plane_position(x0, x1, x2));
         Acc* __restrict__ b_ = best;
         Pos* __restrict__ a_ = best_at;
 #pragma omp simd

@@ -2,6 +2,7 @@
 // memory formats, and the pooling kernels of the tensor's device. Tensors are
 // (N, C, *spatial) with 1 to 3 spatial dims; unbatched inputs are handled in Python.
 #pragma once
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
@@ -22,14 +23,22 @@ inline PoolGeometry in_channels_last(PoolGeometry g, const at::Tensor& t) {
   return g;
 }
 
-// body(Index{}) with Index the argmax code of `indices` (kernels/pool.h): uint8_t for tap
-// numbers, int64_t for positions (and for the empty tensor of a call without an argmax).
-template <typename Body>
-void with_argmax_code(const at::Tensor& indices, Body&& body) {
+#define CONVOPS_DISPATCH_FLOATS(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
+
+// The max-pool launchers' two dispatches in one: body(code, value), tags whose types are the
+// argmax code of `indices` (kernels/pool.h: uint8_t for tap numbers, int64_t for positions
+// and for the empty tensor of a call without an argmax) and the scalar type of `values`.
+template <bool kBackward, typename Body>
+void dispatch_max_pool(const at::Tensor& values, const at::Tensor& indices, Body&& body) {
+  constexpr const char* op = kBackward ? "convops::max_pool_backward" : "convops::max_pool";
+  auto with_code = [&](auto code) {
+    CONVOPS_DISPATCH_FLOATS(values.scalar_type(), op, [&] { body(code, scalar_t{}); });
+  };
   if (indices.scalar_type() == at::kByte) {
-    body(uint8_t{});
+    with_code(uint8_t{});
   } else {
-    body(int64_t{});
+    with_code(int64_t{});
   }
 }
 

@@ -19,9 +19,6 @@ namespace convops {
 namespace ops {
 namespace {
 
-#define CONVOPS_DISPATCH_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
-
 // Per-task scratch for the plane engine.
 template <typename Acc>
 struct PlaneBuffers {
@@ -121,32 +118,30 @@ const kernels::MaxPoolCpuForms<T, Acc, Index>& max_forms(const kernels::PoolCpuK
 }
 
 void max_pool_elements(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
-  with_argmax_code(indices, [&](auto code) {
+  dispatch_max_pool<false>(input, indices, [&](auto code, auto value) {
     using Index = decltype(code);
-    CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const scalar_t* in = input.const_data_ptr<scalar_t>();
-      scalar_t* out = output.mutable_data_ptr<scalar_t>();
-      Index* at_ = argmax_or_null<Index>(indices);
-      for_each_element(output.numel(), g, [&](int64_t i) {
-        kernels::max_pool_element<scalar_t, acc_t, Index>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
-      });
+    using scalar_t = decltype(value);
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    Index* at_ = argmax_or_null<Index>(indices);
+    for_each_element(output.numel(), g, [&](int64_t i) {
+      kernels::max_pool_element<scalar_t, acc_t, Index>(in, g, i, out + i, at_ != nullptr ? at_ + i : nullptr);
     });
   });
 }
 
 void max_pool_backward_elements(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
                                 const PoolGeometry& g) {
-  with_argmax_code(indices, [&](auto code) {
+  dispatch_max_pool<true>(grad_output, indices, [&](auto code, auto value) {
     using Index = decltype(code);
-    CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-      const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
-      scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-      for_each_element(grad_input.numel(), g, [&](int64_t i) {
-        gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t, Index>(go, at_, g, i));
-      });
+    using scalar_t = decltype(value);
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    for_each_element(grad_input.numel(), g, [&](int64_t i) {
+      gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t, Index>(go, at_, g, i));
     });
   });
 }
@@ -178,22 +173,21 @@ void max_pool_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& indic
     max_pool_elements(input, output, indices, g);
     return;
   }
-  with_argmax_code(indices, [&](auto code) {
+  dispatch_max_pool<false>(input, indices, [&](auto code, auto value) {
     using Index = decltype(code);
-    CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      if (g.image_numel() >= std::numeric_limits<kernels::PlanePos<acc_t>>::max()) {  // planes the forms cannot track
-        max_pool_elements(input, output, indices, g);
-        return;
-      }
-      const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
-      const scalar_t* in = input.const_data_ptr<scalar_t>();
-      scalar_t* out = output.mutable_data_ptr<scalar_t>();
-      Index* at_ = argmax_or_null<Index>(indices);
-      at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-        PlaneBuffers<acc_t> buffers(g, output.nbytes() + indices.nbytes(), true);
-        for (int64_t p = b; p < e; ++p) forms.plane(in, out, at_, g, buffers.view(), p);
-      });
+    using scalar_t = decltype(value);
+    using acc_t = at::opmath_type<scalar_t>;
+    if (g.image_numel() >= std::numeric_limits<kernels::PlanePos<acc_t>>::max()) {  // planes the forms cannot track
+      max_pool_elements(input, output, indices, g);
+      return;
+    }
+    const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    Index* at_ = argmax_or_null<Index>(indices);
+    at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+      PlaneBuffers<acc_t> buffers(g, output.nbytes() + indices.nbytes(), true);
+      for (int64_t p = b; p < e; ++p) forms.plane(in, out, at_, g, buffers.view(), p);
     });
   });
 }
@@ -205,22 +199,21 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
     return;
   }
   const auto offsets = tap_offsets(g, indices);
-  with_argmax_code(indices, [&](auto code) {
+  dispatch_max_pool<true>(grad_output, indices, [&](auto code, auto value) {
     using Index = decltype(code);
-    CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
-      const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-      const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
-      scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-        // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
-        const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
-        std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> && !stream ? 0 : g.image_numel());  // kernels::accumulator
-        for (int64_t p = b; p < e; ++p) {
-          forms.backward_plane(go, at_, offsets.data(), gi, scratch_or_null(acc), g, p, stream);
-        }
-      });
+    using scalar_t = decltype(value);
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+      // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
+      const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
+      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> && !stream ? 0 : g.image_numel());  // kernels::accumulator
+      for (int64_t p = b; p < e; ++p) {
+        forms.backward_plane(go, at_, offsets.data(), gi, scratch_or_null(acc), g, p, stream);
+      }
     });
   });
 }
@@ -331,20 +324,19 @@ void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& in
     max_pool_elements(input, output, indices, in_channels_last(g, input));
     return;
   }
-  with_argmax_code(indices, [&](auto code) {
+  dispatch_max_pool<false>(input, indices, [&](auto code, auto value) {
     using Index = decltype(code);
-    CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
-      const int64_t C = channels_of(input);
-      const scalar_t* in = input.const_data_ptr<scalar_t>();
-      scalar_t* out = output.mutable_data_ptr<scalar_t>();
-      Index* at_ = argmax_or_null<Index>(indices);
-      at::parallel_for(0, output.numel() / C, grain_for(C * g.taps()), [&](int64_t b, int64_t e) {
-        std::vector<acc_t> best(C);
-        std::vector<kernels::PlanePos<acc_t>> best_at(C);
-        for (int64_t p = b; p < e; ++p) forms.cl_position(in, out, at_, best.data(), best_at.data(), C, g, p);
-      });
+    using scalar_t = decltype(value);
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
+    const int64_t C = channels_of(input);
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.mutable_data_ptr<scalar_t>();
+    Index* at_ = argmax_or_null<Index>(indices);
+    at::parallel_for(0, output.numel() / C, grain_for(C * g.taps()), [&](int64_t b, int64_t e) {
+      std::vector<acc_t> best(C);
+      std::vector<kernels::PlanePos<acc_t>> best_at(C);
+      for (int64_t p = b; p < e; ++p) forms.cl_position(in, out, at_, best.data(), best_at.data(), C, g, p);
     });
   });
 }
@@ -356,21 +348,20 @@ void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& i
     return;
   }
   const auto offsets = tap_offsets(g, indices);
-  with_argmax_code(indices, [&](auto code) {
+  dispatch_max_pool<true>(grad_output, indices, [&](auto code, auto value) {
     using Index = decltype(code);
-    CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
-      const int64_t C = channels_of(grad_output);
-      const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-      const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
-      scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
-        std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C);  // kernels::accumulator
-        for (int64_t n = b; n < e; ++n) {
-          forms.backward_cl_image(go, at_, offsets.data(), gi, scratch_or_null(acc), C, g, n);
-        }
-      });
+    using scalar_t = decltype(value);
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
+    const int64_t C = channels_of(grad_output);
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+    scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
+      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C);  // kernels::accumulator
+      for (int64_t n = b; n < e; ++n) {
+        forms.backward_cl_image(go, at_, offsets.data(), gi, scratch_or_null(acc), C, g, n);
+      }
     });
   });
 }

@@ -54,33 +54,28 @@ __global__ void global_avg_pool_backward_kernel(const T* grad_out, T* grad_in, i
   }
 }
 
-#define CONVOPS_DISPATCH_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
-
 void max_pool_cuda(const at::Tensor& input, at::Tensor& output, at::Tensor& indices, const PoolGeometry& g) {
   const int64_t n = output.numel();
-  with_argmax_code(indices, [&](auto code) {
+  dispatch_max_pool<false>(input, indices, [&](auto code, auto value) {
     using Index = decltype(code);
-    CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::max_pool", [&] {
-      max_pool_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
-          indices.numel() > 0 ? static_cast<Index*>(indices.mutable_data_ptr()) : nullptr, g, n);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+    using scalar_t = decltype(value);
+    max_pool_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
+        indices.numel() > 0 ? static_cast<Index*>(indices.mutable_data_ptr()) : nullptr, g, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
 void max_pool_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices, at::Tensor& grad_input,
                             const PoolGeometry& g) {
   const int64_t n = grad_input.numel();
-  with_argmax_code(indices, [&](auto code) {
+  dispatch_max_pool<true>(grad_output, indices, [&](auto code, auto value) {
     using Index = decltype(code);
-    CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::max_pool_backward", [&] {
-      max_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-          grad_output.const_data_ptr<scalar_t>(), static_cast<const Index*>(indices.const_data_ptr()),
-          grad_input.mutable_data_ptr<scalar_t>(), g, n);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+    using scalar_t = decltype(value);
+    max_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        grad_output.const_data_ptr<scalar_t>(), static_cast<const Index*>(indices.const_data_ptr()),
+        grad_input.mutable_data_ptr<scalar_t>(), g, n);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
