@@ -182,6 +182,31 @@ def test_avg_pool_matches_torch(engine):
         check()
 
 
+@pytest.mark.parametrize("sizes,kernel,stride,padding,ceil_mode", [
+    ((30, 40), (3, 3), (2, 2), (1, 1), False),           # 15 output rows: blocks of 6, the last one short
+    ((7, 9), (2, 3), (1, 3), (1, 1), True),              # stride 3: a block split into three phases
+    ((6, 20), (1, 3), (1, 2), (0, 1), True),             # 1-D pooling in 2-D: each input row split as it is
+    ((5, 8, 12), (3, 3, 3), (2, 2, 2), (1, 1, 1), True), # 3-D: each output slice sums its input slices first
+    ((3, 6, 7), (2, 2, 2), (1, 2, 1), (1, 0, 1), False), # overlapping slices, a window along dim 0 of one slice
+    ((4, 48, 48), (3, 2, 3), (2, 2, 2), (1, 1, 1), True), # slices past kAvgSlabValues: rows summed from the input
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_avg_pool_row_forms_match_torch(sizes, kernel, stride, padding, ceil_mode, dtype, isa_engine):
+    """The CPU plane form of average pooling sums each output row's window rows (from a slab of
+    summed input slices where the window spans dim 0 and the slices are small), splits blocks of
+    these sums into phases at once and averages them row by row (kernels/pool_cpu.h,
+    avg_pool_plane): against torch, with and without the padding counted and a divisor override."""
+    p = dict(batch=2, channels=3, sizes=sizes, unbatched=False, dtype=dtype, specials="none")
+    x = pool_input(p)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    for include_pad, divisor in ((True, None), (False, None), (True, 5)):
+        args = (kernel, stride, padding, ceil_mode, include_pad, divisor)
+        ours = forward_backward(lambda t: OURS_AVG[len(sizes)](t, *args), x, "contiguous")
+        theirs = forward_backward(lambda t: TORCH_AVG[len(sizes)](t, *args), x, "contiguous")
+        torch.testing.assert_close(ours[0], theirs[0], rtol=tol, atol=tol)
+        torch.testing.assert_close(ours[2], theirs[2], rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
 def test_knet_pool_matches_torch(engine):
     @settings(max_examples=EXAMPLES[engine] // 2)

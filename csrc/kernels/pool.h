@@ -70,9 +70,9 @@ struct PoolGeometry {
   }
   // Whether windows span one position of the outer dims (0 and 1), output row i then being
   // a pass over input row i alone: always so in 1-D.
-  CONVOPS_HOST_DEVICE bool outer_identity() const {
-    return kernel[0] == 1 && kernel[1] == 1 && stride[0] == 1 && stride[1] == 1 && pad[0] == 0 && pad[1] == 0;
-  }
+  // Whether output index o along d reads input index o alone.
+  CONVOPS_HOST_DEVICE bool identity(int d) const { return kernel[d] == 1 && stride[d] == 1 && pad[d] == 0; }
+  CONVOPS_HOST_DEVICE bool outer_identity() const { return identity(0) && identity(1); }
   // Whether max window o along d has no tap inside the input (a dilation can step over a
   // small input): its value is -inf, its position (as torch's) lies past the window, and
   // its gradient reaches no input.
@@ -309,30 +309,38 @@ using PlanePos = typename std::conditional<sizeof(Acc) == 8, int64_t, int32_t>::
 // The phased layout of an input row (pool_cpu.h): the row, padded, split into `stride`
 // phases of `length` entries, phase q holding the padded positions q, q + stride, ...
 // Window o's tap k reads padded position o*stride + k*dil: entry o + tap[k] of the line.
+// A block of `rows` padded rows (stride * length values each, side by side) splits the
+// same way, each phase holding its entries of every row in turn: row r's window o reads
+// entry r*length + o + tap[k] (average pooling's forward: one split per block of rows).
 // Found once per call by the launcher (PhasedRow::build): it costs integer divisions.
 struct PhasedRow {
-  int64_t length;      // entries per phase
-  int64_t size;        // stride * length, the whole line
+  int64_t length;      // entries per phase and row
+  int64_t rows;        // padded rows side by side (phase_split and phase_merge: one)
+  int64_t size;        // stride * rows * length, the whole line
   const int64_t* tap;  // kernel[2] entries: where tap k of window 0 lies in the line
   const int64_t* lo;   // stride entries each: phase q's entries [lo[q], hi[q]) hold input
   const int64_t* hi;   // positions, the others padding or overhang
 #ifndef __CUDACC__
   // Fills taps (kernel[2]) and bounds (2 * stride) and returns the layout over them.
-  static PhasedRow build(const PoolGeometry& g, std::vector<int64_t>& taps, std::vector<int64_t>& bounds) {
-    const int64_t s = g.stride[2];
-    const int64_t windows_end = (g.out[2] - 1) * s + (g.kernel[2] - 1) * g.dil[2] + 1;
-    const int64_t length = ceil_div(max64(windows_end, g.pad[2] + g.image[2]), s);
+  static PhasedRow build(const PoolGeometry& g, std::vector<int64_t>& taps, std::vector<int64_t>& bounds,
+                         int64_t rows = 1) {
+    const int64_t s = g.stride[2], length = row_length(g);
     taps.resize(g.kernel[2]);
     for (int64_t k = 0; k < g.kernel[2]; ++k) {
       const int64_t offset = k * g.dil[2];
-      taps[k] = (offset % s) * length + offset / s;
+      taps[k] = (offset % s) * rows * length + offset / s;
     }
     bounds.resize(2 * s);
     for (int64_t q = 0; q < s; ++q) {
       bounds[q] = min64(max64(0, ceil_div(g.pad[2] - q, s)), length);
       bounds[s + q] = max64(min64(length, ceil_div(g.pad[2] + g.image[2] - q, s)), bounds[q]);
     }
-    return {length, s * length, taps.data(), bounds.data(), bounds.data() + s};
+    return {length, rows, s * rows * length, taps.data(), bounds.data(), bounds.data() + s};
+  }
+  // Entries per phase of one row: its windows' reach and the padded input, whichever ends later.
+  static int64_t row_length(const PoolGeometry& g) {
+    const int64_t windows_end = (g.out[2] - 1) * g.stride[2] + (g.kernel[2] - 1) * g.dil[2] + 1;
+    return ceil_div(max64(windows_end, g.pad[2] + g.image[2]), g.stride[2]);
   }
 #endif
 };
@@ -405,6 +413,37 @@ struct MaxSources {
   PlanePos<Acc>* base;
 };
 
+// Average pooling's forward over blocks of output rows (pool_cpu.h, avg_pool_plane): each
+// row's window sum padded (phased.rows rows of stride * length values, zero outside the
+// input, kLanePad more readable), each row's outer divisor factor, and the block's layout.
+// Where avg_slab, also the sum of each output slice's input slices.
+template <typename Acc>
+struct AvgRowBlock {
+  Acc* sums;
+  Acc* f01;
+  PhasedRow phased;
+  Acc* slab;  // X1*X2 values
+};
+// Values of a block's sums (and as many of its phased line): both stay in L1. Larger blocks
+// (4096 values) made 2-D pooling slower: summing a block's rows while nothing is computed,
+// then computing while no input is read, overlapped memory and work less than row by row.
+constexpr int64_t kAvgBlockValues = int64_t(1) << 8;
+// Input slices of at most this many values are summed whole into a slab (AvgRowBlock::slab),
+// which stays in L1 beside the block: a 32x128 slice (16 KiB) ran 1.2x slower than by rows.
+constexpr int64_t kAvgSlabValues = int64_t(1) << 11;
+#ifndef __CUDACC__
+// The rows of a block (none without outer window dims, where the input rows are split as they are).
+inline int64_t avg_block_rows(const PoolGeometry& g) {
+  if (g.outer_identity()) return 0;
+  const int64_t padded = g.stride[2] * PhasedRow::row_length(g);
+  return min64(max64(kAvgBlockValues / padded, 1), g.out[0] * g.out[1]);
+}
+// Whether the output slices sum their input slices first (a window along dim 0, small slices).
+inline bool avg_slab(const PoolGeometry& g) {
+  return !g.identity(0) && g.image[1] * g.image[2] <= kAvgSlabValues;
+}
+#endif
+
 // Scratch for one plane: rows (X0*X1*O2, and more than X2; max pooling's rows padded_row(O2)
 // apart) of values and positions, three O2 rows (best_at holds two; padded_row(O2) each),
 // the O2 innermost divisor factors, one phased row (line) and its layout; for the
@@ -417,8 +456,9 @@ struct PoolScratch {
   Acc* best;
   PlanePos<Acc>* best_at;
   Acc* factor;  // avg_innermost_factors (the launchers fill them once per call), then zeros to padded_row(O2)
-  Acc* line;  // phased.size entries
+  Acc* line;  // phased.size entries (block.phased.size if more), kLanePad more
   PhasedRow phased;
+  AvgRowBlock<Acc> block;  // average pooling's forward, planes with outer window dims
   Acc* columns;
   int64_t* covering;
   bool stream;  // write the output by streaming stores (it is at least kStreamBytes)

@@ -22,8 +22,9 @@ namespace {
 // Per-task scratch for the plane engine.
 template <typename Acc>
 struct PlaneBuffers {
-  std::vector<int64_t> taps, bounds;
-  kernels::PhasedRow phased;
+  std::vector<int64_t> taps, bounds, block_taps, block_bounds;
+  kernels::PhasedRow phased, block_phased;
+  std::vector<Acc> block_sums, block_f01, slab;  // kernels::AvgRowBlock (zeros: the sums' padding)
   std::vector<Acc> rows, best, factor, line, columns;
   std::vector<kernels::PlanePos<Acc>> row_at, best_at;
   std::vector<int64_t> covering;
@@ -38,12 +39,18 @@ struct PlaneBuffers {
   std::vector<const kernels::PlanePos<Acc>*> source_codes;
   std::vector<kernels::PlanePos<Acc>> source_base;
   int64_t plane_values = 0;
-  // with_columns: the average-pool gradient's columns and covering rows; stream: write the
-  // output (output_bytes in all) by streaming stores.
-  PlaneBuffers(const PoolGeometry& g, int64_t output_bytes, bool with_positions, bool with_columns = false)
+  // with_columns: the average-pool gradient's columns and covering rows; with_block: the
+  // average-pool forward's block of rows; stream: write the output (output_bytes in all)
+  // by streaming stores.
+  PlaneBuffers(const PoolGeometry& g, int64_t output_bytes, bool with_positions, bool with_columns = false,
+               bool with_block = false)
       : phased(kernels::PhasedRow::build(g, taps, bounds)),
+        block_phased(kernels::PhasedRow::build(g, block_taps, block_bounds,
+                                               with_block ? kernels::avg_block_rows(g) : 0)),
+        block_sums(block_phased.size + kernels::kLanePad), block_f01(block_phased.rows),
+        slab(with_block && kernels::avg_slab(g) ? g.image[1] * g.image[2] : 0),
         rows(std::max(g.image[0] * g.image[1] * kernels::padded_row(g.out[2]), g.image[2] + 1)),
-        best(kernels::padded_row(g.out[2])), factor(best.size()), line(phased.size + kernels::kLanePad),
+        best(kernels::padded_row(g.out[2])), factor(best.size()), line(std::max(phased.size, block_phased.size) + kernels::kLanePad),
         columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0), row_at(with_positions ? rows.size() : 0),
         best_at(with_positions ? 2 * kernels::padded_row(g.out[2]) : 0),
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes),
@@ -66,7 +73,7 @@ struct PlaneBuffers {
   }
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
-            columns.data(), covering.data(), stream, out.data(), out_at.data(), windows,
+            {block_sums.data(), block_f01.data(), block_phased, slab.data()}, columns.data(), covering.data(), stream, out.data(), out_at.data(), windows,
             window_values.data(), window_values.data() + plane_values, window_at.data(),
             {source_from.data(), source_codes.data(), source_base.data()}};
   }
@@ -229,7 +236,7 @@ void avg_pool_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeometr
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, planes_of(output, g.out_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      PlaneBuffers<acc_t> buffers(g, output.nbytes(), false);
+      PlaneBuffers<acc_t> buffers(g, output.nbytes(), false, false, true);
       for (int64_t p = b; p < e; ++p) forms.avg_plane(in, out, g, buffers.view(), p);
     });
   });
