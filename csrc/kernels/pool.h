@@ -68,10 +68,10 @@ struct PoolGeometry {
   CONVOPS_HOST_DEVICE int64_t inside_end(int d, int64_t o) const {
     return min64(start(d, o) + (kernel[d] - 1) * dil[d] + 1, image[d]);
   }
-  // Whether windows span one position of the outer dims (0 and 1), output row i then being
-  // a pass over input row i alone: always so in 1-D.
   // Whether output index o along d reads input index o alone.
   CONVOPS_HOST_DEVICE bool identity(int d) const { return kernel[d] == 1 && stride[d] == 1 && pad[d] == 0; }
+  // Whether windows span one position of the outer dims (0 and 1), output row i then being
+  // a pass over input row i alone: always so in 1-D.
   CONVOPS_HOST_DEVICE bool outer_identity() const { return identity(0) && identity(1); }
   // Whether max window o along d has no tap inside the input (a dilation can step over a
   // small input): its value is -inf, its position (as torch's) lies past the window, and
