@@ -444,6 +444,12 @@ inline bool avg_slab(const PoolGeometry& g) {
 }
 #endif
 
+// The average-pool gradient's shares of one output row (pool_cpu.h, spread_shares) lie this
+// far into their scratch, after zeros for the windows before the row's first.
+inline int64_t avg_share_lead(const PoolGeometry& g) {
+  return padded_row((g.kernel[2] - 1) * g.dil[2] / g.stride[2]);
+}
+
 // Scratch for one plane: rows (X0*X1*O2, and more than X2; max pooling's rows padded_row(O2)
 // apart) of values and positions, three O2 rows (best_at holds two; padded_row(O2) each),
 // the O2 innermost divisor factors, one phased row (line) and its layout; for the
@@ -461,6 +467,7 @@ struct PoolScratch {
   AvgRowBlock<Acc> block;  // average pooling's forward, planes with outer window dims
   Acc* columns;
   int64_t* covering;
+  Acc* shares;  // average-pool gradient: avg_share_lead zeros, O2 shares, zeros to phased.length + kLanePad
   bool stream;  // write the output by streaming stores (it is at least kStreamBytes)
   Acc* out;     // with stream: the plane's output (O0*O1*O2), staged to be streamed whole
   PlanePos<Acc>* out_at;  // with stream and positions: its argmax

@@ -625,6 +625,27 @@ inline void covering_windows(const PoolGeometry& g, int d, int64_t* first, int64
   }
 }
 
+// The adjoint of average_taps' sums over a phased line (one row): entry m of phase q gets
+// the shares of the windows whose taps read it, share[m - off] for each tap at q*length +
+// off, in tap order, as a scatter of each tap's shares into a zeroed line adds them, but
+// each vector summed in registers (the scatter's passes stored overlapping runs of one
+// phase and stalled the loads after them). share[o] is 0 for o < 0 and o >= O2 (s.shares),
+// and each phase's last vector runs past it into the next phase, written after, or padding.
+template <typename Acc>
+inline void spread_shares(const Acc* share, const PoolGeometry& g, const PhasedRow& r, Acc* line) {
+  for (int64_t q = 0; q < g.stride[2]; ++q) {
+    Acc* __restrict__ phase = line + q * r.length;
+    for (int64_t m = 0; m < r.length; m += kLanes<Acc>) {
+      Lanes<Acc> sum{};
+      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+        const int64_t off = r.tap[k2] - q * r.length;
+        if (off >= 0 && off < r.length) sum += load_lanes(share + m - off);
+      }
+      store_lanes(phase + m, sum);
+    }
+  }
+}
+
 // Average-pool gradient of plane `plane`, owned by this call (acc: X values of scratch, or
 // the gradient itself, see accumulator): the adjoint of avg_pool_plane. Per output row, its
 // gradients over their divisors are spread over the innermost taps (phased) and merged
@@ -636,23 +657,17 @@ inline void covering_windows(const PoolGeometry& g, int d, int64_t* first, int64
 template <typename T, typename Acc>
 inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* acc, const PoolGeometry& g,
                                     const PoolScratch<Acc>& s, int64_t plane) {
-  const int64_t X = g.image_numel(), O2 = g.out[2], X2 = g.image[2], line_size = s.phased.size;
+  const int64_t X = g.image_numel(), O2 = g.out[2], X2 = g.image[2];
   T* dst = grad_input + plane * X;
   Acc* __restrict__ sum = accumulator(dst, acc);
   // With one input row per output row and back (1-D pooling), each row is merged in whole.
   const bool row_per_row = g.outer_identity();
   const T* go = grad_output + plane * g.out_numel();
-  Acc* __restrict__ share = s.best;
   Acc* __restrict__ line = s.line;
   for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
     if (lo0 >= hi0 || lo1 >= hi1) return;  // a window of no input row reaches no input (nor is summed)
-    divide_by_divisors(go + row * O2, share, f01, s.factor, g);
-    for (int64_t j = 0; j < line_size; ++j) line[j] = Acc(0);
-    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-      Acc* __restrict__ tap = line + s.phased.tap[k2];
-#pragma omp simd
-      for (int64_t o2 = 0; o2 < O2; ++o2) tap[o2] += share[o2];
-    }
+    divide_by_divisors(go + row * O2, s.shares, f01, s.factor, g);
+    spread_shares(s.shares, g, s.phased, line);
     if (!row_per_row) {
       phase_merge(line, g, s.phased, s.columns + row * X2);
     } else if constexpr (std::is_same<T, Acc>::value) {

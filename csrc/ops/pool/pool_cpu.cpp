@@ -28,6 +28,8 @@ struct PlaneBuffers {
   std::vector<Acc> rows, best, factor, line, columns;
   std::vector<kernels::PlanePos<Acc>> row_at, best_at;
   std::vector<int64_t> covering;
+  int64_t share_lead;
+  std::vector<Acc> shares;
   bool stream;
   std::vector<Acc> out;
   std::vector<kernels::PlanePos<Acc>> out_at;
@@ -53,7 +55,10 @@ struct PlaneBuffers {
         best(kernels::padded_row(g.out[2])), factor(best.size()), line(std::max(phased.size, block_phased.size) + kernels::kLanePad),
         columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0), row_at(with_positions ? rows.size() : 0),
         best_at(with_positions ? 2 * kernels::padded_row(g.out[2]) : 0),
-        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0), stream(output_bytes >= kernels::kStreamBytes),
+        covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0),
+        share_lead(kernels::avg_share_lead(g)),
+        shares(with_columns ? share_lead + kernels::padded_row(phased.length) + kernels::kLanePad : 0),
+        stream(output_bytes >= kernels::kStreamBytes),
         windows{nullptr, nullptr, nullptr},
         source_from(with_positions ? std::max(g.kernel[2], g.kernel[0] * g.kernel[1]) : 0),
         source_codes(source_from.size()), source_base(source_from.size()) {
@@ -73,7 +78,8 @@ struct PlaneBuffers {
   }
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
-            {block_sums.data(), block_f01.data(), block_phased, slab.data()}, columns.data(), covering.data(), stream, out.data(), out_at.data(), windows,
+            {block_sums.data(), block_f01.data(), block_phased, slab.data()}, columns.data(), covering.data(),
+            shares.empty() ? nullptr : shares.data() + share_lead, stream, out.data(), out_at.data(), windows,
             window_values.data(), window_values.data() + plane_values, window_at.data(),
             {source_from.data(), source_codes.data(), source_base.data()}};
   }
