@@ -438,19 +438,60 @@ inline void average_taps(const Acc* line, const int64_t* tap, const Acc* factor,
   }
 }
 
+// Average pooling's output rows (o0, o1) of a plane whose windows span the outer dims:
+// average(line, tap, row, f01) for each, its line the phased sum of its window's input rows.
+// A block of output rows' sums (s.block) is split into phases at once, then averaged row by
+// row. Where avg_slab, each output slice first sums its input slices whole (s.block.slab),
+// and its rows sum rows of that: three long runs for the hardware prefetcher instead of
+// nine short rows per output row (make bench, 3-D forward at 1 thread: 0.82-0.96 -> 0.72-0.76
+// ms); the next slice's input slices are prefetched a chunk per output row.
+template <typename T, typename Acc, typename Average>
+inline void average_row_blocks(const T* src, const PoolGeometry& g, const PoolScratch<Acc>& s, Average&& average) {
+  const PhasedRow& b = s.block.phased;
+  const int64_t X1 = g.image[1], X2 = g.image[2], O1 = g.out[1], slice = X1 * X2, stride = g.stride[2];
+  int64_t held = 0, first_row = 0;
+  auto average_block = [&] {
+    for (int64_t q = 0; q < stride; ++q) {  // the sums' padding is zero, their last + 1 readable
+      gather_step(s.block.sums + q, stride, s.line + q * b.rows * b.length, held * b.length, true);
+    }
+    for (int64_t r = 0; r < held; ++r) average(s.line + r * b.length, b.tap, first_row + r, s.block.f01[r]);
+    first_row += held;
+    held = 0;
+  };
+  const bool slabs = avg_slab(g);
+  int64_t next_lo = 0, next_hi = 0, chunk = 0;  // the next output slice's input slices, prefetched by chunks
+  for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
+    Acc* sum = s.block.sums + held * stride * b.length + g.pad[2];
+    if (!slabs) {
+      prefetch_rows(src, g, lo0, hi0, hi1, min64(hi1 + g.stride[1], X1));
+      sum_rows(src, X1, X2, lo0, hi0, lo1, hi1, sum);
+    } else {
+      const int64_t o0 = row / O1, o1 = row - o0 * O1;
+      if (o1 == 0) {  // a new output slice: its input slices, as rows of X1*X2
+        sum_rows(src, 1, slice, lo0, hi0, 0, 1, s.block.slab);
+        next_lo = next_hi = 0;
+        if (o0 + 1 < g.out[0]) g.avg_window(0, o0 + 1, &next_lo, &next_hi);
+        chunk = ceil_div(max64(next_hi - next_lo, 0) * slice, O1);
+      }
+      const int64_t done = o1 * chunk, end = max64(next_hi - next_lo, 0) * slice;
+      prefetch_span(src + next_lo * slice + done, min64(chunk, end - done));
+      sum_rows(s.block.slab, X1, X2, 0, 1, lo1, hi1, sum);
+    }
+    s.block.f01[held] = f01;
+    if (++held == b.rows) average_block();
+  });
+  if (held > 0) average_block();
+}
+
 // Average pooling of plane `plane`, by output rows (o0, o1): the sum of each window's input
 // rows (a column of X2 sums), then the sums over the innermost taps of that row (phased,
 // zero-padded), over the divisor (a product of per-dim factors). Summing the rows first
-// splits one row into phases per output row, not per input row; and where there are rows
-// to sum, a block of output rows' sums (s.block) is split at once and then averaged row by
-// row. With a window along dim 0, each output slice first sums its input slices whole
-// (s.block.slab), and its rows sum rows of that: three long runs for the hardware
-// prefetcher instead of nine short rows per output row (make bench, 3-D forward at 1 thread:
-// 0.82-0.96 -> 0.72-0.76 ms); the next slice's input slices are prefetched a chunk per row.
+// splits one row into phases per output row, not per input row (average_row_blocks); in
+// 1-D pooling, each input row is split as it is.
 template <typename T, typename Acc>
 inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, const PoolScratch<Acc>& s,
                            int64_t plane) {
-  const int64_t O2 = g.out[2], X2 = g.image[2], stride = g.stride[2];
+  const int64_t O2 = g.out[2], X2 = g.image[2];
   const T* src = input + plane * g.image_numel();
   T* dst = output + plane * g.out_numel();
   Acc* __restrict__ averages = s.best;
@@ -464,7 +505,7 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
       write_out(averages, dst + row * O2, O2, false);
     }
   };
-  if (g.outer_identity()) {  // one input row per output row (1-D pooling): split it as it is
+  if (g.outer_identity()) {
     for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t, int64_t lo1, int64_t, Acc f01) {
       prefetch_rows(src, g, lo0, lo0 + 1, lo1 + 1, min64(lo1 + 1 + g.stride[1], g.image[1]));
       const int64_t x01 = lo0 * g.image[1] + lo1;
@@ -472,41 +513,7 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
       average(s.line, s.phased.tap, row, f01);
     });
   } else {
-    const PhasedRow& b = s.block.phased;
-    int64_t held = 0, first_row = 0;
-    auto average_block = [&] {
-      for (int64_t q = 0; q < stride; ++q) {  // the sums' padding is zero, their last + 1 readable
-        gather_step(s.block.sums + q, stride, s.line + q * b.rows * b.length, held * b.length, true);
-      }
-      for (int64_t r = 0; r < held; ++r) average(s.line + r * b.length, b.tap, first_row + r, s.block.f01[r]);
-      first_row += held;
-      held = 0;
-    };
-    const int64_t X1 = g.image[1];
-    const int64_t slice = X1 * X2, O1 = g.out[1];
-    const bool slabs = avg_slab(g);
-    int64_t next_lo = 0, next_hi = 0, chunk = 0;  // the next output slice's input slices, prefetched by chunks
-    for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
-      Acc* sum = s.block.sums + held * stride * b.length + g.pad[2];
-      if (!slabs) {
-        prefetch_rows(src, g, lo0, hi0, hi1, min64(hi1 + g.stride[1], X1));
-        sum_rows(src, X1, X2, lo0, hi0, lo1, hi1, sum);
-      } else {
-        const int64_t o0 = row / O1, o1 = row - o0 * O1;
-        if (o1 == 0) {  // a new output slice: its input slices, as rows of X1*X2
-          sum_rows(src, 1, slice, lo0, hi0, 0, 1, s.block.slab);
-          next_lo = next_hi = 0;
-          if (o0 + 1 < g.out[0]) g.avg_window(0, o0 + 1, &next_lo, &next_hi);
-          chunk = ceil_div(max64(next_hi - next_lo, 0) * slice, O1);
-        }
-        const int64_t done = o1 * chunk, end = max64(next_hi - next_lo, 0) * slice;
-        prefetch_span(src + next_lo * slice + done, min64(chunk, end - done));
-        sum_rows(s.block.slab, X1, X2, 0, 1, lo1, hi1, sum);
-      }
-      s.block.f01[held] = f01;
-      if (++held == b.rows) average_block();
-    });
-    if (held > 0) average_block();
+    average_row_blocks(src, g, s, average);
   }
   if (s.stream) {
     stream_copy(s.out, dst, g.out_numel());
