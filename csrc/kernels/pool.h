@@ -123,11 +123,6 @@ struct PoolGeometry {
   CONVOPS_HOST_DEVICE int64_t tap_index(int64_t k0, int64_t k1, int64_t k2) const {
     return (k0 * kernel[1] + k1) * kernel[2] + k2;
   }
-  // The number of tap (x0, x1, x2) in window (o0, o1, o2).
-  CONVOPS_HOST_DEVICE int64_t tap_number(int64_t o0, int64_t o1, int64_t o2, int64_t x0, int64_t x1,
-                                         int64_t x2) const {
-    return tap_index(tap_along(0, o0, x0), tap_along(1, o1, x1), tap_along(2, o2, x2));
-  }
   // Input (x0, x1, x2) as a flat in-plane position.
   CONVOPS_HOST_DEVICE int64_t plane_position(int64_t x0, int64_t x1, int64_t x2) const {
     return (x0 * image[1] + x1) * image[2] + x2;
@@ -148,21 +143,31 @@ struct PoolGeometry {
 //   int64_t: the winner's in-plane position ((x0*X1 + x1)*X2 + x2): torch's indices, what
 //            max_unpool reads (a window with no tap inside: its first tap inside along every dim,
 //            past the window);
-//   uint8_t: the winner's tap number in its window (PoolGeometry::tap_number), kNoTap for a
+//   uint8_t: the winner's tap number in its window (PoolGeometry::tap_index), kNoTap for a
 //            window with no tap inside: what autograd saves when only the gradient needs the
 //            argmax (windows of at most kMaxCodedTaps taps), an eighth of the bytes the
 //            forward writes and the backward reads.
 constexpr int64_t kNoTap = 255;
 constexpr int64_t kMaxCodedTaps = 255;
 
-// The code of window (o0, o1, o2)'s winner at input (x0, x1, x2), one of its taps.
+// The code of input (x0, x1, x2) as tap (k0, k1, k2) of a window: the one rule for the
+// forms that count the taps as they scan, and for argmax_code.
+template <typename Index>
+CONVOPS_HOST_DEVICE inline int64_t tap_code(const PoolGeometry& g, int64_t x0, int64_t x1, int64_t x2, int64_t k0,
+                                            int64_t k1, int64_t k2) {
+  return sizeof(Index) == 1 ? g.tap_index(k0, k1, k2) : g.plane_position(x0, x1, x2);
+}
+
+// The code of window (o0, o1, o2)'s winner at input (x0, x1, x2), one of its taps (positions
+// need no tap numbers: no divisions).
 template <typename Index>
 CONVOPS_HOST_DEVICE inline Index argmax_code(const PoolGeometry& g, int64_t o0, int64_t o1, int64_t o2, int64_t x0,
                                              int64_t x1, int64_t x2) {
   if constexpr (sizeof(Index) == 1) {
-    return static_cast<Index>(g.tap_number(o0, o1, o2, x0, x1, x2));
+    return static_cast<Index>(tap_code<Index>(g, x0, x1, x2, g.tap_along(0, o0, x0), g.tap_along(1, o1, x1),
+                                              g.tap_along(2, o2, x2)));
   } else {
-    return static_cast<Index>(g.plane_position(x0, x1, x2));
+    return static_cast<Index>(tap_code<Index>(g, x0, x1, x2, 0, 0, 0));
   }
 }
 
@@ -413,7 +418,7 @@ struct MaxSources {
   PlanePos<Acc>* base;
 };
 
-// Average pooling's forward over blocks of output rows (pool_cpu.h, avg_pool_plane): each
+// Average pooling's forward over blocks of output rows (pool_cpu.h, average_row_blocks): each
 // row's window sum padded (phased.rows rows of stride * length values, zero outside the
 // input, kLanePad more readable), each row's outer divisor factor, and the block's layout.
 // Where avg_slab, also the sum of each output slice's input slices.

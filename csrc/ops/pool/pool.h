@@ -42,6 +42,17 @@ void dispatch_max_pool(const at::Tensor& values, const at::Tensor& indices, Body
   }
 }
 
+// The argmax of an indices tensor in its code (kernels/pool.h), or null where the call
+// computes none (an empty tensor); read-only for the gradients.
+template <typename Index>
+Index* argmax_or_null(at::Tensor& indices) {
+  return indices.numel() > 0 ? static_cast<Index*>(indices.mutable_data_ptr()) : nullptr;
+}
+template <typename Index>
+const Index* argmax_codes(const at::Tensor& indices) {
+  return static_cast<const Index*>(indices.const_data_ptr());
+}
+
 // Device kernels over contiguous (B*C planes, *plane) tensors; global_avg_pool reads
 // (N, C, S) through the input's strides.
 struct PoolKernels {

@@ -109,12 +109,6 @@ void for_each_element(int64_t count, const PoolGeometry& g, Body&& body) {
   });
 }
 
-// The argmax pointer of an indices tensor, or null where the call computes none.
-template <typename Index>
-Index* argmax_or_null(at::Tensor& indices) {
-  return indices.numel() > 0 ? static_cast<Index*>(indices.mutable_data_ptr()) : nullptr;
-}
-
 // Tap codes: where each tap of a window lies from its origin (PoolGeometry::tap_offset).
 std::vector<int64_t> tap_offsets(const PoolGeometry& g, const at::Tensor& indices) {
   std::vector<int64_t> offsets(indices.scalar_type() == at::kByte ? g.taps() : 0);
@@ -152,7 +146,7 @@ void max_pool_backward_elements(const at::Tensor& grad_output, const at::Tensor&
     using scalar_t = decltype(value);
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-    const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+    const Index* at_ = argmax_codes<Index>(indices);
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     for_each_element(grad_input.numel(), g, [&](int64_t i) {
       gi[i] = static_cast<scalar_t>(kernels::max_pool_backward_element<scalar_t, acc_t, Index>(go, at_, g, i));
@@ -219,7 +213,7 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-    const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+    const Index* at_ = argmax_codes<Index>(indices);
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
@@ -369,7 +363,7 @@ void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& i
     const auto& forms = max_forms<Index>(cpu_forms<scalar_t, acc_t>());
     const int64_t C = channels_of(grad_output);
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-    const Index* at_ = static_cast<const Index*>(indices.const_data_ptr());
+    const Index* at_ = argmax_codes<Index>(indices);
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
       std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C);  // kernels::accumulator

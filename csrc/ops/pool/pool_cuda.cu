@@ -61,7 +61,7 @@ void max_pool_cuda(const at::Tensor& input, at::Tensor& output, at::Tensor& indi
     using scalar_t = decltype(value);
     max_pool_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
-        indices.numel() > 0 ? static_cast<Index*>(indices.mutable_data_ptr()) : nullptr, g, n);
+        argmax_or_null<Index>(indices), g, n);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -73,7 +73,7 @@ void max_pool_backward_cuda(const at::Tensor& grad_output, const at::Tensor& ind
     using Index = decltype(code);
     using scalar_t = decltype(value);
     max_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        grad_output.const_data_ptr<scalar_t>(), static_cast<const Index*>(indices.const_data_ptr()),
+        grad_output.const_data_ptr<scalar_t>(), argmax_codes<Index>(indices),
         grad_input.mutable_data_ptr<scalar_t>(), g, n);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
