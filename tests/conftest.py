@@ -16,7 +16,9 @@ torch.manual_seed(0)
 
 ENGINES = ("row", "element")
 # Convolutions also run 'columns': the row engine with every convolution through im2col + GEMM
-# (the row engine takes groups with few output channels through the direct forms instead).
+# (the row engine takes groups with few output channels through the direct forms instead),
+# the GEMMs by convops' own GEMM forms (which 'row' runs only on CPUs where MKL would not use
+# AVX-512: ops/gemm.h).
 CONV_ENGINES = ("row", "columns", "element")
 # The row engine's forms that have copies per instruction set (pooling, depthwise) also run baseline x86-64.
 ISA_ENGINES = ("row", "row-baseline", "element")
@@ -42,12 +44,13 @@ def _env(name, value):
 def cpu_engine(name):
     """Run the CPU kernels with the given engine: 'element' is the per-element code the CUDA kernels run;
     'row' the fast CPU forms (the best copy the CPU has: AVX-512, AVX2), 'row-baseline' their baseline copy,
-    'columns' the row engine with convolutions through im2col + GEMM only."""
+    'columns' the row engine with convolutions through im2col + GEMM only, by the GEMM forms."""
     if name == "cuda":  # the CPU switches do not reach the CUDA kernels
         yield
         return
     engine, isa = ("row", "baseline") if name == "row-baseline" else (name, None)
-    with _env("CONVOPS_CPU_ENGINE", engine), _env("CONVOPS_CPU_ISA", isa):
+    gemm = "own" if name == "columns" else None
+    with _env("CONVOPS_CPU_ENGINE", engine), _env("CONVOPS_CPU_ISA", isa), _env("CONVOPS_GEMM", gemm):
         yield
 
 

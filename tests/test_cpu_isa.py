@@ -87,14 +87,23 @@ def _run_all_forms(x, w):
     out = F.conv2d(xw, ww, padding=1)
     out.backward(torch.cos(out.detach()))
     results += [out.detach(), xw.grad]
+    # The GEMM forms (every copy runs them: CONVOPS_GEMM=own below): a 1x1 convolution (its
+    # three products) and a strided transposed one.
+    for fn, w_shape, kwargs in ((F.conv2d, (20, 16, 1, 1), {}),
+                                (F.conv_transpose2d, (16, 6, 4, 4), dict(stride=2, padding=1))):
+        xd = x.detach().clone().requires_grad_()
+        wd = torch.linspace(-1, 1, torch.Size(w_shape).numel(), dtype=x.dtype).view(w_shape).requires_grad_()
+        out = fn(xd, wd, **kwargs)
+        out.backward(torch.cos(out.detach()))
+        results += [out.detach(), xd.grad, wd.grad]
     return results
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_every_copy_agrees_with_the_baseline_bitwise(isa, dtype):
-    """Same arithmetic in the same order (no FMA contraction; the direct convolution forms fuse
-    by std::fma, rounded once in every copy): the same bits. The depthwise
+    """Same arithmetic in the same order (no FMA contraction; the direct convolution and GEMM
+    forms fuse by std::fma, rounded once in every copy): the same bits. The depthwise
     weight gradient and the global average are left out of the bitwise check: their
     vectorised reductions add in another order."""
     gen = torch.Generator().manual_seed(0)
@@ -102,10 +111,10 @@ def test_every_copy_agrees_with_the_baseline_bitwise(isa, dtype):
     w = torch.randn(16, 1, 3, 3, generator=gen, dtype=dtype)
     if isa not in COPIES:
         pytest.skip(f"this CPU has no {isa}")
-    with cpu_engine("row"), _env("CONVOPS_CPU_ISA", isa):
+    with cpu_engine("row"), _env("CONVOPS_CPU_ISA", isa), _env("CONVOPS_GEMM", "own"):
         assert convops._C.cpu_isa() == isa
         fast = _run_all_forms(x, w)
-    with cpu_engine("row-baseline"):
+    with cpu_engine("row-baseline"), _env("CONVOPS_GEMM", "own"):
         base = _run_all_forms(x, w)
     for a, b in zip(fast, base):
         assert torch.equal(a, b)

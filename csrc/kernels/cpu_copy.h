@@ -25,6 +25,7 @@ CONVOPS_TARGET_PRAGMA(CONVOPS_CPU_ISA_TARGET)
 
 #include "depthwise.h"
 #include "direct_conv.h"
+#include "gemm_cpu.h"
 #include "pool_cpu.h"
 
 namespace convops {
@@ -44,6 +45,8 @@ CONVOPS_CPU_COPY(DepthwiseCpuKernels, depthwise_cpu_kernels, float)
 CONVOPS_CPU_COPY(DepthwiseCpuKernels, depthwise_cpu_kernels, double)
 CONVOPS_CPU_COPY(DirectConvCpuKernels, direct_conv_cpu_kernels, float)
 CONVOPS_CPU_COPY(DirectConvCpuKernels, direct_conv_cpu_kernels, double)
+CONVOPS_CPU_COPY(GemmCpuKernels, gemm_cpu_kernels, float)
+CONVOPS_CPU_COPY(GemmCpuKernels, gemm_cpu_kernels, double)
 #undef CONVOPS_CPU_COPY
 
 }  // namespace kernels

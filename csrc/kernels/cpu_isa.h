@@ -1,4 +1,4 @@
-// The CPU kernel forms (pool_cpu.h, depthwise.h, direct_conv.h) are compiled three times on x86-64: for
+// The CPU kernel forms (pool_cpu.h, depthwise.h, direct_conv.h, gemm_cpu.h) are compiled three times on x86-64: for
 // the baseline instruction set, as the rest of the extension, and as copies for AVX2
 // (cpu_avx2.cpp) and AVX-512 (cpu_avx512.cpp), one of which the launchers pick at run
 // time (ops/cpu_engine.h). Each copy is a table of function pointers per (value,
@@ -72,6 +72,14 @@ struct DirectConvCpuKernels {
   void (*backward_weight_task)(const T*, const T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t, int64_t,
                                int64_t, int64_t, int64_t);
   void (*few_channels_forward_group)(const T*, const T*, T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t);
+};
+
+// C = A @ B + beta * C (gemm_cpu.h): m, n, k, A and its row and column strides, B and its
+// strides, beta, C and its row stride; T float or double.
+template <typename T, typename Acc>
+struct GemmCpuKernels {
+  int64_t tile_rows, tile_cols;  // the micro-kernel's tile
+  void (*gemm)(int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, int64_t, T, T*, int64_t);
 };
 
 // Whether a table has copies: those of float and double (half and bfloat16 stay baseline).

@@ -21,6 +21,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "../gemm.h"
+
 namespace convops {
 namespace ops {
 namespace {
@@ -166,12 +168,12 @@ bool small_gemms(const ConvProblem& p) {
 // out[i] = a[i] @ b[i] over a (B*G) batch, as one call or one call per image of G groups.
 void batched_mm(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, int64_t groups, bool one_call) {
   if (one_call) {
-    at::bmm_out(out, a, b);
+    gemm_into(out, a, b);
     return;
   }
   for (int64_t i = 0; i < out.size(0); i += groups) {
     auto o = out.narrow(0, i, groups);
-    at::bmm_out(o, a.narrow(0, i, groups), b.narrow(0, i, groups));
+    gemm_into(o, a.narrow(0, i, groups), b.narrow(0, i, groups));
   }
 }
 
@@ -378,7 +380,7 @@ void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor&
     const bool tiled =
         for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t group, int64_t lo, int64_t hi) {
           auto y = group_tile(out, p, i, group, lo, hi);
-          at::mm_out(y, w.select(0, group), cols);
+          gemm_into(y, w.select(0, group), cols);
           if (bias.defined()) y.add_(bias.narrow(0, group * Og, Og).view({Og, 1}));
         });
     if (tiled) return;
@@ -390,7 +392,7 @@ void conv_images(const ConvProblem& p, const ColumnKernels& k, const at::Tensor&
     auto y = out.narrow(0, start, b).view({b, O, L});
     if (plan.fold) {
       const auto cols = folded_columns_of(p, k, x_chunk, buffer);
-      y.view({b, G, p.out_per_group(), L}).copy_(unfold_batch(at::bmm(w, cols), b, L));
+      y.view({b, G, p.out_per_group(), L}).copy_(unfold_batch(gemm(w, cols), b, L));
     } else {
       auto y_g = by_group(y, b, G, L);
       batched_mm(y_g, per_image(w, b), by_group(columns_of(p, k, x_chunk, buffer), b, G, L), G, plan.one_call);
@@ -411,7 +413,7 @@ void conv_backward_input_images(const ConvProblem& p, const ColumnKernels& k, co
     auto cols = pointwise ? dx_chunk.view({b, p.in_channels, L}) : buffer.narrow(0, 0, b);
     const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L});
     if (plan.fold) {
-      cols.view({b, G, p.rows_per_group(), L}).copy_(unfold_batch(at::bmm(wt, fold_batch(dy_chunk, b, G, L)), b, L));
+      cols.view({b, G, p.rows_per_group(), L}).copy_(unfold_batch(gemm(wt, fold_batch(dy_chunk, b, G, L)), b, L));
     } else {
       auto cols_g = by_group(cols, b, G, L);
       batched_mm(cols_g, per_image(wt, b), by_group(dy_chunk, b, G, L), G, plan.one_call);
@@ -430,7 +432,8 @@ void conv_backward_weight_images(const ConvProblem& p, const ColumnKernels& k, c
     const bool tiled =
         for_each_tile(p, k, x, width, [&](const at::Tensor& cols, int64_t i, int64_t group, int64_t lo, int64_t hi) {
           const double beta = i == 0 && lo == 0 ? 0 : 1;  // a group's first tile overwrites its slice
-          dw.select(0, group).addmm_(group_tile(dy, p, i, group, lo, hi).to(acc_type), cols.to(acc_type).t(), beta);
+          auto dw_group = dw.select(0, group);
+          gemm_into(dw_group, group_tile(dy, p, i, group, lo, hi).to(acc_type), cols.to(acc_type).t(), beta);
         });
     if (tiled) return;
   }
@@ -442,17 +445,17 @@ void conv_backward_weight_images(const ConvProblem& p, const ColumnKernels& k, c
     const auto dy_chunk = dy.narrow(0, start, b).view({b, p.out_channels, L}).to(acc_type);
     if (plan.fold) {
       const auto cols = folded_columns_of(p, k, x_chunk, buffer).to(acc_type);
-      dw.baddbmm_(fold_batch(dy_chunk, b, G, L), cols.transpose(1, 2), beta);
+      gemm_into(dw, fold_batch(dy_chunk, b, G, L), cols.transpose(1, 2), beta);
       return;
     }
     const auto cols = by_group(columns_of(p, k, x_chunk, buffer).to(acc_type), b, G, L);
     const auto dy_g = by_group(dy_chunk, b, G, L);
     if (plan.one_call) {
-      const auto sum = at::bmm(dy_g, cols.transpose(1, 2)).view({b, G, p.out_per_group(), p.rows_per_group()}).sum(0);
+      const auto sum = gemm(dy_g, cols.transpose(1, 2)).view({b, G, p.out_per_group(), p.rows_per_group()}).sum(0);
       beta == 0 ? dw.copy_(sum) : dw.add_(sum);
     } else {
       for (int64_t i = 0; i < b; ++i) {
-        dw.baddbmm_(dy_g.narrow(0, i * G, G), cols.narrow(0, i * G, G).transpose(1, 2), i == 0 ? beta : 1);
+        gemm_into(dw, dy_g.narrow(0, i * G, G), cols.narrow(0, i * G, G).transpose(1, 2), i == 0 ? beta : 1);
       }
     }
   });

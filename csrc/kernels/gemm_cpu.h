@@ -1,0 +1,159 @@
+// A packed GEMM, CPU forms, torch-free:
+//
+//   C (m, n) = A (m, k) @ B (k, n) + beta * C     (beta 0: C is only written, never read)
+//
+// A and B are addressed through (row, column) strides, so transposed views need no copy;
+// C has unit column stride and row stride ldc. The convolutions' GEMMs run here where ATen's
+// BLAS (MKL) would not use the CPU's widest vectors (ops/gemm.h says where).
+//
+// Blocking as in the BLIS papers (Goto and van de Geijn): for each kKC-deep slice of k,
+// B's columns are packed kNR at a time into k-major micro-panels (a panel stays in L1 while
+// every row block of A passes over it), A's rows kMR at a time into a block of up to kMC
+// rows (in L2); the micro-kernel keeps a kMR x kNR tile of C in registers (two vectors per
+// row) and adds, for each p of the slice, a broadcast A value times two vectors of B by a
+// fused multiply-add. Packing pads the last panels with zeros, so every micro-kernel call
+// is a full tile; a tile that overhangs C is stored through a small buffer.
+//
+// Every sum runs in the same order in every copy (p in order within a slice, slices added
+// to C in order, std::fma rounding once: cpu_lanes.h), so the copies agree bitwise and the
+// result does not depend on how the caller splits C's columns or rows among threads.
+//
+// Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "cpu_lanes.h"
+
+namespace convops {
+namespace kernels {
+inline namespace CONVOPS_CPU_ISA {
+
+// Tile rows: two vectors of accumulators per row, plus B's two vectors and a broadcast,
+// fill the registers (AVX-512: 24 of 32; AVX2 and SSE: 12 of 16).
+constexpr int kGemmMR = kVectorRegisters == 32 ? 12 : 6;
+template <typename T>
+constexpr int kGemmNR = 2 * kLanes<T>;
+constexpr int64_t kGemmKC = 256;  // a B micro-panel: 256 x 32 floats = 32 KiB, in L1
+constexpr int64_t kGemmMC = 144;  // an A block: 144 x 256 floats = 144 KiB, in L2 (a multiple of kGemmMR)
+constexpr int64_t kGemmNC = 3072;  // B's packed slice: 256 x 3072 floats = 3 MiB, in L3
+
+// The ((kc, kNR) micro-panels of) B's columns [0, nc), rows [0, kc), zero past nc.
+template <typename T>
+inline void pack_b(const T* b, int64_t b_rs, int64_t b_cs, int64_t kc, int64_t nc, T* __restrict__ packed) {
+  constexpr int NR = kGemmNR<T>;
+  for (int64_t j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
+    const int64_t width = std::min<int64_t>(NR, nc - j0);
+    const T* col = b + j0 * b_cs;
+    if (b_cs == 1 && width == NR) {
+      for (int64_t p = 0; p < kc; ++p) {
+        const T* __restrict__ row = col + p * b_rs;
+        for (int j = 0; j < NR; ++j) packed[p * NR + j] = row[j];
+      }
+      continue;
+    }
+    for (int64_t j = 0; j < NR; ++j) {  // column by column: b_rs == 1 (B transposed) reads runs
+      const T* __restrict__ from = col + j * b_cs;
+      for (int64_t p = 0; p < kc; ++p) packed[p * NR + j] = j < width ? from[p * b_rs] : T(0);
+    }
+  }
+}
+
+// The ((kc, kMR) micro-panels of) A's rows [0, mc), columns [0, kc), zero past mc.
+template <typename T>
+inline void pack_a(const T* a, int64_t a_rs, int64_t a_cs, int64_t mc, int64_t kc, T* __restrict__ packed) {
+  constexpr int MR = kGemmMR;
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, packed += kc * MR) {
+    const int64_t height = std::min<int64_t>(MR, mc - i0);
+    for (int64_t i = 0; i < MR; ++i) {
+      const T* __restrict__ from = a + (i0 + i) * a_rs;
+      for (int64_t p = 0; p < kc; ++p) packed[p * MR + i] = i < height ? from[p * a_cs] : T(0);
+    }
+  }
+}
+
+// A kMR x kNR tile: sum over p < kc of a_panel[p] (kMR values) times b_panel[p] (kNR), then
+// c = sum + beta * c for the rows < rows and columns < cols of c (beta 0: c = sum).
+template <typename T>
+inline void gemm_tile(int64_t kc, const T* __restrict__ a_panel, const T* __restrict__ b_panel, T beta,
+                      T* __restrict__ c, int64_t ldc, int64_t rows, int64_t cols) {
+  constexpr int MR = kGemmMR, L = kLanes<T>;
+  Lanes<T> sum[MR][2];
+  for (int i = 0; i < MR; ++i) sum[i][0] = sum[i][1] = Lanes<T>{};
+  for (int64_t p = 0; p < kc; ++p, a_panel += MR, b_panel += 2 * L) {
+    const Lanes<T> b0 = load_lanes(b_panel), b1 = load_lanes(b_panel + L);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const Lanes<T> a = a_panel[i] - Lanes<T>{};  // a broadcast (x - 0 is x, -0 included)
+      sum[i][0] = fused_multiply_add(a, b0, sum[i][0]);
+      sum[i][1] = fused_multiply_add(a, b1, sum[i][1]);
+    }
+  }
+  if (rows == MR && cols == 2 * L) {
+    for (int i = 0; i < MR; ++i) {
+      for (int h = 0; h < 2; ++h) {
+        T* to = c + i * ldc + h * L;
+        store_lanes(to, beta == T(0) ? sum[i][h] : sum[i][h] + beta * load_lanes(to));
+      }
+    }
+    return;
+  }
+  T tile[MR][2 * L];
+  for (int i = 0; i < MR; ++i) {
+    store_lanes(tile[i], sum[i][0]);
+    store_lanes(tile[i] + L, sum[i][1]);
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      T& to = c[i * ldc + j];
+      to = beta == T(0) ? tile[i][j] : tile[i][j] + beta * to;
+    }
+  }
+}
+
+// C = A @ B + beta * C, as above; the packed blocks live in this thread's buffers.
+template <typename T>
+void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs,
+          int64_t b_cs, T beta, T* c, int64_t ldc) {
+  constexpr int MR = kGemmMR, NR = kGemmNR<T>;
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {  // an empty sum: C = beta * C
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    }
+    return;
+  }
+  thread_local std::vector<T> packed_a, packed_b;
+  packed_a.resize(kGemmMC * kGemmKC);
+  packed_b.resize(kGemmKC * kGemmNC);
+  for (int64_t jc = 0; jc < n; jc += kGemmNC) {
+    const int64_t nc = std::min(kGemmNC, n - jc);
+    for (int64_t pc = 0; pc < k; pc += kGemmKC) {
+      const int64_t kc = std::min(kGemmKC, k - pc);
+      const T slice_beta = pc == 0 ? beta : T(1);
+      pack_b(b + pc * b_rs + jc * b_cs, b_rs, b_cs, kc, nc, packed_b.data());
+      for (int64_t ic = 0; ic < m; ic += kGemmMC) {
+        const int64_t mc = std::min(kGemmMC, m - ic);
+        pack_a(a + ic * a_rs + pc * a_cs, a_rs, a_cs, mc, kc, packed_a.data());
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const T* b_panel = packed_b.data() + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            gemm_tile(kc, packed_a.data() + ir * kc, b_panel, slice_beta, c + (ic + ir) * ldc + jc + jr, ldc,
+                      std::min<int64_t>(MR, mc - ir), std::min<int64_t>(NR, nc - jr));
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T, typename Acc>
+GemmCpuKernels<T, Acc> gemm_cpu_kernels() {
+  static_assert(std::is_same<T, Acc>::value, "the GEMM forms accumulate in the value type");
+  return {kGemmMR, kGemmNR<T>, &gemm<T>};
+}
+
+}  // namespace CONVOPS_CPU_ISA
+}  // namespace kernels
+}  // namespace convops

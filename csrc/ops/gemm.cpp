@@ -1,0 +1,127 @@
+// ops/gemm.h: the choice between the CPU GEMM forms and ATen, and the split of a product
+// among threads (by batch entries, else by blocks of output columns or rows: each part is a
+// product of its own, the same sums in the same order, so the result is the same at any
+// thread count).
+#include "gemm.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "../kernels/cpu_isa.h"
+#include "../kernels/gemm_cpu.h"
+#include "cpu_engine.h"
+
+namespace convops {
+namespace ops {
+namespace {
+
+bool intel_cpu() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return __builtin_cpu_is("intel");
+#else
+  return false;
+#endif
+}
+
+template <typename T>
+const kernels::GemmCpuKernels<T, T>& gemm_forms() {
+  static const auto baseline = kernels::gemm_cpu_kernels<T, T>();
+  return cpu_forms_for_call(baseline);
+}
+
+// out (m, n) = a (m, k) @ b (k, n) + beta * out, 2-D, on this thread.
+template <typename T>
+void gemm_matrix(const kernels::GemmCpuKernels<T, T>& forms, at::Tensor& out, const at::Tensor& a,
+                 const at::Tensor& b, T beta) {
+  forms.gemm(out.size(0), out.size(1), a.size(1), a.const_data_ptr<T>(), a.stride(0), a.stride(1),
+             b.const_data_ptr<T>(), b.stride(0), b.stride(1), beta, out.mutable_data_ptr<T>(), out.stride(0));
+}
+
+// Splits one product into parts along out's longer side, in whole tiles.
+template <typename T>
+void gemm_split(const kernels::GemmCpuKernels<T, T>& forms, at::Tensor& out, const at::Tensor& a,
+                const at::Tensor& b, T beta, int64_t threads) {
+  const bool by_columns = out.size(1) >= out.size(0);
+  const int dim = by_columns ? 1 : 0;
+  const int64_t tile = by_columns ? forms.tile_cols : forms.tile_rows;
+  const int64_t tiles = kernels::ceil_div(out.size(dim), tile);
+  if (threads <= 1 || tiles < 2) {
+    gemm_matrix(forms, out, a, b, beta);
+    return;
+  }
+  const int64_t per_part = kernels::ceil_div(tiles, std::min(threads, tiles)) * tile;
+  at::parallel_for(0, kernels::ceil_div(out.size(dim), per_part), 1, [&](int64_t first, int64_t end) {
+    for (int64_t part = first; part < end; ++part) {
+      const int64_t lo = part * per_part, width = std::min(per_part, out.size(dim) - lo);
+      auto o = out.narrow(dim, lo, width);
+      gemm_matrix(forms, o, by_columns ? a : a.narrow(0, lo, width), by_columns ? b.narrow(1, lo, width) : b, beta);
+    }
+  });
+}
+
+}  // namespace
+
+bool own_gemm(const at::Tensor& like) {
+  if (!like.is_cpu() || use_element_engine()) return false;
+  if (like.scalar_type() != at::kFloat && like.scalar_type() != at::kDouble) return false;
+  const char* asked = std::getenv("CONVOPS_GEMM");
+  if (asked == nullptr || *asked == '\0' || std::strcmp(asked, "auto") == 0) {
+    static const bool not_intel = !intel_cpu();
+    return not_intel && cpu_isa() == kernels::CpuIsa::kAvx512;
+  }
+  if (std::strcmp(asked, "own") == 0) return true;
+  TORCH_CHECK(std::strcmp(asked, "aten") == 0, "convops: expected CONVOPS_GEMM to be auto, own or aten, got '",
+              asked, "'");
+  return false;
+}
+
+void gemm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, double beta) {
+  const bool batched = out.dim() == 3;
+  if (!own_gemm(out) || out.stride(-1) != 1 || out.numel() == 0) {
+    if (batched) {
+      beta == 0 ? (void)at::bmm_out(out, a, b) : (void)out.baddbmm_(a, b, beta);
+    } else {
+      beta == 0 ? (void)at::mm_out(out, a, b) : (void)out.addmm_(a, b, beta);
+    }
+    return;
+  }
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "convops::gemm", [&] {
+    const auto& forms = gemm_forms<scalar_t>();
+    const auto beta_t = static_cast<scalar_t>(beta);
+    const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+    if (!batched) {
+      gemm_split(forms, out, a, b, beta_t, threads);
+      return;
+    }
+    const int64_t entries = out.size(0);
+    if (threads > 1 && entries >= threads) {
+      at::parallel_for(0, entries, 1, [&](int64_t first, int64_t end) {
+        for (int64_t i = first; i < end; ++i) {
+          auto o = out.select(0, i);
+          gemm_matrix(forms, o, a.select(0, i), b.select(0, i), beta_t);
+        }
+      });
+      return;
+    }
+    for (int64_t i = 0; i < entries; ++i) {
+      auto o = out.select(0, i);
+      gemm_split(forms, o, a.select(0, i), b.select(0, i), beta_t, threads);
+    }
+  });
+}
+
+at::Tensor gemm(const at::Tensor& a, const at::Tensor& b) {
+  std::vector<int64_t> sizes(a.sizes().begin(), a.sizes().end());
+  sizes.back() = b.size(-1);
+  auto out = at::empty(sizes, a.options());
+  gemm_into(out, a, b);
+  return out;
+}
+
+}  // namespace ops
+}  // namespace convops

@@ -1,0 +1,22 @@
+// The matrix products of the convolutions: out = a @ b + beta * out, for (m, k) @ (k, n)
+// matrices or (B, m, k) @ (B, k, n) batches (any strides; out with unit column stride for
+// the CPU forms). On the CPU, for float and double, the GEMM forms (kernels/gemm_cpu.h)
+// where own_gemm() says so, else ATen (MKL on the CPU, cuBLAS on the GPU).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+namespace convops {
+namespace ops {
+
+// Whether this call's CPU GEMMs run the GEMM forms: CONVOPS_GEMM = "own" (always), "aten"
+// (never) or "auto"/unset: on CPUs that are not Intel's and have AVX-512, where MKL runs its
+// AVX2 code (the AMD EPYC of make bench: 88-98 GFLOP/s against the forms' 190+).
+bool own_gemm(const at::Tensor& like);
+
+void gemm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, double beta = 0);
+
+// a @ b as a new tensor.
+at::Tensor gemm(const at::Tensor& a, const at::Tensor& b);
+
+}  // namespace ops
+}  // namespace convops

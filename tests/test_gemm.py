@@ -1,0 +1,88 @@
+"""convops' own GEMM forms (kernels/gemm_cpu.h, chosen by ops/gemm.h), through the
+convolutions whose products they compute: a 1x1 convolution's forward is W @ x (the
+image as B), its input gradient W^T @ dy (A transposed: row stride 1), its weight gradient
+dy @ x^T (B transposed), summed over the images (beta 1 after the first). The shapes cross every block edge: k past one 256-deep slice,
+m past a 144-row block and not a multiple of the tile rows, n past a 3072-column block and
+not a multiple of the tile columns. The 'columns' engine runs the whole convolution suite
+through these forms too (conftest.py)."""
+import pytest
+import torch
+import torch.nn.functional as tF
+
+import convops.functional as F
+from conftest import _env, cpu_engine
+
+
+def _conv_both(x, w, stride=1, padding=0, transpose=False):
+    """Output and gradients of convops (own GEMM forms) and torch, float64."""
+    results = []
+    for fn in ((F.conv_transpose2d, tF.conv_transpose2d) if transpose else (F.conv2d, tF.conv2d)):
+        xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+        out = fn(xl, wl, stride=stride, padding=padding)
+        out.backward(torch.cos(out.detach()))
+        results.append((out.detach(), xl.grad, wl.grad))
+    return results
+
+
+# (batch, in channels, out channels, height, width): 1x1 convolutions, so the GEMM is the
+# image itself: m = out channels, k = in channels, n = height * width.
+SHAPES = [
+    (1, 300, 150, 4, 800),   # k 300: two slices; m 150: two row blocks, a partial tile; n 3200: two column blocks
+    (3, 7, 5, 3, 11),        # one partial tile, k of 7
+    (2, 256, 12, 1, 64),     # k exactly one slice, whole tiles
+    (5, 33, 40, 9, 9),       # n 81 < 100: images side by side (the folded path), beta over chunks
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gemm_forms_match_torch(shape, num_threads):
+    n, c, o, h, w = shape
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64)
+    weight = torch.randn(o, c, 1, 1, generator=gen, dtype=torch.float64)
+    for threads in (1, 2):
+        num_threads(threads)
+        with cpu_engine("row"), _env("CONVOPS_GEMM", "own"):
+            ours, theirs = _conv_both(x, weight)
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-10)
+
+
+def test_gemm_forms_transposed_convolution_matches_torch():
+    """Stride 2, kernel 4: the input gradient's columns (W^T @ dy) and col2im, as in
+    conv_transpose2d's forward."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 20, 9, 13, generator=gen, dtype=torch.float64)
+    w = torch.randn(20, 14, 4, 4, generator=gen, dtype=torch.float64)
+    with cpu_engine("row"), _env("CONVOPS_GEMM", "own"):
+        ours, theirs = _conv_both(x, w, stride=2, padding=1, transpose=True)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-10)
+
+
+def test_gemm_forms_give_the_same_bits_at_any_thread_count(num_threads):
+    """Threads take whole blocks of output columns or rows, each summed in the same order."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 300, 40, 80, generator=gen)
+    w = torch.randn(150, 300, 1, 1, generator=gen)
+    runs = []
+    for threads in (1, 2):
+        num_threads(threads)
+        with cpu_engine("row"), _env("CONVOPS_GEMM", "own"):
+            runs.append(_conv_both(x, w)[0])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+def test_unknown_gemm_choice_is_a_clear_error():
+    x, w = torch.randn(1, 3, 4, 4), torch.randn(2, 3, 1, 1)
+    with _env("CONVOPS_GEMM", "blas"):
+        with pytest.raises(RuntimeError, match="expected CONVOPS_GEMM to be auto, own or aten, got 'blas'"):
+            F.conv2d(x, w)
+
+
+def test_aten_choice_still_runs_atens_gemm():
+    gen = torch.Generator().manual_seed(1)
+    x, w = torch.randn(2, 5, 6, 6, generator=gen), torch.randn(4, 5, 1, 1, generator=gen)
+    with cpu_engine("row"), _env("CONVOPS_GEMM", "aten"):
+        torch.testing.assert_close(F.conv2d(x, w), tF.conv2d(x, w))
