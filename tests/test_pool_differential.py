@@ -120,11 +120,13 @@ def test_max_pool_row_forms_match_torch(sizes, kernel, stride, padding, dilation
     ((9, 11), (3, 2), (2, 1), (1, 1), (1, 2)),
     ((5, 6, 7), (2, 3, 2), (1, 2, 2), (1, 1, 0), (2, 1, 1)),
 ])
-def test_channels_last_pooling_matches_torch(engine, sizes, kernel, stride, padding, dilation):
+@pytest.mark.parametrize("channels", [5, 37])
+def test_channels_last_pooling_matches_torch(engine, sizes, kernel, stride, padding, dilation, channels):
     """Pooling a dense channels_last input of several channels (read in place by each engine:
     the CPU's channels_last forms, the element forms through PoolGeometry::cl_channels, the
-    CUDA kernels): values, indices, gradients exactly torch's, results in channels_last."""
-    p = dict(batch=2, channels=5, sizes=sizes, unbatched=False, dtype=torch.float64, specials="ties")
+    CUDA kernels): values, indices, gradients exactly torch's, results in channels_last. 37
+    channels: whole vectors of every ISA copy (summed or compared in registers) and a tail."""
+    p = dict(batch=2, channels=channels, sizes=sizes, unbatched=False, dtype=torch.float64, specials="ties")
     x = pool_input(p)
     fmt = torch.channels_last if len(sizes) == 2 else torch.channels_last_3d
     with cpu_engine(engine):

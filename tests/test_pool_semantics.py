@@ -332,14 +332,19 @@ def test_pool_meta_shapes():
 
 
 # Outputs of at least kStreamBytes (4 MiB, kernels/pool.h) are written by streaming stores
-# from scratch in cache: sizes past it, each ISA copy, float and double (max: exact).
+# from scratch in cache: sizes past it, each ISA copy, float and double (max: exact); in
+# channels_last with whole vectors of channels and a tail (40, 36 channels).
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape", [(2, 8, 65536), (2, 8, 520, 516), (1, 4, 66, 64, 62)])
-def test_large_outputs_written_by_streaming_stores_match_torch(shape, dtype, isa_engine):
+@pytest.mark.parametrize("shape,layout", [((2, 8, 65536), "contiguous"), ((2, 8, 520, 516), "contiguous"),
+                                          ((1, 4, 66, 64, 62), "contiguous"), ((2, 40, 260, 260), "channels_last"),
+                                          ((1, 36, 66, 64, 62), "channels_last")])
+def test_large_outputs_written_by_streaming_stores_match_torch(shape, layout, dtype, isa_engine):
     spatial = len(shape) - 2
     tmax, tavg = (getattr(torch.nn.functional, f"{kind}_pool{spatial}d") for kind in ("max", "avg"))
     ours_max, ours_avg = getattr(F, f"max_pool{spatial}d"), getattr(F, f"avg_pool{spatial}d")
     x = torch.randint(-50, 50, shape, generator=torch.Generator().manual_seed(spatial)).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last if spatial == 2 else torch.channels_last_3d)
     grad = torch.randint(-8, 8, tmax(x, 3, 2, 1).shape, generator=torch.Generator().manual_seed(7)).to(dtype)
     cases = ((ours_max, tmax, {}), (ours_max, tmax, {"return_indices": True}),  # tap codes, then positions
              (ours_avg, tavg, {"count_include_pad": False}))

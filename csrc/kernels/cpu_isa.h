@@ -34,7 +34,8 @@ template <typename T, typename Acc, typename Index>
 struct MaxPoolCpuForms {  // for one argmax code, Index (pool.h)
   void (*plane)(const T*, T*, Index*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*backward_plane)(const T*, const Index*, const int64_t*, T*, Acc*, const PoolGeometry&, int64_t, bool);
-  void (*cl_position)(const T*, T*, Index*, Acc*, PlanePos<Acc>*, int64_t, const PoolGeometry&, int64_t);
+  void (*cl_position)(const T*, T*, Index*, Acc*, PlanePos<Acc>*, const MaxSources<Acc>&, int64_t, const PoolGeometry&,
+                      int64_t, bool);
   void (*backward_cl_image)(const T*, const Index*, const int64_t*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
 };
 
@@ -44,7 +45,7 @@ struct PoolCpuKernels {
   MaxPoolCpuForms<T, Acc, uint8_t> max_taps;
   void (*avg_plane)(const T*, T*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_backward_plane)(const T*, T*, Acc*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
-  void (*avg_cl_row)(const T*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
+  void (*avg_cl_row)(const T*, T*, Acc*, int64_t, const PoolGeometry&, int64_t, bool);
   void (*avg_backward_cl_image)(const T*, T*, Acc*, Acc*, int64_t, const PoolGeometry&, int64_t);
   void (*plane_means)(const T*, T*, int64_t, int64_t);
   void (*image_channel_means)(const T*, T*, Acc*, int64_t, int64_t);

@@ -130,29 +130,50 @@ constexpr int64_t kShortPoolRow = 8;
 // running max and code for every source), and count is rounded up to whole vectors, whose
 // lanes past it read and write padding (kLanePad): a scalar tail's branches mispredicted
 // on random data, and a partial vector assembled in memory stalled its load.
-template <bool kCodes, bool kCodeRows, typename Acc>
+//
+// kChains > 1 scans that many consecutive runs of the sources side by side, each from -inf,
+// and keeps, run by run in order, the later run's winner where it is greater or NaN: the
+// same winner (the first maximum, or the last NaN) as one scan, but the compare-and-select
+// chains overlap (channels_last max pooling: 27 taps of 2 vectors a window, bound by one
+// chain's latency).
+template <bool kCodes, bool kCodeRows, int kChains = 1, typename Acc>
 inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> start_base,
                            const PlanePos<Acc>* __restrict__ start, int64_t count, Acc* __restrict__ best,
                            PlanePos<Acc>* __restrict__ best_at) {
   using Pos = PlanePos<Acc>;
+  const int64_t run = ceil_div(n, kChains);
+  const Acc* const* __restrict__ from = src.from;  // read through src, reloaded every source
   for (int64_t i = 0; i < count; i += kLanes<Acc>) {
-    Lanes<Acc> b = splat(lowest<Acc>());
-    // broadcasts written x - 0 (x for every x): splat's lane-by-lane form became a masked
-    // broadcast per lane in this loop
-    Lanes<Pos> at = start_base - Lanes<Pos>{};
-    if (kCodes && start != nullptr) at += load_lanes(start + i);
-    for (int64_t j = 0; j < n; ++j) {
-      const Lanes<Acc> v = load_lanes(src.from[j] + i);
-      const auto take = (v > b) | (v != v);
-      b = take ? v : b;
-      if constexpr (kCodes) {
-        Lanes<Pos> code = src.base[j] - Lanes<Pos>{};
-        if constexpr (kCodeRows) code += load_lanes(src.codes[j] + i);
-        at = take ? code : at;
+    Lanes<Acc> b[kChains];
+    Lanes<Pos> at[kChains];
+    for (int r = 0; r < kChains; ++r) {
+      b[r] = splat(lowest<Acc>());
+      // broadcasts written x - 0 (x for every x): splat's lane-by-lane form became a masked
+      // broadcast per lane in this loop
+      at[r] = start_base - Lanes<Pos>{};
+      if (kCodes && start != nullptr) at[r] += load_lanes(start + i);
+    }
+    for (int64_t j0 = 0; j0 < run; ++j0) {
+      for (int r = 0; r < kChains; ++r) {
+        const int64_t j = r * run + j0;
+        if (kChains > 1 && j >= n) continue;
+        const Lanes<Acc> v = load_lanes(from[j] + i);
+        const auto take = (v > b[r]) | (v != v);
+        b[r] = take ? v : b[r];
+        if constexpr (kCodes) {
+          Lanes<Pos> code = src.base[j] - Lanes<Pos>{};
+          if constexpr (kCodeRows) code += load_lanes(src.codes[j] + i);
+          at[r] = take ? code : at[r];
+        }
       }
     }
-    store_lanes(best + i, b);
-    if constexpr (kCodes) store_lanes(best_at + i, at);
+    for (int r = 1; r < kChains; ++r) {
+      const auto take = (b[r] > b[0]) | (b[r] != b[r]);
+      b[0] = take ? b[r] : b[0];
+      if constexpr (kCodes) at[0] = take ? at[r] : at[0];
+    }
+    store_lanes(best + i, b[0]);
+    if constexpr (kCodes) store_lanes(best_at + i, at[0]);
   }
 }
 
@@ -725,73 +746,101 @@ inline void cl_output_coords(const PoolGeometry& g, int64_t position, int64_t* n
   *o2 = o[2];
 }
 
+// One output position (n, o0, o1, o2) of max pooling, every channel. Where T is its own
+// accumulator (float, double), whole vectors of channels go through max_of_sources, each
+// kept in registers across the window's taps (its sources: the taps' runs of channels, in
+// scan order, with their codes); the other channels (and half types) scan in memory. With
+// `stream`, the output and argmax are written by streaming stores (the caller ends with
+// streaming_done()); so is average pooling's below.
 template <typename T, typename Acc, typename Index>
 inline void max_pool_cl_position(const T* input, T* output, Index* argmax, Acc* best, PlanePos<Acc>* best_at,
-                                 int64_t channels, const PoolGeometry& g, int64_t position) {
+                                 const MaxSources<Acc>& src, int64_t channels, const PoolGeometry& g,
+                                 int64_t position, bool stream) {
   using Pos = PlanePos<Acc>;
   int64_t n, o0, o1, o2;
   cl_output_coords(g, position, &n, &o0, &o1, &o2);
   const int64_t f0 = g.first_inside(0, o0), f1 = g.first_inside(1, o1), f2 = g.first_inside(2, o2);
   const int64_t e0 = g.inside_end(0, o0), e1 = g.inside_end(1, o1), e2 = g.inside_end(2, o2);
   const Pos first = static_cast<Pos>(first_argmax_code<Index>(g, o0, o1, o2));
-  for (int64_t c = 0; c < channels; ++c) {
-    best[c] = lowest<Acc>();
-    best_at[c] = first;
-  }
   const int64_t first_k0 = g.first_tap(0, o0), first_k1 = g.first_tap(1, o1), first_k2 = g.first_tap(2, o2);
+  int64_t taps = 0;
   for (int64_t x0 = f0, k0 = first_k0; x0 < e0; x0 += g.dil[0], ++k0) {
     for (int64_t x1 = f1, k1 = first_k1; x1 < e1; x1 += g.dil[1], ++k1) {
-      for (int64_t x2 = f2, k2 = first_k2; x2 < e2; x2 += g.dil[2], ++k2) {
-        const T* __restrict__ tap = input + cl_image_index(g, n, x0, x1, x2) * channels;
-        const Pos here = static_cast<Pos>(tap_code<Index>(g, x0, x1, x2, k0, k1, k2));
-        Acc* __restrict__ b_ = best;
-        Pos* __restrict__ a_ = best_at;
-#pragma omp simd
-        for (int64_t c = 0; c < channels; ++c) {
-          const Acc v = static_cast<Acc>(tap[c]), b = b_[c];
-          const Pos current = a_[c];
-          const bool take = (v > b) | (v != v);
-          b_[c] = take ? v : b;
-          a_[c] = take ? here : current;
-        }
+      for (int64_t x2 = f2, k2 = first_k2; x2 < e2; x2 += g.dil[2], ++k2, ++taps) {
+        src.from[taps] = reinterpret_cast<const Acc*>(input + cl_image_index(g, n, x0, x1, x2) * channels);
+        if (argmax != nullptr) src.base[taps] = static_cast<Pos>(tap_code<Index>(g, x0, x1, x2, k0, k1, k2));
       }
     }
   }
-  T* dst = output + position * channels;
-  for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<T>(best[c]);
+  const int64_t vectors = std::is_same<T, Acc>::value ? channels - channels % kLanes<Acc> : 0;
   if (argmax != nullptr) {
-    Index* at = argmax + position * channels;
-    for (int64_t c = 0; c < channels; ++c) at[c] = static_cast<Index>(best_at[c]);
+    max_of_sources<true, false, 4>(src, taps, first, nullptr, vectors, best, best_at);
+  } else {
+    max_of_sources<false, false, 4>(src, taps, first, nullptr, vectors, best, best_at);
   }
+  for (int64_t c = vectors; c < channels; ++c) {
+    best[c] = lowest<Acc>();
+    best_at[c] = first;
+  }
+  for (int64_t j = 0; j < taps && vectors < channels; ++j) {
+    const T* __restrict__ tap = reinterpret_cast<const T*>(src.from[j]);
+    const Pos here = src.base[j];
+    Acc* __restrict__ b_ = best;
+    Pos* __restrict__ a_ = best_at;
+#pragma omp simd
+    for (int64_t c = vectors; c < channels; ++c) {
+      const Acc v = static_cast<Acc>(tap[c]), b = b_[c];
+      const Pos current = a_[c];
+      const bool take = (v > b) | (v != v);
+      b_[c] = take ? v : b;
+      a_[c] = take ? here : current;
+    }
+  }
+  write_out(best, output + position * channels, channels, stream);
+  if (argmax != nullptr) write_out(best_at, argmax + position * channels, channels, stream);
 }
 
 // One output row (n, o0, o1) of average pooling: the outer window bounds and divisor
-// factors are found once per row, the innermost per column.
+// factors are found once per row, the innermost per column. Where T is its own accumulator,
+// each whole vector of channels is summed in registers over the window's taps; the other
+// channels (and half types) in memory, the same sums in the same order.
 template <typename T, typename Acc>
 inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channels, const PoolGeometry& g,
-                            int64_t row) {
+                            int64_t row, bool stream) {
   const int64_t o1 = row % g.out[1], o0 = (row / g.out[1]) % g.out[0], n = row / (g.out[1] * g.out[0]);
   int64_t lo0, hi0, lo1, hi1;
   const int64_t f01 = g.avg_window(0, o0, &lo0, &hi0) * g.avg_window(1, o1, &lo1, &hi1);
+  const int64_t vectors = std::is_same<T, Acc>::value ? channels - channels % kLanes<Acc> : 0;
   T* dst = output + row * g.out[2] * channels;
   for (int64_t o2 = 0; o2 < g.out[2]; ++o2, dst += channels) {
     int64_t lo2, hi2;
     const int64_t f2 = g.avg_window(2, o2, &lo2, &hi2);
-    Acc* __restrict__ acc = sum;
-    for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
-    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-        const T* __restrict__ tap = input + cl_image_index(g, n, x0, x1, lo2) * channels;
-        for (int64_t x2 = lo2; x2 < hi2; ++x2, tap += channels) {
-#pragma omp simd
-          for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<Acc>(tap[c]);
-        }
-      }
-    }
     const int64_t d = g.divisor_override != 0 ? g.divisor_override : f01 * f2;
     const Acc divisor = static_cast<Acc>(d);
+    const auto window = [&](auto&& visit) {
+      for (int64_t x0 = lo0; x0 < hi0; ++x0) {
+        for (int64_t x1 = lo1; x1 < hi1; ++x1) {
+          const T* tap = input + cl_image_index(g, n, x0, x1, lo2) * channels;
+          for (int64_t x2 = lo2; x2 < hi2; ++x2, tap += channels) visit(tap);
+        }
+      }
+    };
+    for (int64_t c = 0; c < vectors; c += kLanes<Acc>) {
+      Lanes<Acc> acc{};
+      window([&](const T* tap) { acc += load_lanes(reinterpret_cast<const Acc*>(tap) + c); });
+      store_lanes(sum + c, d != 0 ? acc / divisor : Lanes<Acc>{});
+    }
+    if (vectors < channels) {
+      Acc* __restrict__ acc = sum;
+      for (int64_t c = vectors; c < channels; ++c) acc[c] = Acc(0);
+      window([&](const T* __restrict__ tap) {
 #pragma omp simd
-    for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<T>(d != 0 ? acc[c] / divisor : Acc(0));
+        for (int64_t c = vectors; c < channels; ++c) acc[c] += static_cast<Acc>(tap[c]);
+      });
+#pragma omp simd
+      for (int64_t c = vectors; c < channels; ++c) acc[c] = d != 0 ? acc[c] / divisor : Acc(0);
+    }
+    write_out(sum, dst, channels, stream);
   }
 }
 

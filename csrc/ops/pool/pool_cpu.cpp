@@ -341,10 +341,16 @@ void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& in
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     Index* at_ = argmax_or_null<Index>(indices);
+    const bool stream = output.nbytes() >= kernels::kStreamBytes;
     at::parallel_for(0, output.numel() / C, grain_for(C * g.taps()), [&](int64_t b, int64_t e) {
       std::vector<acc_t> best(C);
-      std::vector<kernels::PlanePos<acc_t>> best_at(C);
-      for (int64_t p = b; p < e; ++p) forms.cl_position(in, out, at_, best.data(), best_at.data(), C, g, p);
+      std::vector<kernels::PlanePos<acc_t>> best_at(C), tap_codes(g.taps());
+      std::vector<const acc_t*> taps(g.taps());
+      const kernels::MaxSources<acc_t> sources{taps.data(), nullptr, tap_codes.data()};
+      for (int64_t p = b; p < e; ++p) {
+        forms.cl_position(in, out, at_, best.data(), best_at.data(), sources, C, g, p, stream);
+      }
+      if (stream) kernels::streaming_done();
     });
   });
 }
@@ -386,9 +392,11 @@ void avg_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeom
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t rows = output.numel() / (C * g.out[2]);
+    const bool stream = output.nbytes() >= kernels::kStreamBytes;
     at::parallel_for(0, rows, grain_for(C * g.out[2] * g.taps()), [&](int64_t b, int64_t e) {
       std::vector<acc_t> sum(C);
-      for (int64_t r = b; r < e; ++r) forms.avg_cl_row(in, out, sum.data(), C, g, r);
+      for (int64_t r = b; r < e; ++r) forms.avg_cl_row(in, out, sum.data(), C, g, r, stream);
+      if (stream) kernels::streaming_done();
     });
   });
 }
