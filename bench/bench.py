@@ -373,7 +373,7 @@ def main(argv=None):
     out = args.out or ("bench/results.json" if args.device == "cpu" else "bench/results_cuda.json")
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"convops CPU forms: {convops._C.cpu_isa()}" + (f", GPU: {gpu}" if gpu else ""))
+          f"convops CPU forms: {convops._C.cpu_isa()}, GEMM: {convops._C.cpu_gemm()}" + (f", GPU: {gpu}" if gpu else ""))
     settings = settings_for(args.device, args.threads)
     print_header()
     rows = run(args.device, settings, args.repeats, args.min_seconds, args.only)
@@ -383,8 +383,8 @@ def main(argv=None):
               f"{'ratio':>8} {'target':>7}")
         memory = peak_memory(args.device, args.only)
     meta = dict(torch=torch.__version__, machine=platform.machine(), cpus=os.cpu_count(),
-                cpu_isa=convops._C.cpu_isa(), python=sys.version.split()[0], device=args.device, gpu=gpu,
-                settings=settings, when=time.strftime("%Y-%m-%d %H:%M:%S"))
+                cpu_isa=convops._C.cpu_isa(), cpu_gemm=convops._C.cpu_gemm(), python=sys.version.split()[0],
+                device=args.device, gpu=gpu, settings=settings, when=time.strftime("%Y-%m-%d %H:%M:%S"))
     with open(out, "w") as f:
         json.dump(dict(meta=meta, rows=rows, peak_memory=memory), f, indent=1)
     below = [r for r in rows if r["below_target"]]

@@ -195,5 +195,5 @@ def run(devices=None) -> bool:
     failed = sum(r[4] == "FAIL" for r in rows)
     verdict = "PASS" if ok else "FAIL"
     print(f"\nconvops check: {verdict}: {len(rows) - failed} passed, {failed} failed on {', '.join(devices)} "
-          f"(CPU forms: {_C.cpu_isa()})")
+          f"(CPU forms: {_C.cpu_isa()}, GEMM: {_C.cpu_gemm()})")
     return ok

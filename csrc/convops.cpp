@@ -37,11 +37,14 @@ TORCH_LIBRARY(convops, m) {
 }
 
 // convops._C is imported as a Python module to load this library, which registers the
-// ops; it exposes one function of its own, cpu_isa(): which copy of the CPU forms
-// (kernels/cpu_isa.h) the row engine runs now: "avx512", "avx2" or "baseline".
+// ops; it exposes two functions of its own: cpu_isa(), which copy of the CPU forms
+// (kernels/cpu_isa.h) the row engine runs now: "avx512", "avx2" or "baseline"; and
+// cpu_gemm(), whose GEMM the convolutions of float and double run on the CPU now: "own"
+// (kernels/gemm_cpu.h) or "aten" (ops/gemm.h).
 #include <Python.h>
 
 #include "ops/cpu_engine.h"
+#include "ops/gemm.h"
 
 namespace {
 
@@ -54,8 +57,18 @@ PyObject* cpu_isa(PyObject*, PyObject*) {
   }
 }
 
+PyObject* cpu_gemm(PyObject*, PyObject*) {
+  try {
+    return PyUnicode_FromString(convops::ops::own_cpu_gemm() ? "own" : "aten");
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
+
 PyMethodDef methods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS, "The instruction set of the CPU forms in use: 'avx512', 'avx2' or 'baseline'."},
+    {"cpu_gemm", cpu_gemm, METH_NOARGS, "Whose GEMM the CPU convolutions run: 'own' (convops') or 'aten' (MKL)."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as tF
 
+import convops
 import convops.functional as F
 from conftest import _env, cpu_engine
 
@@ -79,6 +80,24 @@ def test_unknown_gemm_choice_is_a_clear_error():
     with _env("CONVOPS_GEMM", "blas"):
         with pytest.raises(RuntimeError, match="expected CONVOPS_GEMM to be auto, own or aten, got 'blas'"):
             F.conv2d(x, w)
+        with pytest.raises(RuntimeError, match="CONVOPS_GEMM"):
+            convops._C.cpu_gemm()
+
+
+def test_the_gemm_choice_is_reported():
+    """auto: convops' own where MKL would not use AVX-512 (a CPU not Intel's, with AVX-512)."""
+    with cpu_engine("row"):
+        for asked in ("own", "aten"):
+            with _env("CONVOPS_GEMM", asked):
+                assert convops._C.cpu_gemm() == asked
+        with _env("CONVOPS_GEMM", "auto"):
+            with open("/proc/cpuinfo") as f:
+                info = f.read()
+            intel = "GenuineIntel" in info
+            expected = "own" if not intel and convops._C.cpu_isa() == "avx512" else "aten"
+            assert convops._C.cpu_gemm() == expected
+    with cpu_engine("element"), _env("CONVOPS_GEMM", "own"):
+        assert convops._C.cpu_gemm() == "aten"  # the element engine multiplies as the GPU does: ATen
 
 
 def test_aten_choice_still_runs_atens_gemm():

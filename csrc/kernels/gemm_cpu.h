@@ -138,9 +138,11 @@ void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_c
     }
     return;
   }
-  thread_local std::vector<T> packed_a, packed_b;
-  packed_a.resize(kGemmMC * kGemmKC);
-  packed_b.resize(kGemmKC * kGemmNC);
+  thread_local std::vector<T> packed_a, packed_b;  // grown to the largest blocks this thread has packed
+  const int64_t a_size = ceil_div(std::min(m, kGemmMC), MR) * MR * std::min(k, kGemmKC);
+  const int64_t b_size = std::min(k, kGemmKC) * ceil_div(std::min(n, kGemmNC), NR) * NR;
+  if (static_cast<int64_t>(packed_a.size()) < a_size) packed_a.resize(a_size);
+  if (static_cast<int64_t>(packed_b.size()) < b_size) packed_b.resize(b_size);
   for (int64_t jc = 0; jc < n; jc += kGemmNC) {
     const int64_t nc = std::min(kGemmNC, n - jc);
     for (int64_t pc = 0; pc < k; pc += kGemmKC) {

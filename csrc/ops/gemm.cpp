@@ -67,8 +67,12 @@ void gemm_split(const kernels::GemmCpuKernels<T, T>& forms, at::Tensor& out, con
 }  // namespace
 
 bool own_gemm(const at::Tensor& like) {
-  if (!like.is_cpu() || use_element_engine()) return false;
-  if (like.scalar_type() != at::kFloat && like.scalar_type() != at::kDouble) return false;
+  const bool float_or_double = like.scalar_type() == at::kFloat || like.scalar_type() == at::kDouble;
+  return like.is_cpu() && float_or_double && own_cpu_gemm();
+}
+
+bool own_cpu_gemm() {
+  if (use_element_engine()) return false;
   const char* asked = std::getenv("CONVOPS_GEMM");
   if (asked == nullptr || *asked == '\0' || std::strcmp(asked, "auto") == 0) {
     static const bool not_intel = !intel_cpu();

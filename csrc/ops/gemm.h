@@ -12,6 +12,7 @@ namespace ops {
 // (never) or "auto"/unset: on CPUs that are not Intel's and have AVX-512, where MKL runs its
 // AVX2 code (the AMD EPYC of make bench: 88-98 GFLOP/s against the forms' 190+).
 bool own_gemm(const at::Tensor& like);
+bool own_cpu_gemm();  // the same choice for float and double CPU tensors
 
 void gemm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, double beta = 0);
 
