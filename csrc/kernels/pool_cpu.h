@@ -763,7 +763,7 @@ inline void max_pool_cl_position(const T* input, T* output, Index* argmax, Acc* 
   const int64_t e0 = g.inside_end(0, o0), e1 = g.inside_end(1, o1), e2 = g.inside_end(2, o2);
   const Pos first = static_cast<Pos>(first_argmax_code<Index>(g, o0, o1, o2));
   const int64_t first_k0 = g.first_tap(0, o0), first_k1 = g.first_tap(1, o1), first_k2 = g.first_tap(2, o2);
-  int64_t taps = 0;
+  int64_t taps = 0;  // src.from[j]: tap j's channels (for half types their T values, read back as T below)
   for (int64_t x0 = f0, k0 = first_k0; x0 < e0; x0 += g.dil[0], ++k0) {
     for (int64_t x1 = f1, k1 = first_k1; x1 < e1; x1 += g.dil[1], ++k1) {
       for (int64_t x2 = f2, k2 = first_k2; x2 < e2; x2 += g.dil[2], ++k2, ++taps) {
