@@ -6,10 +6,10 @@
 // C has unit column stride and row stride ldc. The convolutions' GEMMs run here where ATen's
 // BLAS (MKL) would not use the CPU's widest vectors (ops/gemm.h says where).
 //
-// Blocking as in the BLIS papers (Goto and van de Geijn): for each kKC-deep slice of k,
-// B's columns are packed kNR at a time into k-major micro-panels (a panel stays in L1 while
-// every row block of A passes over it), A's rows kMR at a time into a block of up to kMC
-// rows (in L2); the micro-kernel keeps a kMR x kNR tile of C in registers (two vectors per
+// Blocking as in the BLIS papers (Goto and van de Geijn): for each kGemmKC-deep slice of k,
+// B's columns are packed kGemmNR at a time into k-major micro-panels (a panel stays in L1 while
+// every row block of A passes over it), A's rows kGemmMR at a time into a block of up to kGemmMC
+// rows (in L2); the micro-kernel keeps a kGemmMR x kGemmNR tile of C in registers (two vectors per
 // row) and adds, for each p of the slice, a broadcast A value times two vectors of B by a
 // fused multiply-add. Packing pads the last panels with zeros, so every micro-kernel call
 // is a full tile; a tile that overhangs C is stored through a small buffer.
@@ -39,10 +39,10 @@ constexpr int64_t kGemmKC = 192;  // a B micro-panel: 192 x 32 floats = 24 KiB, 
 constexpr int64_t kGemmMC = 144;  // an A block: 144 x 192 floats = 108 KiB, in L2 (a multiple of kGemmMR)
 constexpr int64_t kGemmNC = 3072;  // B's packed slice: 192 x 3072 floats = 2.25 MiB, in L3
 
-// The ((kc, kNR) micro-panels of) B's columns [0, nc), rows [0, kc), zero past nc. Read
+// The ((kc, kGemmNR) micro-panels of) B's columns [0, nc), rows [0, kc), zero past nc. Read
 // along B's contiguous dim: a 1x1 convolution's image (B) row by row, each run long enough
-// for the hardware prefetcher (panel by panel, 32 values of each of 256 rows per panel,
-// the reads of a 64-row product waited on memory: 85 against 150 GFLOP/s).
+// for the hardware prefetcher (panel by panel, 32 values of each of kc rows per panel,
+// the reads of a 64-row product waited on memory: 85 against 113 GFLOP/s).
 template <typename T>
 inline void pack_b(const T* b, int64_t b_rs, int64_t b_cs, int64_t kc, int64_t nc, T* __restrict__ packed) {
   constexpr int NR = kGemmNR<T>;
@@ -66,7 +66,7 @@ inline void pack_b(const T* b, int64_t b_rs, int64_t b_cs, int64_t kc, int64_t n
   }
 }
 
-// The ((kc, kMR) micro-panels of) A's rows [0, mc), columns [0, kc), zero past mc, read
+// The ((kc, kGemmMR) micro-panels of) A's rows [0, mc), columns [0, kc), zero past mc, read
 // along A's contiguous dim (A transposed, the input gradient's W^T: a_rs 1).
 template <typename T>
 inline void pack_a(const T* a, int64_t a_rs, int64_t a_cs, int64_t mc, int64_t kc, T* __restrict__ packed) {
@@ -87,7 +87,7 @@ inline void pack_a(const T* a, int64_t a_rs, int64_t a_cs, int64_t mc, int64_t k
   }
 }
 
-// A kMR x kNR tile: sum over p < kc of a_panel[p] (kMR values) times b_panel[p] (kNR), then
+// A kGemmMR x kGemmNR tile: sum over p < kc of a_panel[p] (kGemmMR values) times b_panel[p] (kGemmNR), then
 // c = sum + beta * c for the rows < rows and columns < cols of c (beta 0: c = sum).
 template <typename T>
 inline void gemm_tile(int64_t kc, const T* __restrict__ a_panel, const T* __restrict__ b_panel, T beta,
