@@ -294,34 +294,50 @@ inline void im2col_rows(const T* image, T* columns, const ColumnGeometry& g, con
   }
 }
 
-// One whole image plane (X values): plane in [0, B * C). acc is caller scratch of X
-// values, zeroed here. The plane is owned by one call, which adds every column entry
-// read from it in a fixed order: deterministic, and no two calls write the same place.
+// Scratch values col2im_plane needs: each image row split into stride[2] phases (phase q
+// holding positions q, q + stride, ...) of ceil(X2 / stride) values each.
+inline int64_t col2im_plane_scratch(const ColumnGeometry& g) {
+  return g.image[0] * g.image[1] * g.stride[2] * ceil_div(g.image[2], g.stride[2]);
+}
+
+// One whole image plane (X values): plane in [0, B * C). acc is caller scratch of
+// col2im_plane_scratch values, zeroed here. The plane is owned by one call, which adds every
+// column entry read from it in a fixed order: deterministic, and no two calls write the same
+// place. Its rows are summed split into phases, where the columns of one tap add up as one
+// unit-stride run (at stride 2, adding each tap's run two values apart was a third of
+// conv_transpose2d's forward), then merged back.
 template <typename T, typename Acc>
 inline void col2im_plane(const T* columns, T* image, Acc* acc, const ColumnGeometry& g, const TapRanges& taps,
                          int64_t plane) {
-  const int64_t X = g.image_numel(), L = g.cols_numel(), K = g.kernel_numel();
-  for (int64_t x = 0; x < X; ++x) acc[x] = Acc(0);
+  const int64_t L = g.cols_numel(), K = g.kernel_numel(), s2 = g.stride[2];
+  const int64_t phase = ceil_div(g.image[2], s2), row = s2 * phase, rows = g.image[0] * g.image[1];
+  for (int64_t x = 0; x < rows * row; ++x) acc[x] = Acc(0);
   const T* src = columns + plane * K * L;
-  const int64_t s2 = g.stride[2];
   for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
     for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
       for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2, src += L) {
-        const int64_t first2 = taps.first[2][k2], last2 = taps.last[2][k2], offset2 = k2 * g.dil[2] - g.pad[2];
+        const int64_t first2 = taps.first[2][k2], last2 = taps.last[2][k2];
+        const int64_t x2 = g.source(2, first2, k2);  // the run's first position: phase x2 % s2
+        const int64_t into = (x2 % s2) * phase + x2 / s2;
         for (int64_t l0 = taps.first[0][k0]; l0 < taps.last[0][k0]; ++l0) {
           const int64_t x0 = g.source(0, l0, k0);
           for (int64_t l1 = taps.first[1][k1]; l1 < taps.last[1][k1]; ++l1) {
             const int64_t x1 = g.source(1, l1, k1);
             const T* from = src + (l0 * g.cols[1] + l1) * g.cols[2];
-            Acc* to = acc + (x0 * g.image[1] + x1) * g.image[2];
-            strided_add(from + first2, 1, to + first2 * s2 + offset2, s2, last2 - first2);
+            strided_add(from + first2, 1, acc + (x0 * g.image[1] + x1) * row + into, 1, last2 - first2);
           }
         }
       }
     }
   }
-  T* dst = image + plane * X;
-  for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
+  T* dst = image + plane * g.image_numel();
+  for (int64_t r = 0; r < rows; ++r, dst += g.image[2]) {
+    const Acc* sums = acc + r * row;
+    for (int64_t q = 0; q < s2 && q < g.image[2]; ++q) {
+      strided_apply(sums + q * phase, 1, dst + q, s2, ceil_div(g.image[2] - q, s2),
+                    [](T& to, Acc sum) { to = static_cast<T>(sum); });
+    }
+  }
 }
 #endif  // __CUDACC__
 

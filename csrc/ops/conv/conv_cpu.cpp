@@ -106,7 +106,7 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
     }
     const kernels::TapRanges taps(g);
     at::parallel_for(0, planes, grain_for(g.image_numel() * g.kernel_numel()), [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(g.image_numel());
+      std::vector<acc_t> acc(kernels::col2im_plane_scratch(g));
       for (int64_t p = begin; p < end; ++p) kernels::col2im_plane(in, out, acc.data(), g, taps, p);
     });
   });
