@@ -128,6 +128,58 @@ inline Vector fused_multiply_add(Vector a, Vector b, Vector c) {
   return r;
 }
 
+// Whether interleave_rows takes R rows of T: R a power of two, at most a vector's lanes.
+template <typename T>
+constexpr bool interleavable(int R) { return (R & (R - 1)) == 0 && R <= kLanes<T>; }
+
+// R rows of n lanes (interleavable) after log2(R) rounds of interleaving: a[r]
+// then holds lanes r * n/R, r * n/R + 1, ... of every row in turn (lane q * R + p of a[r] is
+// lane r * n/R + q of row p). With R == n, a transpose.
+template <typename T, int R>
+inline void interleave_rows(Lanes<T> (&a)[R]) {
+  static_assert(interleavable<T>(R), "interleave_rows: R must be a power of two, at most n");
+#pragma GCC unroll 4
+  for (int round = 1; round < R; round *= 2) {
+    Lanes<T> b[R];
+#pragma GCC unroll 16
+    for (int p = 0; p < R / 2; ++p) {
+      b[2 * p] = interleaved_lanes<0, T>(a[p], a[p + R / 2]);
+      b[2 * p + 1] = interleaved_lanes<1, T>(a[p], a[p + R / 2]);
+    }
+#pragma GCC unroll 16
+    for (int p = 0; p < R; ++p) a[p] = b[p];
+  }
+}
+
+// Rows [0, rows) (rows <= n) of a matrix with R columns (row m at from + m * stride) as R
+// vectors of n lanes, vector r at to + r * to_stride: lane m of vector r is
+// from[m * stride + r], lanes past `rows` 0. The packed layout of the direct forms' weights
+// and output gradient (to_stride n), and of the GEMM forms' transposed B panels; n x n
+// tiles transposed in registers (element by element, packing took a sixth of the grouped
+// bench's weight gradient).
+template <typename T>
+inline void pack_lanes_strided(const T* from, int64_t stride, int64_t rows, int64_t R, T* to, int64_t to_stride) {
+  constexpr int n = kLanes<T>;
+  int64_t r = 0;
+  for (; r + n <= R; r += n) {
+    Lanes<T> a[n];
+#pragma GCC unroll 16
+    for (int m = 0; m < n; ++m) a[m] = m < rows ? load_lanes(from + m * stride + r) : Lanes<T>{};
+    interleave_rows<T, n>(a);
+#pragma GCC unroll 16
+    for (int i = 0; i < n; ++i) store_lanes(to + (r + i) * to_stride, a[i]);
+  }
+  for (; r < R; ++r) {
+    for (int m = 0; m < n; ++m) to[r * to_stride + m] = m < rows ? from[m * stride + r] : T(0);
+  }
+}
+
+template <typename T>
+inline void pack_lanes(const T* from, int64_t stride, int64_t rows, int64_t R, T* to) {
+  pack_lanes_strided(from, stride, rows, R, to, kLanes<T>);
+}
+
+
 }  // namespace CONVOPS_CPU_ISA
 }  // namespace kernels
 }  // namespace convops

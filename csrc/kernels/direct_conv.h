@@ -58,29 +58,6 @@ inline void pad_planes(const T* image, int64_t planes, const ColumnGeometry& g, 
   for (int64_t c = 0; c < planes; ++c) pad_plane(image + c * g.image_numel(), g, layout, padded + c * taps.plane);
 }
 
-// Whether interleave_rows takes R rows of T: R a power of two, at most a vector's lanes.
-template <typename T>
-constexpr bool interleavable(int R) { return (R & (R - 1)) == 0 && R <= kLanes<T>; }
-
-// R rows of n lanes (interleavable) after log2(R) rounds of interleaving: a[r]
-// then holds lanes r * n/R, r * n/R + 1, ... of every row in turn (lane q * R + p of a[r] is
-// lane r * n/R + q of row p). With R == n, a transpose.
-template <typename T, int R>
-inline void interleave_rows(Lanes<T> (&a)[R]) {
-  static_assert(interleavable<T>(R), "interleave_rows: R must be a power of two, at most n");
-#pragma GCC unroll 4
-  for (int round = 1; round < R; round *= 2) {
-    Lanes<T> b[R];
-#pragma GCC unroll 16
-    for (int p = 0; p < R / 2; ++p) {
-      b[2 * p] = interleaved_lanes<0, T>(a[p], a[p + R / 2]);
-      b[2 * p + 1] = interleaved_lanes<1, T>(a[p], a[p + R / 2]);
-    }
-#pragma GCC unroll 16
-    for (int p = 0; p < R; ++p) a[p] = b[p];
-  }
-}
-
 // One channel vector's sums at kP consecutive output positions (sums[p]), stored channel by
 // channel as rows of the first `count` (<= kP) values (channel c at out[c * L], for
 // c < channels), transposed in registers (interleave_rows): lane by lane, these stores took
@@ -107,28 +84,6 @@ __attribute__((noinline)) void store_transposed(const Lanes<T>* sums, T* out, in
         std::memcpy(to, lanes + q * kP, count * sizeof(T));
       }
     }
-  }
-}
-
-// Rows [0, rows) (rows <= n) of a matrix with R columns (row m at from + m * stride) as R
-// vectors of n lanes: lane m of vector r is from[m * stride + r], lanes past `rows` 0. The
-// packed layout of the forward's weights and of the weight gradient's output gradient;
-// n x n tiles transposed in registers (element by element, packing took a sixth of the
-// grouped bench's weight gradient).
-template <typename T>
-inline void pack_lanes(const T* from, int64_t stride, int64_t rows, int64_t R, T* to) {
-  constexpr int n = kLanes<T>;
-  int64_t r = 0;
-  for (; r + n <= R; r += n) {
-    Lanes<T> a[n];
-#pragma GCC unroll 16
-    for (int m = 0; m < n; ++m) a[m] = m < rows ? load_lanes(from + m * stride + r) : Lanes<T>{};
-    interleave_rows<T, n>(a);
-#pragma GCC unroll 16
-    for (int i = 0; i < n; ++i) store_lanes(to + (r + i) * n, a[i]);
-  }
-  for (; r < R; ++r) {
-    for (int m = 0; m < n; ++m) to[r * n + m] = m < rows ? from[m * stride + r] : T(0);
   }
 }
 

@@ -59,7 +59,14 @@ inline void pack_b(const T* b, int64_t b_rs, int64_t b_cs, int64_t kc, int64_t n
     return;
   }
   for (int64_t j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
-    for (int64_t j = 0; j < NR; ++j) {  // column by column: B transposed (b_rs 1) reads runs
+    if (b_rs == 1) {  // B transposed (a weight gradient's columns): each half panel, tiles transposed in registers
+      for (int64_t h = 0; h < NR; h += kLanes<T>) {
+        const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(kLanes<T>, nc - j0 - h));
+        pack_lanes_strided(b + (j0 + h) * b_cs, b_cs, rows, kc, packed + h, NR);
+      }
+      continue;
+    }
+    for (int64_t j = 0; j < NR; ++j) {
       const T* __restrict__ from = b + (j0 + j) * b_cs;
       for (int64_t p = 0; p < kc; ++p) packed[p * NR + j] = j0 + j < nc ? from[p * b_rs] : T(0);
     }
