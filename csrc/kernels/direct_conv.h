@@ -22,7 +22,7 @@
 //                   channels j*n .. j*n+n-1, zero past Og; packed bias (G, ceil(Og/n)*n);
 //   packed dy       (N*G, ceil(Og/n), L, n), for the weight gradient;
 //   output          (Og, L) of the group; weight gradient (O, Cg*K).
-// pack_lanes builds the packed layouts; the forward stores its channel vectors transposed
+// pack_lanes (cpu_lanes.h) builds the packed layouts; the forward stores its channel vectors transposed
 // in registers (store_transposed).
 //
 // Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
