@@ -142,7 +142,7 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
                            PlanePos<Acc>* __restrict__ best_at) {
   using Pos = PlanePos<Acc>;
   const int64_t run = ceil_div(n, kChains);
-  const Acc* const* __restrict__ from = src.from;  // read through src, reloaded every source
+  const Acc* const* __restrict__ from = src.from;  // read through src, it was reloaded for every source
   for (int64_t i = 0; i < count; i += kLanes<Acc>) {
     Lanes<Acc> b[kChains];
     Lanes<Pos> at[kChains];
@@ -746,6 +746,10 @@ inline void cl_output_coords(const PoolGeometry& g, int64_t position, int64_t* n
   *o2 = o[2];
 }
 
+// Runs of a channels_last window's taps scanned side by side (max_of_sources' kChains): 3-D
+// windows of 27 taps, 1.6 -> 0.73 ms warm.
+constexpr int kChannelsLastChains = 4;
+
 // One output position (n, o0, o1, o2) of max pooling, every channel. Where T is its own
 // accumulator (float, double), whole vectors of channels go through max_of_sources, each
 // kept in registers across the window's taps (its sources: the taps' runs of channels, in
@@ -774,9 +778,9 @@ inline void max_pool_cl_position(const T* input, T* output, Index* argmax, Acc* 
   }
   const int64_t vectors = std::is_same<T, Acc>::value ? channels - channels % kLanes<Acc> : 0;
   if (argmax != nullptr) {
-    max_of_sources<true, false, 4>(src, taps, first, nullptr, vectors, best, best_at);
+    max_of_sources<true, false, kChannelsLastChains>(src, taps, first, nullptr, vectors, best, best_at);
   } else {
-    max_of_sources<false, false, 4>(src, taps, first, nullptr, vectors, best, best_at);
+    max_of_sources<false, false, kChannelsLastChains>(src, taps, first, nullptr, vectors, best, best_at);
   }
   for (int64_t c = vectors; c < channels; ++c) {
     best[c] = lowest<Acc>();
