@@ -54,7 +54,9 @@ inline void pack_b(const T* b, int64_t b_rs, int64_t b_cs, int64_t kc, int64_t n
       for (int64_t j0 = 0; j0 < whole; j0 += NR, to += kc * NR) {
         for (int j = 0; j < NR; ++j) to[j] = row[j0 + j];
       }
-      for (int64_t j = whole; j < whole + (nc > whole ? NR : 0); ++j) to[j - whole] = j < nc ? row[j] : T(0);
+      if (whole < nc) {  // the last, partial panel
+        for (int j = 0; j < NR; ++j) to[j] = whole + j < nc ? row[whole + j] : T(0);
+      }
     }
     return;
   }

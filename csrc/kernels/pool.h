@@ -402,6 +402,7 @@ struct WindowTable {
 // stream_copy): they outgrow the caches before anyone reads them, and a streaming store
 // skips reading each fresh cache line in first (writing fresh outputs bounds pooling).
 constexpr int64_t kStreamBytes = int64_t(1) << 22;
+inline bool streamed(int64_t bytes) { return bytes >= kStreamBytes; }
 
 // Max pooling's passes (pool_cpu.h, max_of_sources) run whole vectors: its scratch rows are
 // kLanePad-aligned (padded_row), and what they read or write past a row's end, kLanePad

@@ -10,7 +10,7 @@ namespace ops {
 
 // Whether this call's CPU GEMMs run the GEMM forms: CONVOPS_GEMM = "own" (always), "aten"
 // (never) or "auto"/unset: on CPUs that are not Intel's and have AVX-512, where MKL runs its
-// AVX2 code (the AMD EPYC of make bench: 88-98 GFLOP/s against the forms' 190+).
+// AVX2 code (the AMD EPYC of make bench, one core: 85-98 GFLOP/s against the forms' 115-177).
 bool own_gemm(const at::Tensor& like);
 bool own_cpu_gemm();  // the same choice for float and double CPU tensors
 

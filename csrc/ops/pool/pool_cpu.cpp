@@ -59,7 +59,7 @@ struct PlaneBuffers {
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0),
         share_lead(kernels::avg_share_lead(g)),
         shares(with_columns ? share_lead + kernels::padded_row(phased.length) + kernels::kLanePad : 0),
-        stream(output_bytes >= kernels::kStreamBytes),
+        stream(kernels::streamed(output_bytes)),
         windows{nullptr, nullptr, nullptr},
         source_from(with_positions ? std::max(g.kernel[2], g.kernel[0] * g.kernel[1]) : 0),
         source_codes(source_from.size()), source_base(source_from.size()) {
@@ -217,7 +217,7 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
-      const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
+      const bool stream = kernels::streamed(grad_input.nbytes());
       std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> && !stream ? 0 : g.image_numel());  // kernels::accumulator
       for (int64_t p = b; p < e; ++p) {
         forms.backward_plane(go, at_, offsets.data(), gi, scratch_or_null(acc), g, p, stream);
@@ -300,7 +300,7 @@ void global_avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& gra
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     const int64_t N = grad_input.size(0), C = grad_input.size(1), S = grad_input.size(2);
     const int64_t sn = grad_input.stride(0), sc = grad_input.stride(1), ss = grad_input.stride(2);
-    const bool stream = grad_input.nbytes() >= kernels::kStreamBytes;
+    const bool stream = kernels::streamed(grad_input.nbytes());
     if (!use_element_engine() && ss == 1) {  // dense NCHW: plane i starts at i * S
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
         forms.plane_fills(go + b, gi + b * S, e - b, S, stream);
@@ -341,7 +341,7 @@ void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& in
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     Index* at_ = argmax_or_null<Index>(indices);
-    const bool stream = output.nbytes() >= kernels::kStreamBytes;
+    const bool stream = kernels::streamed(output.nbytes());
     at::parallel_for(0, output.numel() / C, grain_for(C * g.taps()), [&](int64_t b, int64_t e) {
       std::vector<acc_t> best(C);
       std::vector<kernels::PlanePos<acc_t>> best_at(C), tap_codes(g.taps());
@@ -392,7 +392,7 @@ void avg_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeom
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t rows = output.numel() / (C * g.out[2]);
-    const bool stream = output.nbytes() >= kernels::kStreamBytes;
+    const bool stream = kernels::streamed(output.nbytes());
     at::parallel_for(0, rows, grain_for(C * g.out[2] * g.taps()), [&](int64_t b, int64_t e) {
       std::vector<acc_t> sum(C);
       for (int64_t r = b; r < e; ++r) forms.avg_cl_row(in, out, sum.data(), C, g, r, stream);
