@@ -115,6 +115,40 @@ def test_max_pool_row_forms_match_torch(sizes, kernel, stride, padding, dilation
     same_max_pool(lambda t, indices: OURS_MAX[len(sizes)](t, *args, indices), theirs, x, "contiguous")
 
 
+def special_values(shape, seed):
+    """Integers with ties and signed zeros; in the first image also NaN, +-inf and values whose
+    sum overflows, sparse enough that most vectors of the second hold none of them."""
+    gen = torch.Generator().manual_seed(seed)
+    x = integer_tensor(shape, torch.float32, generator=gen)
+    x[torch.rand(shape, generator=gen) < 0.2] = 0.0
+    x[torch.rand(shape, generator=gen) < 0.2] = -0.0
+    first = x[0]
+    for value, share in ((float("nan"), 0.02), (float("inf"), 0.02), (float("-inf"), 0.03), (3e38, 0.03),
+                         (-3e38, 0.03)):
+        first[torch.rand(first.shape, generator=gen) < share] = value
+    return x
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("sizes,kernel,stride,padding,dilation", [
+    ((300,), (3,), (2,), (1,), (1,)),
+    ((40, 70), (3, 3), (2, 2), (1, 1), (1, 1)),
+    ((9, 11), (3, 2), (2, 1), (1, 1), (1, 2)),
+    ((6, 7, 20), (3, 3, 3), (2, 2, 1), (1, 1, 1), (1, 1, 2)),
+])
+def test_inference_max_pool_is_the_indexed_scan(isa_engine, layout, sizes, kernel, stride, padding, dilation):
+    """Without indices, max pooling keeps the larger value by one max instruction and scans again
+    the vectors whose sum is not a number (kernels/pool_cpu.h, max_values_of_sources): the same
+    bits as the scan that tracks the winner (the first maximum, the sign of a tied zero, NaN)."""
+    x = with_layout(special_values((2, 37, *sizes), seed=len(sizes)), layout)
+    args = (list(kernel), list(stride), list(padding), list(dilation), False)
+    values, none = torch.ops.convops.max_pool(x, *args, with_indices=False)
+    indexed, _ = torch.ops.convops.max_pool(x, *args, with_indices=True)
+    assert none.numel() == 0
+    assert torch.equal(values.view(torch.int32), indexed.view(torch.int32))  # NaNs and signed zeros too
+    same(values, TORCH_MAX[len(sizes)](x, kernel, stride, padding, dilation))
+
+
 @pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
 @pytest.mark.parametrize("sizes,kernel,stride,padding,dilation", [
     ((9, 11), (3, 2), (2, 1), (1, 1), (1, 2)),

@@ -62,6 +62,25 @@ struct LaneIndexOf {
 template <typename T>
 using LaneIndex = typename LaneIndexOf<T>::type;
 
+// Whether any lane of a comparison's result (all ones: true, 0: false) is true.
+template <typename Mask>
+inline bool any_lane(Mask mask) {
+#if defined(__x86_64__)
+  if constexpr (sizeof(Mask) == 64) {
+    return _mm512_test_epi32_mask((__m512i)mask, (__m512i)mask) != 0;
+  } else if constexpr (sizeof(Mask) == 32) {
+    return !_mm256_testz_si256((__m256i)mask, (__m256i)mask);
+  } else {
+    return _mm_movemask_epi8((__m128i)mask) != 0;
+  }
+#else
+  for (int i = 0; i < static_cast<int>(sizeof(Mask) / sizeof(mask[0])); ++i) {
+    if (mask[i] != 0) return true;
+  }
+  return false;
+#endif
+}
+
 // Lanes 0, 2, 4, ... of the 2 * kLanes values a, b (one permute in the AVX-512 copy).
 template <typename T>
 inline Lanes<T> even_lanes(Lanes<T> a, Lanes<T> b) {
