@@ -5,6 +5,8 @@ dy @ x^T (B transposed), summed over the images (beta 1 after the first). The sh
 m past a 144-row block and not a multiple of the tile rows, n past a 3072-column block and
 not a multiple of the tile columns. The 'columns' engine runs the whole convolution suite
 through these forms too (conftest.py)."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as tF
@@ -85,7 +87,8 @@ def test_unknown_gemm_choice_is_a_clear_error():
 
 
 def test_the_gemm_choice_is_reported():
-    """auto: convops' own where MKL would not use AVX-512 (a CPU not Intel's, with AVX-512)."""
+    """auto: convops' own where MKL would not use AVX-512 and the CPU runs it at full width (AMD,
+    family 26 or later: Zen 5), else ATen."""
     with cpu_engine("row"):
         for asked in ("own", "aten"):
             with _env("CONVOPS_GEMM", asked):
@@ -93,8 +96,9 @@ def test_the_gemm_choice_is_reported():
         with _env("CONVOPS_GEMM", "auto"):
             with open("/proc/cpuinfo") as f:
                 info = f.read()
-            intel = "GenuineIntel" in info
-            expected = "own" if not intel and convops._C.cpu_isa() == "avx512" else "aten"
+            amd = "AuthenticAMD" in info
+            family = int(re.search(r"^cpu family\s*:\s*(\d+)", info, re.M).group(1)) if amd else 0
+            expected = "own" if amd and family >= 26 and convops._C.cpu_isa() == "avx512" else "aten"
             assert convops._C.cpu_gemm() == expected
     with cpu_engine("element"), _env("CONVOPS_GEMM", "own"):
         assert convops._C.cpu_gemm() == "aten"  # the element engine multiplies as the GPU does: ATen

@@ -9,8 +9,10 @@ namespace convops {
 namespace ops {
 
 // Whether this call's CPU GEMMs run the GEMM forms: CONVOPS_GEMM = "own" (always), "aten"
-// (never) or "auto"/unset: on CPUs that are not Intel's and have AVX-512, where MKL runs its
-// AVX2 code (the AMD EPYC of make bench, one core: 85-98 GFLOP/s against the forms' 115-177).
+// (never) or "auto"/unset: on AMD CPUs whose AVX-512 runs at full width (Zen 5 and later),
+// where MKL runs its AVX2 code at half their peak (a Zen 5 EPYC, one core: 85-98 GFLOP/s
+// against the forms' 115-177); elsewhere ATen (MKL's AVX-512 code on Intel's; on Zen 4, whose
+// AVX-512 is two AVX2 halves, MKL's AVX2 code was as fast or faster).
 bool own_gemm(const at::Tensor& like);
 bool own_cpu_gemm();  // the same choice for float and double CPU tensors
 
