@@ -331,11 +331,12 @@ def test_pool_meta_shapes():
     assert F.global_avg_pool(x, keepdim=True).shape == (2, 3, 1, 1)
 
 
-# Outputs of at least kStreamBytes (4 MiB, kernels/pool.h) are written by streaming stores
-# from scratch in cache: sizes past it, each ISA copy, float and double (max: exact); in
-# channels_last with whole vectors of channels and a tail (40, 36 channels).
+# Outputs of at least kStreamBytes (8 MiB, kernels/pool.h) are written by streaming stores
+# from scratch in cache: sizes past it in double (every forward output but the 3-D NCHW one,
+# every gradient; most of them below it in float, written to the cache), each ISA copy (max:
+# exact); in channels_last with whole vectors of channels and a tail (40, 36 channels).
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape,layout", [((2, 8, 65536), "contiguous"), ((2, 8, 520, 516), "contiguous"),
+@pytest.mark.parametrize("shape,layout", [((2, 8, 131072), "contiguous"), ((2, 8, 520, 516), "contiguous"),
                                           ((1, 4, 66, 64, 62), "contiguous"), ((2, 40, 260, 260), "channels_last"),
                                           ((1, 36, 66, 64, 62), "channels_last")])
 def test_large_outputs_written_by_streaming_stores_match_torch(shape, layout, dtype, isa_engine):
@@ -364,7 +365,7 @@ def test_large_outputs_written_by_streaming_stores_match_torch(shape, layout, dt
 
 # The gradient of global average pooling (its own op) comes back in the input's layout, as
 # torch's mean does, so autograd keeps it without a copy; the larger shape's gradient is
-# past kStreamBytes (written by streaming stores).
+# past kStreamBytes in double (written by streaming stores).
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("shape", [(2, 3, 5, 4), (4, 256, 33, 32)])
