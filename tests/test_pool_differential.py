@@ -137,16 +137,19 @@ def special_values(shape, seed):
     ((6, 7, 20), (3, 3, 3), (2, 2, 1), (1, 1, 1), (1, 1, 2)),
 ])
 def test_inference_max_pool_is_the_indexed_scan(isa_engine, layout, sizes, kernel, stride, padding, dilation):
-    """Without indices, max pooling keeps the larger value by one max instruction and scans again
-    the vectors whose sum is not a number (kernels/pool_cpu.h, max_values_of_sources): the same
-    bits as the scan that tracks the winner (the first maximum, the sign of a tied zero, NaN)."""
+    """Max pooling takes a source where it is greater (an ordered compare: one max instruction
+    without indices) and scans again by torch's rule the vectors whose sum is not a number
+    (kernels/pool_cpu.h, max_of_sources): with and without indices the same bits (the first
+    maximum, the sign of a tied zero, NaN), and torch's values and indices."""
     x = with_layout(special_values((2, 37, *sizes), seed=len(sizes)), layout)
     args = (list(kernel), list(stride), list(padding), list(dilation), False)
     values, none = torch.ops.convops.max_pool(x, *args, with_indices=False)
-    indexed, _ = torch.ops.convops.max_pool(x, *args, with_indices=True)
+    indexed, positions = torch.ops.convops.max_pool(x, *args, with_indices=True)
     assert none.numel() == 0
     assert torch.equal(values.view(torch.int32), indexed.view(torch.int32))  # NaNs and signed zeros too
-    same(values, TORCH_MAX[len(sizes)](x, kernel, stride, padding, dilation))
+    theirs, their_positions = TORCH_MAX[len(sizes)](x, kernel, stride, padding, dilation, return_indices=True)
+    same(values, theirs)
+    assert torch.equal(positions, their_positions)
 
 
 @pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
