@@ -712,15 +712,39 @@ inline void covering_windows(const PoolGeometry& g, int d, int64_t* first, int64
 // each vector summed in registers (the scatter's passes stored overlapping runs of one
 // phase and stalled the loads after them). share[o] is 0 for o < 0 and o >= O2 (s.shares),
 // and each phase's last vector runs past it into the next phase, written after, or padding.
+//
+// A phase's taps are found first, and up to three are summed by a loop of their own (a test
+// per tap and vector in the loop over the line: the 1-D gradient 0.93-1.03 ms, 0.74 so).
+template <int kTaps, typename Acc>
+inline void spread_phase(const Acc* share, const int64_t* off, int64_t length, Acc* __restrict__ phase) {
+  for (int64_t m = 0; m < length; m += kLanes<Acc>) {
+    Lanes<Acc> sum{};
+#pragma GCC unroll 4
+    for (int i = 0; i < kTaps; ++i) sum += load_lanes(share + m - off[i]);
+    store_lanes(phase + m, sum);
+  }
+}
+
 template <typename Acc>
 inline void spread_shares(const Acc* share, const PoolGeometry& g, const PhasedRow& r, Acc* line) {
+  constexpr int kFewTaps = 3;
   for (int64_t q = 0; q < g.stride[2]; ++q) {
     Acc* __restrict__ phase = line + q * r.length;
+    int64_t off[kFewTaps], taps = 0;
+    for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+      const int64_t o = r.tap[k2] - q * r.length;
+      if (o >= 0 && o < r.length && taps++ < kFewTaps) off[taps - 1] = o;
+    }
+    if (taps == 0) spread_phase<0>(share, off, r.length, phase);
+    if (taps == 1) spread_phase<1>(share, off, r.length, phase);
+    if (taps == 2) spread_phase<2>(share, off, r.length, phase);
+    if (taps == 3) spread_phase<3>(share, off, r.length, phase);
+    if (taps <= kFewTaps) continue;
     for (int64_t m = 0; m < r.length; m += kLanes<Acc>) {
       Lanes<Acc> sum{};
       for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-        const int64_t off = r.tap[k2] - q * r.length;
-        if (off >= 0 && off < r.length) sum += load_lanes(share + m - off);
+        const int64_t o = r.tap[k2] - q * r.length;
+        if (o >= 0 && o < r.length) sum += load_lanes(share + m - o);
       }
       store_lanes(phase + m, sum);
     }
