@@ -119,21 +119,7 @@ template <typename T>
 inline void prefetch_rows_ahead(const T* plane, const PoolGeometry& g, int64_t lo0, int64_t hi0, int64_t x1,
                                 int64_t rows) {
   const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
-  for (int64_t x0 = lo0; x0 < hi0; ++x0) prefetch_span(plane + (x0 * g.image[1] + x1) * g.image[2] + ahead, rows * g.image[2]);
-}
-
-// channels_last (T values of image n at (n, x0, x1, x2, C)): the `count` values kPrefetchBytes
-// past tap (x0, x1, x2) of the window rows [lo0, hi0) x [lo1, hi1) (dilation steps apart),
-// what the windows that follow along x2 read (past a row's end, the next row's first).
-template <typename T>
-inline void prefetch_cl_rows_ahead(const T* image, const PoolGeometry& g, int64_t channels, int64_t lo0, int64_t hi0,
-                                   int64_t lo1, int64_t hi1, int64_t x2, int64_t count) {
-  const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
-  for (int64_t x0 = lo0; x0 < hi0; x0 += g.dil[0]) {
-    for (int64_t x1 = lo1; x1 < hi1; x1 += g.dil[1]) {
-      prefetch_span(image + ((x0 * g.image[1] + x1) * g.image[2] + x2) * channels + ahead, count);
-    }
-  }
+  for (int64_t x0 = lo0; x0 < hi0; ++x0) prefetch_span(plane + g.plane_position(x0, x1, 0) + ahead, rows * g.image[2]);
 }
 
 // to[i] = from[i] (converted) for i < count; by streaming stores where the output is
@@ -190,11 +176,17 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
     if constexpr (kCodeRows) code += load_lanes(src.codes[j] + i);
     return code;
   };
+  // Where `take`, value v and its code (made only with kCodes) replace the best so far.
+  const auto keep = [](auto take, Lanes<Acc> v, auto&& code, Lanes<Acc>& b, Lanes<Pos>& at) {
+    b = take ? v : b;
+    if constexpr (kCodes) at = take ? code() : at;
+  };
+  const Lanes<Acc> minus_inf = splat(lowest<Acc>()) - Lanes<Acc>{};
   for (int64_t i = 0; i < count; i += kLanes<Acc>) {
     Lanes<Acc> b[kChains], sum[kChains];
     Lanes<Pos> at[kChains];
     for (int r = 0; r < kChains; ++r) {
-      b[r] = splat(lowest<Acc>()) - Lanes<Acc>{};
+      b[r] = minus_inf;
       sum[r] = Lanes<Acc>{};
       if constexpr (kCodes) at[r] = start_code(i);
     }
@@ -203,26 +195,20 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
         const int64_t j = r * run + j0;
         if (kChains > 1 && j >= n) continue;
         const Lanes<Acc> v = load_lanes(from[j] + i);
-        const auto take = v > b[r];
-        b[r] = take ? v : b[r];
-        if constexpr (kCodes) at[r] = take ? code_of(j, i) : at[r];
+        keep(v > b[r], v, [&] { return code_of(j, i); }, b[r], at[r]);
         sum[r] += v;
       }
     }
     for (int r = 1; r < kChains; ++r) {
-      const auto take = b[r] > b[0];
-      b[0] = take ? b[r] : b[0];
-      if constexpr (kCodes) at[0] = take ? at[r] : at[0];
+      keep(b[r] > b[0], b[r], [&] { return at[r]; }, b[0], at[0]);
       sum[0] += sum[r];
     }
     if (any_lane(sum[0] != sum[0])) {  // the rule, one source after another
-      b[0] = splat(lowest<Acc>()) - Lanes<Acc>{};
+      b[0] = minus_inf;
       if constexpr (kCodes) at[0] = start_code(i);
       for (int64_t j = 0; j < n; ++j) {
         const Lanes<Acc> v = load_lanes(from[j] + i);
-        const auto take = (v > b[0]) | (v != v);
-        b[0] = take ? v : b[0];
-        if constexpr (kCodes) at[0] = take ? code_of(j, i) : at[0];
+        keep((v > b[0]) | (v != v), v, [&] { return code_of(j, i); }, b[0], at[0]);
       }
     }
     store_lanes(best + i, b[0]);
@@ -730,10 +716,14 @@ inline void spread_shares(const Acc* share, const PoolGeometry& g, const PhasedR
   constexpr int kFewTaps = 3;
   for (int64_t q = 0; q < g.stride[2]; ++q) {
     Acc* __restrict__ phase = line + q * r.length;
+    const auto offset = [&](int64_t k2) {  // tap k2's entry 0 in this phase, or -1: not in it
+      const int64_t o = r.tap[k2] - q * r.length;
+      return o >= 0 && o < r.length ? o : -1;
+    };
     int64_t off[kFewTaps], taps = 0;
     for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-      const int64_t o = r.tap[k2] - q * r.length;
-      if (o >= 0 && o < r.length && taps++ < kFewTaps) off[taps - 1] = o;
+      const int64_t o = offset(k2);
+      if (o >= 0 && taps++ < kFewTaps) off[taps - 1] = o;
     }
     if (taps == 0) spread_phase<0>(share, off, r.length, phase);
     if (taps == 1) spread_phase<1>(share, off, r.length, phase);
@@ -743,8 +733,8 @@ inline void spread_shares(const Acc* share, const PoolGeometry& g, const PhasedR
     for (int64_t m = 0; m < r.length; m += kLanes<Acc>) {
       Lanes<Acc> sum{};
       for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
-        const int64_t o = r.tap[k2] - q * r.length;
-        if (o >= 0 && o < r.length) sum += load_lanes(share + m - o);
+        const int64_t o = offset(k2);
+        if (o >= 0) sum += load_lanes(share + m - o);
       }
       store_lanes(phase + m, sum);
     }
@@ -814,6 +804,20 @@ inline int64_t cl_image_index(const PoolGeometry& g, int64_t n, int64_t x0, int6
   return ((n * g.image[0] + x0) * g.image[1] + x1) * g.image[2] + x2;
 }
 
+// The `count` values kPrefetchBytes past tap (x0, x1, x2) of image n's window rows [lo0, hi0) x
+// [lo1, hi1) (dilation steps apart): what the windows that follow along x2 read (past a row's
+// end, the next row's first).
+template <typename T>
+inline void prefetch_cl_rows_ahead(const T* input, const PoolGeometry& g, int64_t channels, int64_t n, int64_t lo0,
+                                   int64_t hi0, int64_t lo1, int64_t hi1, int64_t x2, int64_t count) {
+  const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
+  for (int64_t x0 = lo0; x0 < hi0; x0 += g.dil[0]) {
+    for (int64_t x1 = lo1; x1 < hi1; x1 += g.dil[1]) {
+      prefetch_span(input + cl_image_index(g, n, x0, x1, x2) * channels + ahead, count);
+    }
+  }
+}
+
 inline void cl_output_coords(const PoolGeometry& g, int64_t position, int64_t* n, int64_t* o0, int64_t* o1,
                              int64_t* o2) {
   int64_t o[kMaxSpatial];
@@ -854,8 +858,7 @@ inline void max_pool_cl_position(const T* input, T* output, Index* argmax, Acc* 
     }
   }
   if (e2 > f2) {
-    prefetch_cl_rows_ahead(input + n * g.image_numel() * channels, g, channels, f0, e0, f1, e1, e2 - 1,
-                           g.stride[2] * channels);
+    prefetch_cl_rows_ahead(input, g, channels, n, f0, e0, f1, e1, e2 - 1, g.stride[2] * channels);
   }
   const int64_t vectors = std::is_same<T, Acc>::value ? channels - channels % kLanes<Acc> : 0;
   if (argmax != nullptr) {
@@ -903,8 +906,7 @@ inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channel
     const int64_t d = g.divisor_override != 0 ? g.divisor_override : f01 * f2;
     const Acc divisor = static_cast<Acc>(d);
     if (hi2 > lo2) {
-      prefetch_cl_rows_ahead(input + n * g.image_numel() * channels, g, channels, lo0, hi0, lo1, hi1, hi2 - 1,
-                             g.stride[2] * channels);
+      prefetch_cl_rows_ahead(input, g, channels, n, lo0, hi0, lo1, hi1, hi2 - 1, g.stride[2] * channels);
     }
     const auto window = [&](auto&& visit) {
       for (int64_t x0 = lo0; x0 < hi0; ++x0) {
