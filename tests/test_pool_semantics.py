@@ -91,6 +91,26 @@ def test_overlapping_windows_add_their_gradients():
     assert flat(x.grad) == [0, 2, 0, 0]
 
 
+# Inputs that win up to five windows, and gradients that are not integers: the order the
+# winners' gradients add in shows in the bits. Torch's scatter adds them in output order.
+@pytest.mark.parametrize("kernel,stride", [(3, 1), (5, 1), (5, 2)])
+@pytest.mark.parametrize("spatial", [1, 2])
+def test_overlapping_windows_add_their_gradients_in_output_order(spatial, kernel, stride, isa_engine):
+    gen = torch.Generator().manual_seed(kernel * 10 + stride)
+    shape = (2, 3, 300) if spatial == 1 else (2, 3, 23, 29)
+    x = torch.randn(shape, generator=gen) * 0.01
+    x.view(-1)[::7] += 10.0  # spikes that win every window reaching them
+    theirs = getattr(torch.nn.functional, f"max_pool{spatial}d")
+    grad = torch.randn(theirs(x, kernel, stride, 1).shape, generator=gen)
+    for return_indices in (False, True):  # tap codes, then positions
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_a = getattr(F, f"max_pool{spatial}d")(a, kernel, stride, 1, return_indices=return_indices)
+        out_b = theirs(b, kernel, stride, 1, return_indices=return_indices)
+        (out_a[0] if return_indices else out_a).backward(grad)
+        (out_b[0] if return_indices else out_b).backward(grad)
+        assert torch.equal(a.grad, b.grad)
+
+
 def test_all_minus_infinity_window_points_at_its_first_position():
     x = torch.full((1, 1, 5), float("-inf"))
     _, idx = F.max_pool1d(x, 2, 2, 1, return_indices=True)

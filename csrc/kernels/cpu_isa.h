@@ -43,6 +43,7 @@ template <typename T, typename Acc>
 struct PoolCpuKernels {
   MaxPoolCpuForms<T, Acc, int64_t> max_positions;
   MaxPoolCpuForms<T, Acc, uint8_t> max_taps;
+  void (*max_backward_rows)(const T*, const uint8_t*, T*, Acc*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_plane)(const T*, T*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_backward_plane)(const T*, T*, Acc*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_cl_row)(const T*, T*, Acc*, int64_t, const PoolGeometry&, int64_t, bool);

@@ -436,16 +436,33 @@ struct AvgRowBlock {
 // Values of a block's sums (and as many of its phased line): both stay in L1. Larger blocks
 // (4096 values) made 2-D pooling slower: summing a block's rows while nothing is computed,
 // then computing while no input is read, overlapped memory and work less than row by row.
-constexpr int64_t kAvgBlockValues = int64_t(1) << 8;
+// Max pooling's blocks of input rows (max_block_rows) are as large.
+constexpr int64_t kRowBlockValues = int64_t(1) << 8;
 // Input slices of at most this many values are summed whole into a slab (AvgRowBlock::slab),
 // which stays in L1 beside the block: a 32x128 slice (16 KiB) ran 1.2x slower than by rows.
 constexpr int64_t kAvgSlabValues = int64_t(1) << 11;
 #ifndef __CUDACC__
+// The padded rows of kRowBlockValues values at most (at least one), and at most `rows`.
+inline int64_t rows_per_block(const PoolGeometry& g, int64_t rows) {
+  const int64_t padded = g.stride[2] * PhasedRow::row_length(g);
+  return min64(max64(kRowBlockValues / padded, 1), rows);
+}
 // The rows of a block (none without outer window dims, where the input rows are split as they are).
 inline int64_t avg_block_rows(const PoolGeometry& g) {
-  if (g.outer_identity()) return 0;
-  const int64_t padded = g.stride[2] * PhasedRow::row_length(g);
-  return min64(max64(kAvgBlockValues / padded, 1), g.out[0] * g.out[1]);
+  return g.outer_identity() ? 0 : rows_per_block(g, g.out[0] * g.out[1]);
+}
+// Max pooling's row passes (pool_cpu.h, max_pool_plane) split this many input rows of a
+// plane at once, their phases side by side, where at least kMinMaxBlockRows fit a block;
+// longer rows go one by one (2-D pooling's rows of 112 by twos: 3% slower).
+constexpr int64_t kMinMaxBlockRows = 4;
+inline int64_t max_block_rows(const PoolGeometry& g) {
+  const int64_t rows = rows_per_block(g, g.image[0] * g.image[1]);
+  return rows >= kMinMaxBlockRows ? rows : 1;
+}
+// How far apart the row passes lie in max pooling's scratch: a block's phased rows' length,
+// or whole vectors (padded_row) for rows passed one by one.
+inline int64_t max_row_stride(const PoolGeometry& g) {
+  return max_block_rows(g) > 1 ? PhasedRow::row_length(g) : padded_row(g.out[2]);
 }
 // Whether the output slices sum their input slices first (a window along dim 0, small slices).
 inline bool avg_slab(const PoolGeometry& g) {
@@ -459,7 +476,7 @@ inline int64_t avg_share_lead(const PoolGeometry& g) {
   return padded_row((g.kernel[2] - 1) * g.dil[2] / g.stride[2]);
 }
 
-// Scratch for one plane: rows (X0*X1*O2, and more than X2; max pooling's rows padded_row(O2)
+// Scratch for one plane: rows (X0*X1*O2, and more than X2; max pooling's rows max_row_stride
 // apart) of values and positions, three O2 rows (best_at holds two; padded_row(O2) each),
 // the O2 innermost divisor factors, one phased row (line) and its layout; for the
 // average-pool gradient, a column per output row
@@ -473,10 +490,12 @@ struct PoolScratch {
   Acc* factor;  // avg_innermost_factors (the launchers fill them once per call), then zeros to padded_row(O2)
   Acc* line;  // phased.size entries (block.phased.size if more), kLanePad more
   PhasedRow phased;
-  AvgRowBlock<Acc> block;  // average pooling's forward, planes with outer window dims
+  AvgRowBlock<Acc> block;  // average pooling's forward, planes with outer window dims; max pooling: block.phased
+                           // (max_block_rows rows; one: none)
   Acc* columns;
   int64_t* covering;
   Acc* shares;  // average-pool gradient: avg_share_lead zeros, O2 shares, zeros to phased.length + kLanePad
+  PlanePos<Acc>* share_codes;  // max-pool gradient from tap codes (1-D): the shares' winning taps, laid out alike
   bool stream;  // write the output by streaming stores (it is at least kStreamBytes)
   Acc* out;     // with stream: the plane's output (O0*O1*O2), staged to be streamed whole
   PlanePos<Acc>* out_at;  // with stream and positions: its argmax

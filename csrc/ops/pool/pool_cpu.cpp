@@ -30,6 +30,7 @@ struct PlaneBuffers {
   std::vector<int64_t> covering;
   int64_t share_lead;
   std::vector<Acc> shares;
+  std::vector<kernels::PlanePos<Acc>> share_codes;
   bool stream;
   std::vector<Acc> out;
   std::vector<kernels::PlanePos<Acc>> out_at;
@@ -41,17 +42,21 @@ struct PlaneBuffers {
   std::vector<const kernels::PlanePos<Acc>*> source_codes;
   std::vector<kernels::PlanePos<Acc>> source_base;
   int64_t plane_values = 0;
+  // with_positions: max pooling's (its blocks of input rows, and the winners' positions);
   // with_columns: the average-pool gradient's columns and covering rows; with_block: the
   // average-pool forward's block of rows; stream: write the output (output_bytes in all)
   // by streaming stores.
   PlaneBuffers(const PoolGeometry& g, int64_t output_bytes, bool with_positions, bool with_columns = false,
                bool with_block = false)
       : phased(kernels::PhasedRow::build(g, taps, bounds)),
-        block_phased(kernels::PhasedRow::build(g, block_taps, block_bounds,
-                                               with_block ? kernels::avg_block_rows(g) : 0)),
-        block_sums(block_phased.size + kernels::kLanePad), block_f01(block_phased.rows),
+        block_phased(kernels::PhasedRow::build(
+            g, block_taps, block_bounds,
+            with_block ? kernels::avg_block_rows(g) : (with_positions ? kernels::max_block_rows(g) : 0))),
+        block_sums(with_block ? block_phased.size + kernels::kLanePad : 0), block_f01(block_phased.rows),
         slab(with_block && kernels::avg_slab(g) ? g.image[1] * g.image[2] : 0),
-        rows(std::max(g.image[0] * g.image[1] * kernels::padded_row(g.out[2]), g.image[2] + 1)),
+        rows(std::max(g.image[0] * g.image[1] * std::max(kernels::padded_row(g.out[2]), kernels::max_row_stride(g)) +
+                          kernels::kLanePad,
+                      g.image[2] + 1)),
         best(kernels::padded_row(g.out[2])), factor(best.size()),
         line(std::max(phased.size, block_phased.size) + kernels::kLanePad),
         columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0), row_at(with_positions ? rows.size() : 0),
@@ -59,6 +64,7 @@ struct PlaneBuffers {
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0),
         share_lead(kernels::avg_share_lead(g)),
         shares(with_columns ? share_lead + kernels::padded_row(phased.length) + kernels::kLanePad : 0),
+        share_codes(shares.size()),
         stream(kernels::streamed(output_bytes)),
         windows{nullptr, nullptr, nullptr},
         source_from(with_positions ? std::max(g.kernel[2], g.kernel[0] * g.kernel[1]) : 0),
@@ -80,7 +86,8 @@ struct PlaneBuffers {
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
             {block_sums.data(), block_f01.data(), block_phased, slab.data()}, columns.data(), covering.data(),
-            shares.empty() ? nullptr : shares.data() + share_lead, stream, out.data(), out_at.data(), windows,
+            shares.empty() ? nullptr : shares.data() + share_lead,
+            share_codes.empty() ? nullptr : share_codes.data() + share_lead, stream, out.data(), out_at.data(), windows,
             window_values.data(), window_values.data() + plane_values, window_at.data(),
             {source_from.data(), source_codes.data(), source_base.data()}};
   }
@@ -215,6 +222,17 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     const Index* at_ = argmax_codes<Index>(indices);
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    if constexpr (sizeof(Index) == 1) {
+      if (g.outer_identity()) {  // rows pooled one by one, tap codes: the gather form
+        const auto& rows = cpu_forms<scalar_t, acc_t>().max_backward_rows;
+        at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+          PlaneBuffers<acc_t> buffers(g, grad_input.nbytes(), false, true);
+          std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // kernels::accumulator
+          for (int64_t p = b; p < e; ++p) rows(go, at_, gi, scratch_or_null(acc), g, buffers.view(), p);
+        });
+        return;
+      }
+    }
     at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
       // A plane summed in cache and streamed out: no read of the fresh gradient, no zero-fill of it in memory.
       const bool stream = kernels::streamed(grad_input.nbytes());
