@@ -25,7 +25,7 @@ struct PlaneBuffers {
   std::vector<int64_t> taps, bounds, block_taps, block_bounds;
   kernels::PhasedRow phased, block_phased;
   std::vector<Acc> block_sums, block_f01, slab;  // kernels::AvgRowBlock (zeros: the sums' padding)
-  std::vector<Acc> rows, best, factor, line, columns;
+  std::vector<Acc> rows, best, factor, line, columns, slices;
   std::vector<kernels::PlanePos<Acc>> row_at, best_at;
   std::vector<int64_t> covering;
   int64_t share_lead;
@@ -59,7 +59,9 @@ struct PlaneBuffers {
                       g.image[2] + 1)),
         best(kernels::padded_row(g.out[2])), factor(best.size()),
         line(std::max(phased.size, block_phased.size) + kernels::kLanePad),
-        columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0), row_at(with_positions ? rows.size() : 0),
+        columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
+        slices(with_columns && !g.outer_identity() ? (g.out[0] + 1) * g.image[1] * g.image[2] : 0),
+        row_at(with_positions ? rows.size() : 0),
         best_at(with_positions ? 2 * kernels::padded_row(g.out[2]) : 0),
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0),
         share_lead(kernels::avg_share_lead(g)),
@@ -85,7 +87,7 @@ struct PlaneBuffers {
   }
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
-            {block_sums.data(), block_f01.data(), block_phased, slab.data()}, columns.data(), covering.data(),
+            {block_sums.data(), block_f01.data(), block_phased, slab.data()}, columns.data(), slices.data(), covering.data(),
             shares.empty() ? nullptr : shares.data() + share_lead,
             share_codes.empty() ? nullptr : share_codes.data() + share_lead, stream, out.data(), out_at.data(), windows,
             window_values.data(), window_values.data() + plane_values, window_at.data(),
