@@ -287,7 +287,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   const bool positions = argmax != nullptr;  // inference needs the values only
   // Short rows are passed a block at a time (s.block.phased: its rows side by side, row_length
   // apart, as their passes in s.rows and s.row_at); long ones one by one, padded_row(O2) apart.
-  const PhasedRow& phased = s.block.phased.rows > 1 ? s.block.phased : s.phased;
+  const PhasedRow& phased = max_block_rows(g) > 1 ? s.block.phased : s.phased;
   const int64_t row_stride = max_row_stride(g);
   // Where each innermost window's first inside tap lies: its column in the row, or its tap number.
   Pos* __restrict__ first2 = s.best_at + padded_row(O2);
@@ -858,8 +858,7 @@ inline void sum_covering_rows(const Acc* columns, const int64_t* first1, const i
 // into zeros adds the same terms, but needs its zero-fill and read-modify-write passes).
 // Slices, not rows: 3-D pooling's rows of 32 summed one by one spent half the gradient's time
 // in per-row overhead (make bench's 3-D gradient on a Zen 4 EPYC at 1 thread: 1.15-1.8 -> 0.88-1.08
-// ms). Written by streaming stores
-// (make bench, 2-D step: 3.3x -> 4.0x torch's speed).
+// ms). Written by streaming stores (make bench, 2-D step: 3.3x -> 4.0x torch's speed).
 template <typename T, typename Acc>
 inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* acc, const PoolGeometry& g,
                                     const PoolScratch<Acc>& s, int64_t plane) {
@@ -892,10 +891,11 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
       sum_covering_rows(s.columns + o0 * g.out[1] * X2, first1, end1, g.image[1], X2, s.slices + o0 * slice);
     }
     Acc* staged = s.slices + g.out[0] * slice;
+    const bool stream = std::is_same<T, Acc>::value && s.stream;  // sum is the gradient itself
     for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
       if (end0[x0] - first0[x0] == 1) {  // one output slice's share (2-D pooling's one slice), as it is
-        write_out(s.slices + first0[x0] * slice, sum + x0 * slice, slice, std::is_same<T, Acc>::value && s.stream);
-      } else if (std::is_same<T, Acc>::value && s.stream) {
+        write_out(s.slices + first0[x0] * slice, sum + x0 * slice, slice, stream);
+      } else if (stream) {
         sum_rows(s.slices, 1, slice, first0[x0], end0[x0], 0, 1, staged);
         write_out(staged, sum + x0 * slice, slice, true);
       } else {
@@ -1173,8 +1173,8 @@ MaxPoolCpuForms<T, Acc, Index> max_pool_cpu_forms() {
 template <typename T, typename Acc>
 PoolCpuKernels<T, Acc> pool_cpu_kernels() {
   return {max_pool_cpu_forms<T, Acc, int64_t>(), max_pool_cpu_forms<T, Acc, uint8_t>(), &max_pool_backward_rows<T, Acc>,
-          &avg_pool_plane<T, Acc>,
-          &avg_pool_backward_plane<T, Acc>, &avg_pool_cl_row<T, Acc>, &avg_pool_backward_cl_image<T, Acc>,
+          &avg_pool_plane<T, Acc>, &avg_pool_backward_plane<T, Acc>, &avg_pool_cl_row<T, Acc>,
+          &avg_pool_backward_cl_image<T, Acc>,
           &plane_means<T, Acc>, &image_channel_means<T, Acc>, &plane_fills<T, Acc>, &image_channel_fills<T, Acc>};
 }
 

@@ -108,6 +108,18 @@ Acc* scratch_or_null(std::vector<Acc>& scratch) { return scratch.empty() ? nullp
 
 int64_t planes_of(const at::Tensor& t, int64_t plane_numel) { return t.numel() / plane_numel; }
 
+// The gradients spread over phased rows (the average-pool gradient, the max-pool gradient of
+// rows pooled one by one): plane(acc, scratch, p) for every plane p of grad_input, in parallel
+// chunks, each with its scratch and accumulator (kernels::accumulator: none where T is Acc).
+template <typename T, typename Acc, typename Plane>
+void for_each_gradient_plane(const at::Tensor& grad_input, const PoolGeometry& g, Plane&& plane) {
+  at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
+    PlaneBuffers<Acc> buffers(g, grad_input.nbytes(), false, true);
+    std::vector<Acc> acc(std::is_same_v<T, Acc> ? 0 : g.image_numel());
+    for (int64_t p = b; p < e; ++p) plane(scratch_or_null(acc), buffers.view(), p);
+  });
+}
+
 // The element forms (what the GPU runs), over the tensors' memory order: (B*C, *plane), or
 // channels_last where g.cl_channels says so. body(i) for every element i < count, in
 // parallel chunks sized by the window's taps.
@@ -227,10 +239,8 @@ void max_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indi
     if constexpr (sizeof(Index) == 1) {
       if (g.outer_identity()) {  // rows pooled one by one, tap codes: the gather form
         const auto& rows = cpu_forms<scalar_t, acc_t>().max_backward_rows;
-        at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-          PlaneBuffers<acc_t> buffers(g, grad_input.nbytes(), false, true);
-          std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // kernels::accumulator
-          for (int64_t p = b; p < e; ++p) rows(go, at_, gi, scratch_or_null(acc), g, buffers.view(), p);
+        for_each_gradient_plane<scalar_t, acc_t>(grad_input, g, [&](acc_t* acc, const auto& scratch, int64_t p) {
+          rows(go, at_, gi, acc, g, scratch, p);
         });
         return;
       }
@@ -273,10 +283,8 @@ void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input
     const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, planes_of(grad_input, g.image_numel()), grain_for(g.image_numel()), [&](int64_t b, int64_t e) {
-      PlaneBuffers<acc_t> buffers(g, grad_input.nbytes(), false, true);
-      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel());  // see kernels::accumulator
-      for (int64_t p = b; p < e; ++p) forms.avg_backward_plane(go, gi, scratch_or_null(acc), g, buffers.view(), p);
+    for_each_gradient_plane<scalar_t, acc_t>(grad_input, g, [&](acc_t* acc, const auto& scratch, int64_t p) {
+      forms.avg_backward_plane(go, gi, acc, g, scratch, p);
     });
   });
 }
