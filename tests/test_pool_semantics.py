@@ -117,6 +117,27 @@ def test_all_minus_infinity_window_points_at_its_first_position():
     assert flat(idx) == flat(torch.nn.functional.max_pool1d(x, 2, 2, 1, return_indices=True)[1])
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 40), (2, 3, 12, 20), (2, 2, 9, 10, 20)])
+def test_all_minus_infinity_windows_send_their_gradient_to_their_first_inside_tap(shape, isa_engine):
+    """Windows whose inside is all -inf take nothing: torch's argmax, and so the gradient, is
+    their first inside tap. Rows of 20 are passed by blocks and their inside windows by runs
+    (kernels::max_pool_plane); with tap codes and with positions, checked bitwise."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(shape, generator=gen)
+    x[:, 1] = float("-inf")  # whole planes
+    x[0, 0, ..., : shape[-1] // 2] = float("-inf")  # the first half of every row of a plane
+    spatial = len(shape) - 2
+    ours, theirs = getattr(F, f"max_pool{spatial}d"), getattr(torch.nn.functional, f"max_pool{spatial}d")
+    grad = torch.randn(theirs(x, 3, 2, 1).shape, generator=gen)
+    for return_indices in (False, True):  # tap codes, then positions
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_a = ours(a, 3, 2, 1, return_indices=return_indices)
+        out_b = theirs(b, 3, 2, 1, return_indices=return_indices)
+        (out_a[0] if return_indices else out_a).backward(grad)
+        (out_b[0] if return_indices else out_b).backward(grad)
+        assert torch.equal(a.grad, b.grad)
+
+
 @pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("kernel", [(1, 2), (2, 2)])

@@ -413,6 +413,12 @@ inline bool streamed(int64_t bytes) { return bytes >= kStreamBytes; }
 constexpr int64_t kLanePad = 16;
 inline int64_t padded_row(int64_t count) { return ceil_div(count, kLanePad) * kLanePad; }
 
+// Output rows that one max-pool pass covers (pool_cpu.h, max_of_sources): `rows` of them, each
+// reading its sources source_step values past the previous row's, written out_step past it.
+struct RowRun {
+  int64_t rows = 1, source_step = 0, out_step = 0;
+};
+
 // The sources of one max-pool pass (pool_cpu.h, max_of_sources): source j's values
 // from[j][i], and its winner's code codes[j][i] + base[j] (codes[j] unused: base[j]).
 template <typename Acc>

@@ -154,6 +154,10 @@ constexpr int64_t kShortPoolRow = 8;
 // channels_last 2-D inference 3.1-3.5 -> 2.2-2.3 ms, 3-D 1.1 -> 0.8 ms; with tap codes 3.3 -> 2.8
 // and 1.2 -> 0.96 ms, NCHW 1-D 0.92 -> 0.81 ms.
 //
+// A RowRun of several rows makes that many such passes, each reading its sources and writing
+// its output further on (start and the codes' bases stay): output rows whose sources advance
+// uniformly, in one call.
+//
 // kChains > 1 scans that many consecutive runs of the sources side by side, each from -inf,
 // and keeps, run by run in order, the later run's winner where it is greater: the same
 // winner (the first maximum) as one scan, but the compare-and-select chains overlap
@@ -161,9 +165,9 @@ constexpr int64_t kShortPoolRow = 8;
 template <bool kCodes, bool kCodeRows, int kChains = 1, typename Acc>
 inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> start_base,
                            const PlanePos<Acc>* __restrict__ start, int64_t count, Acc* __restrict__ best,
-                           PlanePos<Acc>* __restrict__ best_at) {
+                           PlanePos<Acc>* __restrict__ best_at, RowRun run = {}) {
   using Pos = PlanePos<Acc>;
-  const int64_t run = ceil_div(n, kChains);
+  const int64_t chain_length = ceil_div(n, kChains);
   const Acc* const* __restrict__ from = src.from;  // read through src, it was reloaded for every source
   // broadcasts written x - 0 (x for every x): splat's lane-by-lane form became a masked
   // broadcast per lane in these loops
@@ -183,37 +187,40 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
     if constexpr (kCodes) at = take ? code() : at;
   };
   const Lanes<Acc> minus_inf = splat(lowest<Acc>()) - Lanes<Acc>{};
-  for (int64_t i = 0; i < count; i += kLanes<Acc>) {
-    Lanes<Acc> b[kChains], sum[kChains];
-    Lanes<Pos> at[kChains];
-    for (int r = 0; r < kChains; ++r) {
-      b[r] = minus_inf;
-      sum[r] = Lanes<Acc>{};
-      if constexpr (kCodes) at[r] = start_code(i);
-    }
-    for (int64_t j0 = 0; j0 < run; ++j0) {
+  for (int64_t row = 0; row < run.rows; ++row) {
+    const int64_t source = row * run.source_step, out = row * run.out_step;
+    for (int64_t i = 0; i < count; i += kLanes<Acc>) {
+      Lanes<Acc> b[kChains], sum[kChains];
+      Lanes<Pos> at[kChains];
       for (int r = 0; r < kChains; ++r) {
-        const int64_t j = r * run + j0;
-        if (kChains > 1 && j >= n) continue;
-        const Lanes<Acc> v = load_lanes(from[j] + i);
-        keep(v > b[r], v, [&] { return code_of(j, i); }, b[r], at[r]);
-        sum[r] += v;
+        b[r] = minus_inf;
+        sum[r] = Lanes<Acc>{};
+        if constexpr (kCodes) at[r] = start_code(i);
       }
-    }
-    for (int r = 1; r < kChains; ++r) {
-      keep(b[r] > b[0], b[r], [&] { return at[r]; }, b[0], at[0]);
-      sum[0] += sum[r];
-    }
-    if (any_lane(sum[0] != sum[0])) {  // the rule, one source after another
-      b[0] = minus_inf;
-      if constexpr (kCodes) at[0] = start_code(i);
-      for (int64_t j = 0; j < n; ++j) {
-        const Lanes<Acc> v = load_lanes(from[j] + i);
-        keep((v > b[0]) | (v != v), v, [&] { return code_of(j, i); }, b[0], at[0]);
+      for (int64_t j0 = 0; j0 < chain_length; ++j0) {
+        for (int r = 0; r < kChains; ++r) {
+          const int64_t j = r * chain_length + j0;
+          if (kChains > 1 && j >= n) continue;
+          const Lanes<Acc> v = load_lanes(from[j] + source + i);
+          keep(v > b[r], v, [&] { return code_of(j, source + i); }, b[r], at[r]);
+          sum[r] += v;
+        }
       }
+      for (int r = 1; r < kChains; ++r) {
+        keep(b[r] > b[0], b[r], [&] { return at[r]; }, b[0], at[0]);
+        sum[0] += sum[r];
+      }
+      if (any_lane(sum[0] != sum[0])) {  // the rule, one source after another
+        b[0] = minus_inf;
+        if constexpr (kCodes) at[0] = start_code(i);
+        for (int64_t j = 0; j < n; ++j) {
+          const Lanes<Acc> v = load_lanes(from[j] + source + i);
+          keep((v > b[0]) | (v != v), v, [&] { return code_of(j, source + i); }, b[0], at[0]);
+        }
+      }
+      store_lanes(best + out + i, b[0]);
+      if constexpr (kCodes) store_lanes(best_at + out + i, at[0]);
     }
-    store_lanes(best + i, b[0]);
-    if constexpr (kCodes) store_lanes(best_at + i, at[0]);
   }
 }
 
@@ -363,21 +370,33 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     if (positions) mark_windows_outside(g, plane_at);
     return;
   }
+  // Short rows (blocks of row passes) whose windows lie inside along dim 1 go a run at a time:
+  // their sources advance by stride[1] row passes per output row, and with tap codes (or
+  // none) their codes' bases and first taps are the same. One pass per output row spent most
+  // of 3-D max pooling's window pass in per-row set-up. Runs are staged in s.out (the plane
+  // where streamed, else one output slice).
+  const bool runs = max_block_rows(g) > 1 && (kTaps || !positions);
+  const auto inside1 = [&](int64_t o1) {
+    return runs && g.start(1, o1) >= 0 && g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] < g.image[1];
+  };
   for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
     const int64_t f0 = g.first_inside(0, o0);
     const int64_t e0 = g.inside_end(0, o0);
     const int64_t first_k0 = g.first_tap(0, o0);
-    for (int64_t o1 = 0; o1 < g.out[1]; ++o1, dst += O2) {
+    for (int64_t o1 = 0, m; o1 < g.out[1]; o1 += m, dst += m * O2) {
+      m = 1;  // the output rows of this pass
+      while (inside1(o1) && o1 + m < g.out[1] && inside1(o1 + m)) ++m;
       const int64_t f1 = g.first_inside(1, o1);
       const int64_t e1 = g.inside_end(1, o1);
       const int64_t first_k1 = g.first_tap(1, o1);
       // Each input row's pass runs just before the first window that reads it, so the
       // passes a window reads are still in L1 (all passes first, as before: 1.35x the time
       // at 112x112 with positions).
-      pass_rows_through((e0 - 1) * g.image[1] + e1 - 1);
+      pass_rows_through((e0 - 1) * g.image[1] + g.inside_end(1, o1 + m - 1) - 1);
       const int64_t row = o0 * g.out[1] + o1;  // streaming: the plane's output is staged whole
-      Acc* __restrict__ best = s.stream ? s.out + row * O2 : s.best;
-      Pos* __restrict__ best_at = s.stream ? s.out_at + row * O2 : s.best_at;
+      const int64_t staged = s.stream ? row : o1;
+      Acc* __restrict__ best = s.stream || runs ? s.out + staged * O2 : s.best;
+      Pos* __restrict__ best_at = s.stream || runs ? s.out_at + staged * O2 : s.best_at;
       int64_t n = 0;  // the window pass's sources: the row passes of the windows' rows, in row-major order
       for (int64_t x0 = f0, k0 = first_k0; x0 < e0; x0 += g.dil[0], ++k0) {
         for (int64_t x1 = f1, k1 = first_k1; x1 < e1; x1 += g.dil[1], ++k1, ++n) {
@@ -387,17 +406,18 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
           s.sources.base[n] = row_base(x0, x1, k0, k1);
         }
       }
+      const RowRun run{m, g.stride[1] * row_stride, O2};
       if (positions) {
         const Pos first_base = row_base(f0, f1, first_k0, first_k1);
-        max_of_sources<true, true>(s.sources, n, first_base, first2, O2, best, best_at);
+        max_of_sources<true, true>(s.sources, n, first_base, first2, O2, best, best_at, run);
       } else {
-        max_of_sources<false, true>(s.sources, n, Pos(0), nullptr, O2, best, best_at);
+        max_of_sources<false, true>(s.sources, n, Pos(0), nullptr, O2, best, best_at, run);
       }
       if (!s.stream) {
-        write_out(best, dst, O2, false);
-        if (dst_at != nullptr) write_out(best_at, dst_at, O2, false);
+        write_out(best, dst, m * O2, false);
+        if (dst_at != nullptr) write_out(best_at, dst_at, m * O2, false);
       }
-      if (dst_at != nullptr) dst_at += O2;
+      if (dst_at != nullptr) dst_at += m * O2;
     }
   }
   if (s.stream) {

@@ -80,9 +80,12 @@ struct PlaneBuffers {
         window_at.resize(g.out_numel());
       }
     }
-    if (stream) {  // the passes write whole vectors past the last row (kernels::kLanePad)
-      out.resize(g.out_numel() + kernels::kLanePad);
-      if (with_positions) out_at.resize(g.out_numel() + kernels::kLanePad);
+    // What the passes stage: the plane where streamed, else max pooling's runs of short rows
+    // (kernels::max_pool_plane) one output slice; whole vectors past the last row (kLanePad).
+    const bool max_runs = with_positions && kernels::max_block_rows(g) > 1;
+    if (stream || max_runs) {
+      out.resize((stream ? g.out_numel() : g.out[1] * g.out[2]) + kernels::kLanePad);
+      if (with_positions) out_at.resize(out.size());
     }
   }
   kernels::PoolScratch<Acc> view() {
