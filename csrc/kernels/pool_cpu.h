@@ -63,9 +63,10 @@ inline void phase_split(const T* row, const PoolGeometry& g, const PhasedRow& r,
 
 // The adjoint of phase_split: the input row gets the entries of its own positions.
 // At stride 2, input position x lies in phase (x + pad) % 2 at (x + pad) / 2: row[2j] and
-// row[2j + 1] come from two runs that advance together, merged by interleaving vectors.
+// row[2j + 1] come from two runs that advance together, merged by interleaving vectors,
+// stored by streaming stores where `stream` (the row then aligned to a vector).
 template <typename T, typename Acc>
-inline void phase_merge(const Acc* line, const PoolGeometry& g, const PhasedRow& r, T* row) {
+inline void phase_merge(const Acc* line, const PoolGeometry& g, const PhasedRow& r, T* row, bool stream = false) {
   const int64_t s = g.stride[2];
   if constexpr (std::is_same_v<T, Acc>) {
     if (s == 2) {
@@ -76,8 +77,13 @@ inline void phase_merge(const Acc* line, const PoolGeometry& g, const PhasedRow&
       int64_t j = 0;
       for (; 2 * (j + n) <= X2; j += n) {
         const Lanes<T> a = load_lanes(even + j), b = load_lanes(odd + j);
-        store_lanes(row + 2 * j, interleaved_lanes<0, T>(a, b));
-        store_lanes(row + 2 * j + n, interleaved_lanes<1, T>(a, b));
+        if (stream) {
+          stream_lanes(row + 2 * j, interleaved_lanes<0, T>(a, b));
+          stream_lanes(row + 2 * j + n, interleaved_lanes<1, T>(a, b));
+        } else {
+          store_lanes(row + 2 * j, interleaved_lanes<0, T>(a, b));
+          store_lanes(row + 2 * j + n, interleaved_lanes<1, T>(a, b));
+        }
       }
       for (int64_t x = 2 * j; x < X2; ++x) row[x] = (x % 2 == 0 ? even : odd)[x / 2];
       return;
@@ -812,10 +818,15 @@ inline void spread_shares(const Acc* share, const PlanePos<Acc>* code, const Poo
 
 // Merges a phased line into `row`, input row x of a gradient's accumulator (accumulator):
 // where that is the gradient itself (T is Acc), through s.rows, by streaming stores where
-// s.stream (the caller ends with streaming_done()).
+// s.stream (the caller ends with streaming_done()); at stride 2 into an aligned row, straight
+// by streaming stores.
 template <typename T, typename Acc>
 inline void merge_input_row(const Acc* line, const PoolGeometry& g, const PoolScratch<Acc>& s, Acc* row) {
   if constexpr (std::is_same<T, Acc>::value) {
+    if (s.stream && g.stride[2] == 2 && reinterpret_cast<uintptr_t>(row) % kVectorBytes == 0) {
+      phase_merge(line, g, s.phased, row, true);
+      return;
+    }
     phase_merge(line, g, s.phased, s.rows);
     write_out(s.rows, row, g.image[2], s.stream);
   } else {
