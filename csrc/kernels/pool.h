@@ -499,7 +499,7 @@ struct PoolScratch {
   AvgRowBlock<Acc> block;  // average pooling's forward, planes with outer window dims; max pooling: block.phased
                            // (max_block_rows rows; one: none)
   Acc* columns;
-  Acc* slices;  // average-pool gradient: O0 + 1 slices of X1*X2 (each output slice's shares, one staged)
+  Acc* slices;  // average-pool gradient: O0 slices of X1*X2 (each output slice's shares)
   int64_t* covering;
   Acc* shares;  // average-pool gradient: avg_share_lead zeros, O2 shares, zeros to phased.length + kLanePad
   PlanePos<Acc>* share_codes;  // max-pool gradient from tap codes (1-D): the shares' winning taps, laid out alike

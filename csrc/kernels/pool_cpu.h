@@ -888,6 +888,28 @@ inline void sum_covering_rows(const Acc* columns, const int64_t* first1, const i
   }
 }
 
+// to[i] = the sum of rows [first, end) of `rows` (count values apart) at i, added in row order,
+// by streaming stores (as stream_copy: from where `to` is aligned to a vector). Summed and
+// stored in one pass, not staged in scratch and copied.
+template <typename Acc>
+inline void stream_sum_rows(const Acc* rows, int64_t count, int64_t first, int64_t end, Acc* __restrict__ to) {
+  const Acc* __restrict__ from = rows + first * count;
+  const int64_t n = end - first;
+  const auto sum_at = [&](int64_t i) {
+    Acc sum = from[i];
+    for (int64_t r = 1; r < n; ++r) sum += from[r * count + i];
+    return sum;
+  };
+  int64_t i = 0;
+  for (; i < count && reinterpret_cast<uintptr_t>(to + i) % kVectorBytes != 0; ++i) to[i] = sum_at(i);
+  for (; i + kLanes<Acc> <= count; i += kLanes<Acc>) {
+    Lanes<Acc> sum = load_lanes(from + i);
+    for (int64_t r = 1; r < n; ++r) sum += load_lanes(from + r * count + i);
+    stream_lanes(to + i, sum);
+  }
+  for (; i < count; ++i) to[i] = sum_at(i);
+}
+
 // Average-pool gradient of plane `plane`, owned by this call (acc: X values of scratch, or
 // the gradient itself, see accumulator): the adjoint of avg_pool_plane. Per output row, its
 // gradients over their divisors are spread over the innermost taps (phased) and merged
@@ -930,14 +952,12 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
     for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
       sum_covering_rows(s.columns + o0 * g.out[1] * X2, first1, end1, g.image[1], X2, s.slices + o0 * slice);
     }
-    Acc* staged = s.slices + g.out[0] * slice;
     const bool stream = std::is_same<T, Acc>::value && s.stream;  // sum is the gradient itself
     for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
       if (end0[x0] - first0[x0] == 1) {  // one output slice's share (2-D pooling's one slice), as it is
         write_out(s.slices + first0[x0] * slice, sum + x0 * slice, slice, stream);
-      } else if (stream) {
-        sum_rows(s.slices, 1, slice, first0[x0], end0[x0], 0, 1, staged);
-        write_out(staged, sum + x0 * slice, slice, true);
+      } else if (stream && end0[x0] > first0[x0]) {
+        stream_sum_rows(s.slices, slice, first0[x0], end0[x0], sum + x0 * slice);
       } else {
         sum_rows(s.slices, 1, slice, first0[x0], end0[x0], 0, 1, sum + x0 * slice);
       }

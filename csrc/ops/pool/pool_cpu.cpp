@@ -60,7 +60,7 @@ struct PlaneBuffers {
         best(kernels::padded_row(g.out[2])), factor(best.size()),
         line(std::max(phased.size, block_phased.size) + kernels::kLanePad),
         columns(with_columns ? g.out[0] * g.out[1] * g.image[2] : 0),
-        slices(with_columns && !g.outer_identity() ? (g.out[0] + 1) * g.image[1] * g.image[2] : 0),
+        slices(with_columns && !g.outer_identity() ? g.out[0] * g.image[1] * g.image[2] : 0),
         row_at(with_positions ? rows.size() : 0),
         best_at(with_positions ? 2 * kernels::padded_row(g.out[2]) : 0),
         covering(with_columns ? 2 * (g.image[0] + g.image[1]) : 0),
