@@ -334,7 +334,9 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     } else {
       max_of_sources<false, false>(s.sources, g.kernel[2], Pos(0), nullptr, count, hv, hat);
     }
-    if (!positions) return;
+    // Tap codes of rows that feed a window pass stay as they are: it reads a row's code only
+    // where the row's value takes, above -inf, never an all -inf row window's.
+    if (!positions || (kTaps && !g.outer_identity())) return;
     // the winning tap -> its code's (positions: the column; tap codes: as it is)
     const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
     const Pos pad = static_cast<Pos>(g.pad[2]);
