@@ -312,6 +312,8 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     for (int64_t o2 = lead; o2 < O2; ++o2) first2[o2] = static_cast<Pos>(kTaps ? 0 : o2 * g.stride[2] - g.pad[2]);
   }
   const int64_t rows = g.image[0] * g.image[1];
+  // A window's code: its winning tap's, or where no tap took (all -inf) its first inside tap.
+  const auto winner_code = [](Acc value, Pos at, Pos first) { return value == lowest<Acc>() ? first : at; };
   // The passes of input rows [r0, r0 + n), n <= phased.rows: one pass over the block's phased
   // lines. Rows of 32 one by one spent 2/3 of make bench's 3-D max pooling in per-row overhead:
   // by blocks of 7, 2.8 -> 2.0 ms with tap codes, 1.7 -> 1.5 without (Zen 4 EPYC, 1 thread).
@@ -335,8 +337,9 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
       max_of_sources<false, false>(s.sources, g.kernel[2], Pos(0), nullptr, count, hv, hat);
     }
     // Tap codes of rows that feed a window pass stay as they are: it reads a row's code only
-    // where the row's value takes, above -inf, never an all -inf row window's.
-    if (!positions || (kTaps && !g.outer_identity())) return;
+    // where the row's value takes, above -inf, never an all -inf row window's. Those of 1-D
+    // rows written in place are fixed on their way out.
+    if (!positions || (kTaps && (!g.outer_identity() || !s.stream))) return;
     // the winning tap -> its code's (positions: the column; tap codes: as it is)
     const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
     const Pos pad = static_cast<Pos>(g.pad[2]);
@@ -347,7 +350,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
 #pragma omp simd
       for (int64_t o2 = 0; o2 < O2; ++o2) {
         const Pos at = kTaps ? hat[o2] : static_cast<Pos>(o2) * stride + hat[o2] * dil - pad;
-        hat[o2] = hv[o2] == lowest<Acc>() ? first[o2] : at;
+        hat[o2] = winner_code(hv[o2], at, first[o2]);
       }
     }
   };
@@ -371,6 +374,14 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
       Pos* __restrict__ hat = s.row_at + r * row_stride;
       write_out(s.rows + r * row_stride, dst + r * O2, O2, s.stream);
       if (!positions) continue;
+      if (kTaps && !s.stream) {  // in one pass from the row's codes, as row_pass left them
+        const Acc* __restrict__ hv = s.rows + r * row_stride;
+        const Pos* __restrict__ first = first2;
+        Index* __restrict__ to = dst_at + r * O2;
+#pragma omp simd
+        for (int64_t o2 = 0; o2 < O2; ++o2) to[o2] = static_cast<Index>(winner_code(hv[o2], hat[o2], first[o2]));
+        continue;
+      }
       for (int64_t o2 = 0; !kTaps && o2 < O2; ++o2) hat[o2] += static_cast<Pos>(r * X2);  // tap codes: k0 = k1 = 0
       write_out(hat, dst_at + r * O2, O2, s.stream);
     }
