@@ -113,6 +113,12 @@ inline void stream_lanes(T* to, Lanes<T> v) {
 #endif
 }
 
+// Whether `to` is aligned to a vector, as a streaming store needs.
+template <typename T>
+inline bool vector_aligned(const T* to) {
+  return reinterpret_cast<uintptr_t>(to) % kVectorBytes == 0;
+}
+
 // to[i] = from[i] (converted) for i < count, by streaming stores where `to` is aligned to
 // a vector; callers end with streaming_done() before anyone reads what they wrote.
 template <typename From, typename To>
@@ -120,7 +126,7 @@ inline void stream_copy(const From* __restrict__ from, To* __restrict__ to, int6
   int64_t i = 0;
   if constexpr (std::is_arithmetic_v<From> && std::is_arithmetic_v<To>) {
     constexpr int n = kLanes<To>;
-    for (; i < count && reinterpret_cast<uintptr_t>(to + i) % kVectorBytes != 0; ++i) to[i] = static_cast<To>(from[i]);
+    for (; i < count && !vector_aligned(to + i); ++i) to[i] = static_cast<To>(from[i]);
     for (; i + n <= count; i += n) {
       Lanes<To> v;
       for (int k = 0; k < n; ++k) v[k] = static_cast<To>(from[i + k]);

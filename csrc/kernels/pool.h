@@ -470,6 +470,9 @@ inline int64_t max_block_rows(const PoolGeometry& g) {
 inline int64_t max_row_stride(const PoolGeometry& g) {
   return max_block_rows(g) > 1 ? PhasedRow::row_length(g) : padded_row(g.out[2]);
 }
+// Whether max pooling's window pass takes runs of output rows (pool_cpu.h, max_pool_plane):
+// where its rows are passed by blocks; the runs are staged in PoolScratch::out.
+inline bool max_row_runs(const PoolGeometry& g) { return max_block_rows(g) > 1; }
 // Whether the output slices sum their input slices first (a window along dim 0, small slices).
 inline bool avg_slab(const PoolGeometry& g) {
   return !g.identity(0) && g.image[1] * g.image[2] <= kAvgSlabValues;
@@ -504,8 +507,9 @@ struct PoolScratch {
   Acc* shares;  // average-pool gradient: avg_share_lead zeros, O2 shares, zeros to phased.length + kLanePad
   PlanePos<Acc>* share_codes;  // max-pool gradient from tap codes (1-D): the shares' winning taps, laid out alike
   bool stream;  // write the output by streaming stores (it is at least kStreamBytes)
-  Acc* out;     // with stream: the plane's output (O0*O1*O2), staged to be streamed whole
-  PlanePos<Acc>* out_at;  // with stream and positions: its argmax
+  Acc* out;     // with stream: the plane's output (O0*O1*O2), staged to be streamed whole; else
+                // with max_row_runs: one output slice (O1*O2)
+  PlanePos<Acc>* out_at;  // with positions, alike: its argmax
   WindowTable windows;    // max pooling of planes with short output rows, and with it:
   Acc* window_plane;      // the plane's values, then -inf (image_numel() + 1)
   Acc* window_best;       // out_numel() values

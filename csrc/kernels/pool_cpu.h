@@ -314,6 +314,10 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   const int64_t rows = g.image[0] * g.image[1];
   // A window's code: its winning tap's, or where no tap took (all -inf) its first inside tap.
   const auto winner_code = [](Acc value, Pos at, Pos first) { return value == lowest<Acc>() ? first : at; };
+  // Tap codes the row passes leave as they found them: those of rows that feed a window pass
+  // (it reads a row's code only where the row's value takes, above -inf, never an all -inf
+  // row window's), and those of 1-D rows written in place, fixed on their way out.
+  const bool codes_as_found = kTaps && (!g.outer_identity() || !s.stream);
   // The passes of input rows [r0, r0 + n), n <= phased.rows: one pass over the block's phased
   // lines. Rows of 32 one by one spent 2/3 of make bench's 3-D max pooling in per-row overhead:
   // by blocks of 7, 2.8 -> 2.0 ms with tap codes, 1.7 -> 1.5 without (Zen 4 EPYC, 1 thread).
@@ -336,10 +340,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     } else {
       max_of_sources<false, false>(s.sources, g.kernel[2], Pos(0), nullptr, count, hv, hat);
     }
-    // Tap codes of rows that feed a window pass stay as they are: it reads a row's code only
-    // where the row's value takes, above -inf, never an all -inf row window's. Those of 1-D
-    // rows written in place are fixed on their way out.
-    if (!positions || (kTaps && (!g.outer_identity() || !s.stream))) return;
+    if (!positions || codes_as_found) return;
     // the winning tap -> its code's (positions: the column; tap codes: as it is)
     const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
     const Pos pad = static_cast<Pos>(g.pad[2]);
@@ -374,7 +375,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
       Pos* __restrict__ hat = s.row_at + r * row_stride;
       write_out(s.rows + r * row_stride, dst + r * O2, O2, s.stream);
       if (!positions) continue;
-      if (kTaps && !s.stream) {  // in one pass from the row's codes, as row_pass left them
+      if (codes_as_found) {  // fixed and narrowed in one pass
         const Acc* __restrict__ hv = s.rows + r * row_stride;
         const Pos* __restrict__ first = first2;
         Index* __restrict__ to = dst_at + r * O2;
@@ -394,7 +395,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   // none) their codes' bases and first taps are the same. One pass per output row spent most
   // of 3-D max pooling's window pass in per-row set-up. Runs are staged in s.out (the plane
   // where streamed, else one output slice).
-  const bool runs = max_block_rows(g) > 1 && (kTaps || !positions);
+  const bool runs = max_row_runs(g) && (kTaps || !positions);
   const auto inside1 = [&](int64_t o1) {
     return runs && g.start(1, o1) >= 0 && g.start(1, o1) + (g.kernel[1] - 1) * g.dil[1] < g.image[1];
   };
@@ -836,7 +837,7 @@ inline void spread_shares(const Acc* share, const PlanePos<Acc>* code, const Poo
 template <typename T, typename Acc>
 inline void merge_input_row(const Acc* line, const PoolGeometry& g, const PoolScratch<Acc>& s, Acc* row) {
   if constexpr (std::is_same<T, Acc>::value) {
-    if (s.stream && g.stride[2] == 2 && reinterpret_cast<uintptr_t>(row) % kVectorBytes == 0) {
+    if (s.stream && g.stride[2] == 2 && vector_aligned(row)) {
       phase_merge(line, g, s.phased, row, true);
       return;
     }
@@ -914,7 +915,7 @@ inline void stream_sum_rows(const Acc* rows, int64_t count, int64_t first, int64
     return sum;
   };
   int64_t i = 0;
-  for (; i < count && reinterpret_cast<uintptr_t>(to + i) % kVectorBytes != 0; ++i) to[i] = sum_at(i);
+  for (; i < count && !vector_aligned(to + i); ++i) to[i] = sum_at(i);
   for (; i + kLanes<Acc> <= count; i += kLanes<Acc>) {
     Lanes<Acc> sum = load_lanes(from + i);
     for (int64_t r = 1; r < n; ++r) sum += load_lanes(from + r * count + i);

@@ -82,7 +82,7 @@ struct PlaneBuffers {
     }
     // What the passes stage: the plane where streamed, else max pooling's runs of short rows
     // (kernels::max_pool_plane) one output slice; whole vectors past the last row (kLanePad).
-    const bool max_runs = with_positions && kernels::max_block_rows(g) > 1;
+    const bool max_runs = with_positions && kernels::max_row_runs(g);
     if (stream || max_runs) {
       out.resize((stream ? g.out_numel() : g.out[1] * g.out[2]) + kernels::kLanePad);
       if (with_positions) out_at.resize(out.size());
