@@ -230,3 +230,55 @@ def test_every_gemm_plan_matches_torch(engine, size, kernel, groups, threads, nu
     exact(out, ref)
     for ours, theirs in zip(leaves, ref_leaves):
         exact(ours.grad, theirs.grad)
+
+
+
+@pytest.mark.parametrize("engine", [*CONV_ENGINES, CUDA])
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation,groups,cropped", [
+    ((3, 8, 1, 1), (6, 8, 3, 3), 1, 1, 1, 1, True),            # ResNet's last stage on 32x32: the centre tap only
+    ((3, 8, 2, 2), (6, 8, 3, 3), 2, 1, 1, 2, True),            # its stride-2 entry: 4 taps of 9
+    ((2, 4, 1, 9), (4, 4, 3, 3), 1, 1, 1, 1, True),            # dead taps in one dim only
+    ((2, 4, 2, 9), (4, 4, 5, 3), (3, 1), (4, 1), (2, 1), 1, True),  # dilated and strided: taps 2..3 of 5 live
+    ((2, 4, 1, 1, 5), (4, 4, 3, 3, 3), 1, 1, 1, 1, True),      # 3-D
+    ((2, 4, 1, 5), (4, 4, 3, 3), (3, 1), (3, 1), 1, 1, False),  # dead taps 1, 2 of dim 0, but padding 3 - 0
+                                                                 # keeps 2 outputs only with all 3: kept whole
+])
+def test_taps_that_read_only_padding_are_left_out(engine, x_shape, w_shape, stride, padding, dilation, groups,
+                                                  cropped):
+    """A kernel tap that reads padding at every output position adds nothing: the convolution
+    runs on the live taps only (conv.cpp live_taps). Forward and both gradients match torch
+    exactly; the dead taps' weight gradient is exactly 0; and where the crop applies, NaN weights
+    on the dead taps (which torch's oneDNN forms skip too) reach neither the output nor the
+    input gradient."""
+    device = engine_device(engine)
+    gen = torch.Generator().manual_seed(11)
+    spatial = len(x_shape) - 2
+    w_shape = (w_shape[0], w_shape[1] // groups, *w_shape[2:])
+    x, w = (integer_tensor(s, torch.float64, generator=gen) for s in (x_shape, w_shape))
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    with cpu_engine(engine):
+        (out, grads), (ref_out, ref_grads) = run_both(lambda x, w: OURS_CONV[spatial](x, w, **args),
+                                                      lambda x, w: TORCH_CONV[spatial](x, w, **args),
+                                                      [x, w], "contiguous", device)
+    exact(out, ref_out)
+    for g, rg in zip(grads, ref_grads):
+        exact(g, rg)
+    # A tap is dead where it reads no input at any output: torch's weight gradient of ones is 0 there.
+    ones = torch.ones(x_shape, dtype=torch.float64, requires_grad=True)
+    w_ones = torch.ones(w_shape, dtype=torch.float64, requires_grad=True)
+    TORCH_CONV[spatial](ones, w_ones, **args).sum().backward()
+    dead = w_ones.grad == 0
+    assert dead.any()
+    assert (grads[1][dead] == 0).all()
+    if not cropped:
+        return
+    w_nan = w.masked_fill(dead, float("nan")).to(device)
+    x_ours = x.to(device, copy=True).requires_grad_()
+    with cpu_engine(engine):
+        out_nan = OURS_CONV[spatial](x_ours, w_nan, **args)
+        out_nan.backward(torch.ones_like(out_nan))
+    x_ref = x.clone().requires_grad_()
+    ref = TORCH_CONV[spatial](x_ref, w.masked_fill(dead, 0), **args)
+    ref.backward(torch.ones_like(ref))
+    exact(out_nan.detach().cpu(), ref.detach())
+    exact(x_ours.grad.cpu(), x_ref.grad)

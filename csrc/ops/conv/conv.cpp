@@ -461,6 +461,61 @@ void conv_backward_weight_images(const ConvProblem& p, const ColumnKernels& k, c
   });
 }
 
+// ---------------------------------------------------------------- live taps
+// A kernel tap that reads padding at every output position adds nothing to the output, and
+// its weight gradient is 0: ResNet's 3x3 convolutions of 1x1 images (the last stage on 32x32
+// inputs) use only the centre tap, the stride-2 one of 2x2 images four of the nine. Where the
+// live taps of a dim, [first, first + count), with padding pad - first * dil give the same
+// output size, the problem restricted to them is the same convolution (less the products of
+// padding: a NaN or inf weight of a dead tap no longer reaches the output, as in torch's
+// oneDNN forms), on a kernel 9x (1x1 images) or 2.25x (2x2, stride 2) smaller.
+struct LiveTaps {
+  std::vector<int64_t> first, count, padding;  // per spatial dim
+};
+
+// Whether tap k of a dim reads the image at some output position.
+bool tap_is_live(int64_t k, int64_t image, int64_t cols, int64_t kernel_stride, int64_t pad, int64_t dil) {
+  const int64_t offset = k * dil - pad;  // where output position 0 reads
+  const int64_t l = offset >= 0 ? 0 : kernels::ceil_div(-offset, kernel_stride);  // the first that reads >= 0
+  return l < cols && l * kernel_stride + offset < image;
+}
+
+// The live taps of p, or nothing where every tap is live (or no crop keeps the output size).
+c10::optional<LiveTaps> live_taps(const ConvProblem& p) {
+  LiveTaps live;
+  bool cropped = false;
+  const ColumnGeometry& g = p.g;
+  for (int i = kernels::kMaxSpatial - static_cast<int>(p.spatial); i < kernels::kMaxSpatial; ++i) {
+    int64_t first = g.kernel[i], last = -1;
+    for (int64_t k = 0; k < g.kernel[i]; ++k) {
+      if (tap_is_live(k, g.image[i], g.cols[i], g.stride[i], g.pad[i], g.dil[i])) {
+        first = std::min(first, k);
+        last = k;
+      }
+    }
+    int64_t count = last - first + 1, pad = g.pad[i] - first * g.dil[i];
+    const int64_t span = g.dil[i] * (count - 1) + 1, padded = g.image[i] + 2 * pad;
+    if (last < 0 || pad < 0 || padded < span || (padded - span) / g.stride[i] + 1 != g.cols[i]) {
+      first = 0;  // this dim as it is
+      count = g.kernel[i];
+      pad = g.pad[i];
+    }
+    cropped = cropped || count < g.kernel[i];
+    live.first.push_back(first);
+    live.count.push_back(count);
+    live.padding.push_back(pad);
+  }
+  if (!cropped) return c10::nullopt;
+  return live;
+}
+
+// The live taps' slice of a (O, C/groups, *K) weight or weight gradient.
+at::Tensor live_slice(const at::Tensor& weight, const LiveTaps& live) {
+  at::Tensor slice = weight;
+  for (size_t i = 0; i < live.first.size(); ++i) slice = slice.narrow(2 + i, live.first[i], live.count[i]);
+  return slice;
+}
+
 }  // namespace
 
 at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
@@ -471,6 +526,9 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
   check_same(op, "weight", weight, "input", input);
   const auto p = conv_problem(op, input.sizes(), weight.sizes(), stride, padding, dilation, groups);
   check_bias(op, bias, p.out_channels, input);
+  if (const auto live = live_taps(p)) {
+    return conv(input, live_slice(weight, *live).contiguous(), bias, stride, live->padding, dilation, groups);
+  }
   auto out = at::empty(p.output_sizes(), input.options());
   if (out.numel() == 0) return out;
   c10::DeviceGuard guard(input.device());
@@ -499,6 +557,10 @@ at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& 
               grad_output.dim(), " values, got ", input_size);
   const auto p = conv_problem(op, input_size, weight.sizes(), stride, padding, dilation, groups);
   check_grad_output(op, grad_output, p, input_size, weight.sizes());
+  if (const auto live = live_taps(p)) {
+    return conv_backward_input(grad_output, live_slice(weight, *live).contiguous(), input_size, stride, live->padding,
+                               dilation, groups);
+  }
   auto dx = at::empty(input_size, grad_output.options());
   if (dx.numel() == 0) return dx;
   if (grad_output.numel() == 0) return dx.zero_();
@@ -533,6 +595,13 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
   const auto acc_options = input.options().dtype(acc_type);
   if (grad_output.numel() == 0 || p.out_channels * p.rows_per_group() == 0) {
     return at::zeros(weight_size, input.options());
+  }
+  if (const auto live = live_taps(p)) {  // the dead taps' gradient is 0
+    auto dw = at::zeros(weight_size, input.options());
+    const auto live_dw = conv_backward_weight(grad_output, input, live_slice(dw, *live).sizes(), stride, live->padding,
+                                              dilation, groups);
+    live_slice(dw, *live).copy_(live_dw);
+    return dw;
   }
   c10::DeviceGuard guard(input.device());
   const auto& k = column_kernels(op, input);
