@@ -244,6 +244,7 @@ def test_depthwise_matches_torch(dtype, isa_engine):
     ((2, 3, 7, 8), (5, 3, 3, 3), 1, (3, 1), 1, 1),          # padding > dil * (K - 1): columns for the input gradient
     ((1, 2, 3), (3, 2, 3), 1, 2, 1, 1),                     # fewer positions than a block
     ((2, 40, 9, 10), (80, 40, 3, 3), 1, 1, 1, 1),           # wider than 64 channels, 90 positions
+    ((4, 72, 4, 4), (80, 72, 3, 3), 1, 1, 1, 1),            # wider, 16 positions, weights in L2 (ResNet's 4x4)
 ])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_direct_forms_match_torch(x_shape, w_shape, stride, padding, dilation, groups, dtype, isa_engine):
