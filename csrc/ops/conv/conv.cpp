@@ -474,10 +474,10 @@ struct LiveTaps {
 };
 
 // Whether tap k of a dim reads the image at some output position.
-bool tap_is_live(int64_t k, int64_t image, int64_t cols, int64_t kernel_stride, int64_t pad, int64_t dil) {
+bool tap_is_live(int64_t k, int64_t image, int64_t cols, int64_t stride, int64_t pad, int64_t dil) {
   const int64_t offset = k * dil - pad;  // where output position 0 reads
-  const int64_t l = offset >= 0 ? 0 : kernels::ceil_div(-offset, kernel_stride);  // the first that reads >= 0
-  return l < cols && l * kernel_stride + offset < image;
+  const int64_t l = offset >= 0 ? 0 : kernels::ceil_div(-offset, stride);  // the first that reads >= 0
+  return l < cols && l * stride + offset < image;
 }
 
 // The live taps of p, or nothing where every tap is live (or no crop keeps the output size).
