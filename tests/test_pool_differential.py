@@ -293,6 +293,19 @@ def test_global_avg_pool_matches_mean(engine, spatial, layout):
             assert kept.shape == (batch, channels, *([1] * spatial))
 
 
+@pytest.mark.parametrize("engine", ISA_ENGINES)
+@pytest.mark.parametrize("positions", [(7, 7), (4, 4), (3,), (2, 9, 3)])
+def test_global_avg_pool_float_planes_by_blocks(engine, positions):
+    """Float planes go through plane_means a vector's worth at a time (their sums across lanes
+    folded together, pool_cpu.h fold_row_sums): 37 planes (blocks and a partial last one) of
+    49, 16 (whole vectors only), 3 (no whole vector) and 54 values, each plane its own mean."""
+    x = torch.randn(37, 1, *positions, generator=torch.Generator().manual_seed(5)).view(1, 37, *positions)
+    with cpu_engine(engine):
+        out = F.global_avg_pool(x)
+    ref = x.double().mean(dim=list(range(2, x.dim()))).float()
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("spatial", [1, 2, 3])
 def test_reduced_precision_pooling(dtype, spatial):
