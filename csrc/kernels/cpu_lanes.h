@@ -1,6 +1,7 @@
 // This copy's vectors (cpu_isa.h), torch-free: GCC vector types as wide as the copy's
 // registers (Lanes<T>, kLanes<T> values of T), their loads and stores at any alignment,
-// and the lane shuffles and fused multiply-add the CPU forms build on.
+// and the lane shuffles (transposes, sums across lanes) and fused multiply-add the CPU forms
+// build on.
 //
 // Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA.
 #pragma once
@@ -151,6 +152,31 @@ inline Vector fused_multiply_add(Vector a, Vector b, Vector c) {
   Vector r;
   for (int i = 0; i < static_cast<int>(sizeof(Vector) / sizeof(a[0])); ++i) r[i] = std::fma(a[i], b[i], c[i]);
   return r;
+}
+
+// Lane r of v[0] := the sum of the lanes of v[r], for the n = kLanes<Acc> vectors v: pairs of
+// vectors, each holding kRows rows' partial sums in blocks, fold into one holding 2 * kRows
+// rows' (halves of each block added), log2(n) times; n - 1 folds of two shuffles and an add,
+// where summing each vector across its lanes alone takes log2(n) shuffles and adds per row.
+// Each lane adds only its own row's partial sums: rows of zeros leave the others' bits as they are.
+template <typename Acc, int kRows = 1>
+inline void fold_row_sums(Lanes<Acc>* v) {
+  constexpr int n = kLanes<Acc>;
+  if constexpr (kRows < n) {
+    constexpr int block = n / kRows, half = block / 2;
+    LaneIndex<Acc> low, high;
+    for (int i = 0; i < n; ++i) {
+      const int from = i / half;  // the new block: rows of the first vector, then of the second
+      const int base = (from < kRows ? 0 : n) + from % kRows * block;
+      low[i] = base + i % half;
+      high[i] = base + half + i % half;
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < n / kRows / 2; ++j) {
+      v[j] = __builtin_shuffle(v[2 * j], v[2 * j + 1], low) + __builtin_shuffle(v[2 * j], v[2 * j + 1], high);
+    }
+    fold_row_sums<Acc, 2 * kRows>(v);
+  }
 }
 
 // Whether interleave_rows takes R rows of T: R a power of two, at most a vector's lanes.

@@ -1177,31 +1177,6 @@ inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc*
 }
 
 // ---------------------------------------------------------------- global average pooling
-// Lane r of v[0] := the sum of the lanes of v[r], for the n = kLanes<Acc> vectors v: pairs of
-// vectors, each holding kRows rows' partial sums in blocks, fold into one holding 2 * kRows
-// rows' (halves of each block added), log2(n) times; n - 1 folds of two shuffles and an add,
-// where summing each vector across its lanes alone takes log2(n) shuffles and adds per row.
-// Each lane adds only its own row's partial sums: rows of zeros leave the others' bits as they are.
-template <typename Acc, int kRows = 1>
-inline void fold_row_sums(Lanes<Acc>* v) {
-  constexpr int n = kLanes<Acc>;
-  if constexpr (kRows < n) {
-    constexpr int block = n / kRows, half = block / 2;
-    LaneIndex<Acc> low, high;
-    for (int i = 0; i < n; ++i) {
-      const int from = i / half;  // the new block: rows of the first vector, then of the second
-      const int base = (from < kRows ? 0 : n) + from % kRows * block;
-      low[i] = base + i % half;
-      high[i] = base + half + i % half;
-    }
-#pragma GCC unroll 16
-    for (int j = 0; j < n / kRows / 2; ++j) {
-      v[j] = __builtin_shuffle(v[2 * j], v[2 * j + 1], low) + __builtin_shuffle(v[2 * j], v[2 * j + 1], high);
-    }
-    fold_row_sums<Acc, 2 * kRows>(v);
-  }
-}
-
 // CPU: out[p] = the mean of contiguous plane p, for `planes` planes (one call for many:
 // with a call per 7x7 plane, make bench had 0.99x torch's speed; 1.1x so). Where T is its own
 // accumulator, n planes at a time: each plane's whole vectors summed lane by lane, the n sums
