@@ -1186,32 +1186,33 @@ template <typename T, typename Acc>
 inline void plane_means(const T* planes_in, T* out, int64_t planes, int64_t positions) {
   constexpr int n = kLanes<Acc>;
   const int64_t whole = positions - positions % n;
-  if (!std::is_same<T, Acc>::value || whole == 0) {
-    for (int64_t p = 0; p < planes; ++p) {
-      const T* plane = planes_in + p * positions;
-      Acc sum = Acc(0);
-#pragma omp simd reduction(+ : sum)
-      for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(plane[i]);
-      out[p] = static_cast<T>(sum / static_cast<Acc>(positions));
+  if constexpr (std::is_same_v<T, Acc>) {
+    if (whole > 0) {
+      for (int64_t first = 0; first < planes; first += n) {
+        const int64_t rows = min64(n, planes - first);
+        Lanes<Acc> sums[n];
+        for (int r = 0; r < n; ++r) {
+          sums[r] = Lanes<Acc>{};
+          const T* plane = planes_in + (first + r) * positions;
+          for (int64_t i = 0; r < rows && i < whole; i += n) sums[r] += load_lanes(plane + i);
+        }
+        fold_row_sums<Acc>(sums);
+        for (int r = 0; r < rows; ++r) {
+          const T* plane = planes_in + (first + r) * positions;
+          Acc sum = sums[0][r];
+          for (int64_t i = whole; i < positions; ++i) sum += plane[i];
+          out[first + r] = sum / static_cast<Acc>(positions);
+        }
+      }
+      return;
     }
-    return;
   }
-  for (int64_t first = 0; first < planes; first += n) {
-    const int64_t rows = min64(n, planes - first);
-    Lanes<Acc> sums[n];
-    for (int r = 0; r < n; ++r) {
-      sums[r] = Lanes<Acc>{};
-      if (r >= rows) continue;
-      const Acc* plane = reinterpret_cast<const Acc*>(planes_in + (first + r) * positions);
-      for (int64_t i = 0; i < whole; i += n) sums[r] += load_lanes(plane + i);
-    }
-    fold_row_sums<Acc>(sums);
-    for (int r = 0; r < rows; ++r) {
-      const T* plane = planes_in + (first + r) * positions;
-      Acc sum = sums[0][r];
-      for (int64_t i = whole; i < positions; ++i) sum += static_cast<Acc>(plane[i]);
-      out[first + r] = static_cast<T>(sum / static_cast<Acc>(positions));
-    }
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* plane = planes_in + p * positions;
+    Acc sum = Acc(0);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < positions; ++i) sum += static_cast<Acc>(plane[i]);
+    out[p] = static_cast<T>(sum / static_cast<Acc>(positions));
   }
 }
 

@@ -535,6 +535,13 @@ std::vector<int64_t> live_tap_numbers(const LiveTaps& live, at::IntArrayRef kern
   return number;
 }
 
+// The (O, C/groups, *count) sizes of the live taps' kernel, of a full one of (O, C/groups, *K).
+std::vector<int64_t> live_sizes(at::IntArrayRef full, const LiveTaps& live) {
+  std::vector<int64_t> sizes{full[0], full[1]};
+  sizes.insert(sizes.end(), live.count.begin(), live.count.end());
+  return sizes;
+}
+
 at::Tensor index_tensor(const std::vector<int64_t>& values, const at::Tensor& like) {
   return at::tensor(values, at::kLong).to(like.device());
 }
@@ -548,10 +555,8 @@ at::Tensor live_weight(const at::Tensor& weight, const LiveTaps& live) {
   for (size_t t = 0; t < number.size(); ++t) {
     if (number[t] >= 0) taps.push_back(static_cast<int64_t>(t));
   }
-  std::vector<int64_t> sizes{weight.size(0), weight.size(1)};
-  sizes.insert(sizes.end(), live.count.begin(), live.count.end());
   const auto flat = weight.reshape({weight.size(0) * weight.size(1), static_cast<int64_t>(number.size())});
-  return flat.index_select(1, index_tensor(taps, weight)).view(sizes);
+  return flat.index_select(1, index_tensor(taps, weight)).view(live_sizes(weight.sizes(), live));
 }
 
 // The full (O, C/groups, *K) weight gradient of the live taps' one: 0 at the dead taps, each
@@ -645,9 +650,8 @@ at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor&
     return at::zeros(weight_size, input.options());
   }
   if (const auto live = live_taps(p); live && live_enough_to_crop(*live, p)) {  // the dead taps' gradient is 0
-    std::vector<int64_t> live_size{weight_size[0], weight_size[1]};
-    live_size.insert(live_size.end(), live->count.begin(), live->count.end());
-    const auto live_dw = conv_backward_weight(grad_output, input, live_size, stride, live->padding, dilation, groups);
+    const auto live_dw = conv_backward_weight(grad_output, input, live_sizes(weight_size, *live), stride,
+                                              live->padding, dilation, groups);
     return full_weight_gradient(live_dw, *live, weight_size);
   }
   c10::DeviceGuard guard(input.device());
