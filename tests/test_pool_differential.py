@@ -2,6 +2,9 @@
 gradients) over hypothesis-drawn problems with integer data (exact comparison),
 NaN/inf inputs and ties; on both CPU engines (the row engine in its AVX2 and baseline copies) and,
 on a GPU, on the CUDA kernels ('cuda', against torch on the CPU)."""
+import ctypes
+import mmap
+
 import pytest
 import torch
 import torch.nn.functional as tF
@@ -150,6 +153,60 @@ def test_inference_max_pool_is_the_indexed_scan(isa_engine, layout, sizes, kerne
     theirs, their_positions = TORCH_MAX[len(sizes)](x, kernel, stride, padding, dilation, return_indices=True)
     same(values, theirs)
     assert torch.equal(positions, their_positions)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sizes,kernel,stride,padding,dilation,ceil_mode", [
+    ((128,), 3, 2, 1, 1, False),                         # 64 windows: the shortest row read in place
+    ((130,), 3, 2, 1, 1, False),                         # the last inside window would read past the row
+    ((131,), 3, 2, 1, 1, True),                          # an odd row, ceil_mode's overhanging last window
+    ((300,), 2, 2, 0, 1, False),                         # no padding: no window before the inside ones
+    ((301,), 5, 2, 2, 1, True),
+    ((257,), 4, 2, 2, 3, False),                         # dilated taps
+    ((200,), 1, 2, 0, 1, False),                         # one tap
+    ((300,), 35, 2, 17, 1, True),                        # 9 windows reach into the left padding
+    ((300,), 17, 2, 8, 4, False),                        # taps 64 apart: the phased copy again
+    ((3, 150), (1, 3), (1, 2), (0, 1), (1, 2), False),   # 1-D pooling in 2-D: each row its output row
+    ((3, 150), (2, 3), 2, (1, 1), (1, 2), False),        # 2-D: phased rows, not read in place
+])
+def test_stride_two_rows_are_read_in_place(isa_engine, dtype, sizes, kernel, stride, padding, dilation, ceil_mode):
+    """1-D max pooling's stride-2 row passes read long input rows in place, the windows at a row's
+    ends one by one (kernels/pool_cpu.h, max_row_in_place): torch's values, indices
+    and gradients (from either code), and with or without indices the same bits, over NaN,
+    +-inf, ties and signed zeros."""
+    x = special_values((2, 5, *sizes), seed=sum(sizes)).to(dtype)
+    args = (kernel, stride, padding, dilation, ceil_mode)
+    theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args, True), x, "contiguous", True)
+    same_max_pool(lambda t, indices: OURS_MAX[len(sizes)](t, *args, indices), theirs, x, "contiguous")
+    bits = torch.int64 if dtype == torch.float64 else torch.int32  # NaNs and signed zeros too
+    assert torch.equal(OURS_MAX[len(sizes)](x, *args).view(bits), theirs[0].view(bits))
+
+
+def input_before_a_guard_page(values):
+    """A copy of the 1-D tensor `values` whose last value is the last byte before a page that
+    cannot be read: a kernel reading past the input faults."""
+    page = mmap.PAGESIZE
+    end = -(-values.nbytes // page) * page  # the guard page's offset
+    memory = mmap.mmap(-1, end + page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    prot_none = 0  # <sys/mman.h>'s PROT_NONE, which mmap does not export
+    assert ctypes.CDLL(None).mprotect(ctypes.c_void_p(start + end), page, prot_none) == 0
+    guarded = torch.frombuffer(memory, dtype=values.dtype, count=values.numel(), offset=end - values.nbytes)
+    guarded.copy_(values.flatten())
+    return guarded.view(values.shape), memory
+
+
+@pytest.mark.parametrize("length", [130, 4096])
+def test_pooling_reads_nothing_past_its_input(isa_engine, length):
+    """The row forms read whole vectors, at stride 2 one value past the last they keep: never
+    past the end of the input (here the last value before an unreadable page)."""
+    x, memory = input_before_a_guard_page(integer_tensor((1, 1, length), torch.float32,
+                                                         generator=torch.Generator().manual_seed(length)))
+    for ours, theirs in ((F.max_pool1d, tF.max_pool1d), (F.avg_pool1d, tF.avg_pool1d)):
+        same(ours(x, 3, 2, 1), theirs(x.clone(), 3, 2, 1))
+    same(F.max_pool1d(x, 3, 2, 1, return_indices=True)[1], tF.max_pool1d(x.clone(), 3, 2, 1, return_indices=True)[1])
+    del x
+    memory.close()
 
 
 @pytest.mark.parametrize("engine", [*ISA_ENGINES, CUDA])

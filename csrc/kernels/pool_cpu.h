@@ -168,7 +168,10 @@ constexpr int64_t kShortPoolRow = 8;
 // and keeps, run by run in order, the later run's winner where it is greater: the same
 // winner (the first maximum) as one scan, but the compare-and-select chains overlap
 // (channels_last max pooling: 27 taps of 2 vectors a window, bound by one chain's latency).
-template <bool kCodes, bool kCodeRows, int kChains = 1, typename Acc>
+//
+// kStep 2: source j's values are every other one, src.from[j][2 * i] (the even lanes of two
+// vectors, read in place: a stride-2 row needs no phased copy, max_row_in_place).
+template <bool kCodes, bool kCodeRows, int kChains = 1, int kStep = 1, typename Acc>
 inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> start_base,
                            const PlanePos<Acc>* __restrict__ start, int64_t count, Acc* __restrict__ best,
                            PlanePos<Acc>* __restrict__ best_at, RowRun run = {}) {
@@ -192,6 +195,14 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
     b = take ? v : b;
     if constexpr (kCodes) at = take ? code() : at;
   };
+  const auto load_source = [&](int64_t j, int64_t i) {
+    if constexpr (kStep == 1) {
+      return load_lanes(from[j] + i);
+    } else {
+      static_assert(kStep == 2, "max_of_sources reads sources at steps of 1 or 2");
+      return even_lanes<Acc>(load_lanes(from[j] + 2 * i), load_lanes(from[j] + 2 * i + kLanes<Acc>));
+    }
+  };
   const Lanes<Acc> minus_inf = splat(lowest<Acc>()) - Lanes<Acc>{};
   for (int64_t row = 0; row < run.rows; ++row) {
     const int64_t source = row * run.source_step, out = row * run.out_step;
@@ -207,7 +218,7 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
         for (int r = 0; r < kChains; ++r) {
           const int64_t j = r * chain_length + j0;
           if (kChains > 1 && j >= n) continue;
-          const Lanes<Acc> v = load_lanes(from[j] + source + i);
+          const Lanes<Acc> v = load_source(j, source + i);
           keep(v > b[r], v, [&] { return code_of(j, source + i); }, b[r], at[r]);
           sum[r] += v;
         }
@@ -220,7 +231,7 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
         b[0] = minus_inf;
         if constexpr (kCodes) at[0] = start_code(i);
         for (int64_t j = 0; j < n; ++j) {
-          const Lanes<Acc> v = load_lanes(from[j] + source + i);
+          const Lanes<Acc> v = load_source(j, source + i);
           keep((v > b[0]) | (v != v), v, [&] { return code_of(j, source + i); }, b[0], at[0]);
         }
       }
@@ -242,6 +253,78 @@ inline void mark_windows_outside(const PoolGeometry& g, Index* argmax) {
       }
     }
   }
+}
+
+// Stride-2 row passes read the input row in place (max_row_in_place) where the last tap's
+// offset is below this (the windows at a row's ends, at most half of it, go one by one) and
+// the row has at least kInPlaceMinRow windows. The phased copy cost as much as the max itself: 1-D max
+// pooling (rows of 4096, k3 s2 p1) in a C++ model, 0.41 -> 0.21 ms for 512 rows, and no
+// copy of the output row out of scratch.
+constexpr int64_t kInPlaceReach = 64;
+constexpr int64_t kInPlaceMinRow = 64;
+
+// Whether max pooling's row passes of g read their input rows in place: 1-D pooling's rows
+// (each its output row, written there) at stride 2, in T's own precision. The row passes of
+// 2-D pooling, which feed its window pass, were 5-10% slower in place (rows of 224).
+template <typename T, typename Acc>
+inline bool max_rows_in_place(const PoolGeometry& g) {
+  return std::is_same_v<T, Acc> && g.outer_identity() && g.stride[2] == 2 &&
+         (g.kernel[2] - 1) * g.dil[2] < kInPlaceReach && g.out[2] >= kInPlaceMinRow && max_block_rows(g) == 1;
+}
+
+// The row pass of one input row at stride 2, as phase_split and max_of_sources over the
+// phased taps give it (the same values, codes and NaN), into values and codes [0, O2): the
+// windows whose taps all lie inside the row read it in place, two vectors and a shuffle per
+// tap (kStep 2), their last partial vector as a whole one ending at the last such window
+// (it rewrites some windows of the one before, with the same values); those at the row's
+// ends, whose taps reach into the padding, one by one by the rule (a tap in the padding
+// never takes). Staged with -inf around them for the vector loop instead, they stalled on
+// loads of what was just stored: 2-D pooling of rows of 224, 5.9 -> 7.2 ms against the
+// phased copy. read_past: the value after the row may be read.
+template <bool kCodes, typename Acc>
+inline void max_row_in_place(const Acc* row, const PoolGeometry& g, const MaxSources<Acc>& src, bool read_past,
+                             Acc* __restrict__ values, PlanePos<Acc>* __restrict__ codes) {
+  using Pos = PlanePos<Acc>;
+  constexpr int64_t n = kLanes<Acc>;
+  const int64_t X2 = g.image[2], O2 = g.out[2], pad = g.pad[2], taps = g.kernel[2], dil = g.dil[2];
+  const int64_t reach = (taps - 1) * dil;  // the last tap's offset in a window
+  // Windows [inside_lo, inside_hi) read the row alone: 2*o - pad >= 0 and 2*o - pad + reach < X2.
+  const int64_t inside_lo = min64(ceil_div(pad, 2), O2);
+  const int64_t last = X2 - 1 + pad - reach;
+  int64_t inside_hi = last < 0 ? inside_lo : max64(inside_lo, min64(O2, last / 2 + 1));
+  // A vector's last tap reads one value past its last window's, input position X2 at most:
+  // where that may not be read, the last inside window goes one by one.
+  if (!read_past && inside_hi > inside_lo && 2 * (inside_hi - 1) - pad + reach + 1 >= X2) --inside_hi;
+  const int64_t inside = inside_hi - inside_lo;
+  if (inside >= n) {
+    for (int64_t k = 0; k < taps; ++k) {
+      src.from[k] = row + 2 * inside_lo - pad + k * dil;
+      src.base[k] = static_cast<Pos>(k);
+    }
+    const int64_t whole = inside / n * n;
+    max_of_sources<kCodes, false, 1, 2>(src, taps, Pos(0), nullptr, whole, values + inside_lo, codes + inside_lo);
+    if (whole < inside) {
+      for (int64_t k = 0; k < taps; ++k) src.from[k] += 2 * (inside - n);
+      max_of_sources<kCodes, false, 1, 2>(src, taps, Pos(0), nullptr, n, values + inside_hi - n,
+                                          codes + inside_hi - n);
+    }
+  }
+  const auto window = [&](int64_t o) {
+    Acc best = lowest<Acc>();
+    Pos best_at = 0;
+    for (int64_t k = 0, x = 2 * o - pad; k < taps; ++k, x += dil) {
+      if (x < 0 || x >= X2) continue;
+      const Acc v = row[x];
+      if (v > best || v != v) {
+        best = v;
+        best_at = static_cast<Pos>(k);
+      }
+    }
+    values[o] = best;
+    if constexpr (kCodes) codes[o] = best_at;
+  };
+  for (int64_t o = 0; o < inside_lo; ++o) window(o);
+  for (int64_t o = inside >= n ? inside_hi : inside_lo; o < O2; ++o) window(o);
 }
 
 // Max pooling of plane `plane`: a pass along each input row (the max over the innermost
@@ -321,25 +404,44 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   // The passes of input rows [r0, r0 + n), n <= phased.rows: one pass over the block's phased
   // lines. Rows of 32 one by one spent 2/3 of make bench's 3-D max pooling in per-row overhead:
   // by blocks of 7, 2.8 -> 2.0 ms with tap codes, 1.7 -> 1.5 without (Zen 4 EPYC, 1 thread).
-  auto row_pass = [&](int64_t r0, int64_t n) {
-    const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
+  const bool in_place = max_rows_in_place<T, Acc>(g);
+  const bool values_out = in_place && !s.stream;  // the row passes' values are the output rows
+  T* const plane_out = output + plane * g.out_numel();
+  const auto row_values = [&](int64_t r) -> Acc* {
+    if constexpr (std::is_same_v<T, Acc>) {
+      if (values_out) return plane_out + r * O2;
+    }
+    return s.rows + r * row_stride;
+  };
+  const auto split_and_pass = [&](int64_t r0, int64_t n, Acc* hv, Pos* hat) {
     for (int64_t i = 0; i < n; ++i) {
       const int64_t r = r0 + i;
-      prefetch_span(src + r * X2 + ahead, X2);
       phase_split(src + r * X2, g, phased, s.line + i * phased.length, lowest<Acc>(), r + 1 < rows);
     }
     for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {  // its sources: the taps of the phased lines
       s.sources.from[k2] = s.line + phased.tap[k2];
       s.sources.base[k2] = static_cast<Pos>(k2);
     }
-    Acc* __restrict__ hv = s.rows + r0 * row_stride;
-    Pos* __restrict__ hat = s.row_at + r0 * row_stride;
     const int64_t count = (n - 1) * row_stride + O2;  // the last row's lanes past O2 might read past the lines
     if (positions) {
       max_of_sources<true, false>(s.sources, g.kernel[2], Pos(0), nullptr, count, hv, hat);
     } else {
       max_of_sources<false, false>(s.sources, g.kernel[2], Pos(0), nullptr, count, hv, hat);
     }
+  };
+  auto row_pass = [&](int64_t r0, int64_t n) {
+    const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
+    for (int64_t r = r0; r < r0 + n; ++r) prefetch_span(src + r * X2 + ahead, X2);
+    Acc* __restrict__ hv = row_values(r0);
+    Pos* __restrict__ hat = s.row_at + r0 * row_stride;
+    if constexpr (std::is_same_v<T, Acc>) {
+      if (in_place && positions) {  // n is 1
+        max_row_in_place<true>(src + r0 * X2, g, s.sources, r0 + 1 < rows, hv, hat);
+      } else if (in_place) {
+        max_row_in_place<false>(src + r0 * X2, g, s.sources, r0 + 1 < rows, hv, hat);
+      }
+    }
+    if (!in_place) split_and_pass(r0, n, hv, hat);
     if (!positions || codes_as_found) return;
     // the winning tap -> its code's (positions: the column; tap codes: as it is)
     const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
@@ -367,16 +469,16 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     return static_cast<Pos>(tap_code<Index>(g, x0, x1, 0, k0, k1, 0));
   };
 
-  T* dst = output + plane * g.out_numel();
+  T* dst = plane_out;
   Index* dst_at = plane_at;
   if (g.outer_identity()) {  // each output row is its input row's pass (1-D pooling)
     pass_rows_through(rows - 1);
     for (int64_t r = 0; r < rows; ++r) {
       Pos* __restrict__ hat = s.row_at + r * row_stride;
-      write_out(s.rows + r * row_stride, dst + r * O2, O2, s.stream);
+      if (!values_out) write_out(s.rows + r * row_stride, dst + r * O2, O2, s.stream);
       if (!positions) continue;
       if (codes_as_found) {  // fixed and narrowed in one pass
-        const Acc* __restrict__ hv = s.rows + r * row_stride;
+        const Acc* __restrict__ hv = row_values(r);
         const Pos* __restrict__ first = first2;
         Index* __restrict__ to = dst_at + r * O2;
 #pragma omp simd
