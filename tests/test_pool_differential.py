@@ -182,6 +182,30 @@ def test_stride_two_rows_are_read_in_place(isa_engine, dtype, sizes, kernel, str
     assert torch.equal(OURS_MAX[len(sizes)](x, *args).view(bits), theirs[0].view(bits))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("length,kernel,padding,ceil_mode", [
+    (128, 3, 1, False),    # 64 windows: the shortest row read in place
+    (130, 3, 1, False),    # the last inside window would read past the row
+    (131, 3, 1, True),     # ceil_mode's overhanging last window
+    (300, 2, 0, False),
+    (301, 5, 2, True),
+    (200, 1, 0, False),    # one tap
+    (300, 35, 17, True),   # 9 windows reach into the left padding
+    (300, 65, 32, False),  # taps 64 apart: the phased copy again
+])
+@pytest.mark.parametrize("count_include_pad,divisor_override", [(True, None), (False, None), (True, 3)])
+def test_average_rows_are_read_in_place(isa_engine, dtype, length, kernel, padding, ceil_mode, count_include_pad,
+                                        divisor_override):
+    """1-D average pooling at stride 2 reads long input rows in place, the windows at a row's
+    ends one by one (kernels/pool_cpu.h, average_row_in_place): torch's averages exactly, by
+    every divisor rule."""
+    x = integer_tensor((2, 5, length), dtype, generator=torch.Generator().manual_seed(length + kernel))
+    p = dict(spatial=1, kernel=[kernel], padding=[padding], ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+             divisor_override=divisor_override)
+    ours = F.avg_pool1d(x, kernel, 2, padding, ceil_mode, count_include_pad, divisor_override)
+    same(ours, _torch_avg(p, x, [2]))  # sums of small integers in tap order, one division: exact
+
+
 def input_before_a_guard_page(values):
     """A copy of the 1-D tensor `values` whose last value is the last byte before a page that
     cannot be read: a kernel reading past the input faults."""

@@ -255,21 +255,37 @@ inline void mark_windows_outside(const PoolGeometry& g, Index* argmax) {
   }
 }
 
-// Stride-2 row passes read the input row in place (max_row_in_place) where the last tap's
-// offset is below this (the windows at a row's ends, at most half of it, go one by one) and
-// the row has at least kInPlaceMinRow windows. The phased copy cost as much as the max itself: 1-D max
-// pooling (rows of 4096, k3 s2 p1) in a C++ model, 0.41 -> 0.21 ms for 512 rows, and no
-// copy of the output row out of scratch.
+// Stride-2 rows are read in place (max_row_in_place, average_row_in_place) where the last
+// tap's offset is below this (the windows at a row's ends, at most half of it, go one by one)
+// and the row has at least kInPlaceMinRow windows. The phased copy cost as much as the max
+// itself: 1-D max pooling (rows of 4096, k3 s2 p1) in a C++ model, 0.41 -> 0.21 ms for 512
+// rows, and no copy of the output row out of scratch.
 constexpr int64_t kInPlaceReach = 64;
 constexpr int64_t kInPlaceMinRow = 64;
 
-// Whether max pooling's row passes of g read their input rows in place: 1-D pooling's rows
-// (each its output row, written there) at stride 2, in T's own precision. The row passes of
-// 2-D pooling, which feed its window pass, were 5-10% slower in place (rows of 224).
+// Whether 1-D pooling's rows (each its output row, written there) are read in place: at
+// stride 2, in T's own precision. The row passes of 2-D max pooling, which feed its window
+// pass, were 5-10% slower in place (rows of 224), so they keep the phased copy.
 template <typename T, typename Acc>
-inline bool max_rows_in_place(const PoolGeometry& g) {
+inline bool rows_in_place(const PoolGeometry& g) {
   return std::is_same_v<T, Acc> && g.outer_identity() && g.stride[2] == 2 &&
-         (g.kernel[2] - 1) * g.dil[2] < kInPlaceReach && g.out[2] >= kInPlaceMinRow && max_block_rows(g) == 1;
+         (g.kernel[2] - 1) * g.dil[2] < kInPlaceReach && g.out[2] >= kInPlaceMinRow;
+}
+
+// The windows [lo, hi) of a row read in place whose taps all lie inside it: 2*o - pad >= 0
+// and 2*o - pad + reach < X2. A vector's last tap reads one value past its last window's,
+// input position X2 at most: where that may not be read (read_past false), the last such
+// window is left out.
+struct InsideWindows {
+  int64_t lo, hi;
+};
+inline InsideWindows inside_windows(const PoolGeometry& g, bool read_past) {
+  const int64_t X2 = g.image[2], O2 = g.out[2], pad = g.pad[2], reach = (g.kernel[2] - 1) * g.dil[2];
+  const int64_t lo = min64(ceil_div(pad, 2), O2);
+  const int64_t last = X2 - 1 + pad - reach;
+  int64_t hi = last < 0 ? lo : max64(lo, min64(O2, last / 2 + 1));
+  if (!read_past && hi > lo && 2 * (hi - 1) - pad + reach + 1 >= X2) --hi;
+  return {lo, hi};
 }
 
 // The row pass of one input row at stride 2, as phase_split and max_of_sources over the
@@ -287,15 +303,8 @@ inline void max_row_in_place(const Acc* row, const PoolGeometry& g, const MaxSou
   using Pos = PlanePos<Acc>;
   constexpr int64_t n = kLanes<Acc>;
   const int64_t X2 = g.image[2], O2 = g.out[2], pad = g.pad[2], taps = g.kernel[2], dil = g.dil[2];
-  const int64_t reach = (taps - 1) * dil;  // the last tap's offset in a window
-  // Windows [inside_lo, inside_hi) read the row alone: 2*o - pad >= 0 and 2*o - pad + reach < X2.
-  const int64_t inside_lo = min64(ceil_div(pad, 2), O2);
-  const int64_t last = X2 - 1 + pad - reach;
-  int64_t inside_hi = last < 0 ? inside_lo : max64(inside_lo, min64(O2, last / 2 + 1));
-  // A vector's last tap reads one value past its last window's, input position X2 at most:
-  // where that may not be read, the last inside window goes one by one.
-  if (!read_past && inside_hi > inside_lo && 2 * (inside_hi - 1) - pad + reach + 1 >= X2) --inside_hi;
-  const int64_t inside = inside_hi - inside_lo;
+  const InsideWindows inside_range = inside_windows(g, read_past);
+  const int64_t inside_lo = inside_range.lo, inside_hi = inside_range.hi, inside = inside_hi - inside_lo;
   if (inside >= n) {
     for (int64_t k = 0; k < taps; ++k) {
       src.from[k] = row + 2 * inside_lo - pad + k * dil;
@@ -404,7 +413,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   // The passes of input rows [r0, r0 + n), n <= phased.rows: one pass over the block's phased
   // lines. Rows of 32 one by one spent 2/3 of make bench's 3-D max pooling in per-row overhead:
   // by blocks of 7, 2.8 -> 2.0 ms with tap codes, 1.7 -> 1.5 without (Zen 4 EPYC, 1 thread).
-  const bool in_place = max_rows_in_place<T, Acc>(g);
+  const bool in_place = rows_in_place<T, Acc>(g) && max_block_rows(g) == 1;
   const bool values_out = in_place && !s.stream;  // the row passes' values are the output rows
   T* const plane_out = output + plane * g.out_numel();
   const auto row_values = [&](int64_t r) -> Acc* {
@@ -637,6 +646,22 @@ inline void sum_rows(const T* plane, int64_t rows1, int64_t X2, int64_t lo0, int
   }
 }
 
+// A window's divisor by divide_by_divisors' rule (1 where it counts nothing), from its
+// innermost factor; lane_divisors: those of a vector of windows, from their factors.
+template <typename Acc>
+inline Acc divisor_of(Acc factor, const PoolGeometry& g, Acc f01) {
+  if (g.divisor_override != 0) return static_cast<Acc>(g.divisor_override);
+  const Acc divisor = f01 * factor;
+  return divisor + static_cast<Acc>(divisor == Acc(0));
+}
+template <typename Acc>
+inline Lanes<Acc> lane_divisors(const Acc* factor, const PoolGeometry& g, Acc f01) {
+  const Lanes<Acc> zero{}, one = splat(Acc(1));
+  if (g.divisor_override != 0) return splat(static_cast<Acc>(g.divisor_override));
+  const Lanes<Acc> divisor = f01 * load_lanes(factor);
+  return divisor + (divisor == zero ? one : zero);
+}
+
 // One output row of average pooling from its phased line (its first window's entry 0 at
 // `line`, taps at tap[k]): the sums over the innermost taps over the divisors
 // (divide_by_divisors' rule, the same operations), into out[0 .. padded_row(O2)): whole
@@ -647,22 +672,51 @@ inline void sum_rows(const T* plane, int64_t rows1, int64_t X2, int64_t lo0, int
 template <typename Acc>
 inline void average_taps(const Acc* line, const int64_t* tap, const Acc* factor, const PoolGeometry& g, Acc f01,
                          Acc* __restrict__ out, Acc* __restrict__ tail = nullptr) {
-  const Lanes<Acc> zero{}, one = splat(Acc(1)), override_divisor = splat(static_cast<Acc>(g.divisor_override));
   for (int64_t i = 0; i < g.out[2]; i += kLanes<Acc>) {
     Lanes<Acc> sum = load_lanes(line + tap[0] + i);
     for (int64_t k2 = 1; k2 < g.kernel[2]; ++k2) sum += load_lanes(line + tap[k2] + i);
-    Lanes<Acc> divisor = override_divisor;
-    if (g.divisor_override == 0) {
-      divisor = f01 * load_lanes(factor + i);
-      divisor += divisor == zero ? one : zero;
-    }
+    const Lanes<Acc> average = sum / lane_divisors(factor + i, g, f01);
     if (tail == nullptr || i + kLanes<Acc> <= g.out[2]) {
-      store_lanes(out + i, sum / divisor);
+      store_lanes(out + i, average);
     } else {
-      store_lanes(tail, sum / divisor);
+      store_lanes(tail, average);
       for (int64_t k = 0; k < g.out[2] - i; ++k) out[i + k] = tail[k];
     }
   }
+}
+
+// One output row of 1-D average pooling at stride 2 (rows_in_place), as phase_split and
+// average_taps give it (the same operations, the padding's zeros added too): the windows
+// whose taps all lie inside the row read it in place, a tap's values the even lanes of two
+// vectors, the last partial vector as a whole one ending at the last such window (rewriting
+// some of the one before with the same values); the windows at the row's ends one by one.
+// read_past: the value after the row may be read.
+template <typename Acc>
+inline void average_row_in_place(const Acc* row, const PoolGeometry& g, const Acc* factor, Acc f01, bool read_past,
+                                 Acc* __restrict__ out) {
+  constexpr int64_t n = kLanes<Acc>;
+  const int64_t X2 = g.image[2], O2 = g.out[2], pad = g.pad[2], taps = g.kernel[2], dil = g.dil[2];
+  const InsideWindows inside = inside_windows(g, read_past);
+  const auto vector_at = [&](int64_t o) {  // windows [o, o + n), inside the row
+    const Acc* from = row + 2 * o - pad;
+    Lanes<Acc> sum = even_lanes<Acc>(load_lanes(from), load_lanes(from + n));
+    for (int64_t k = 1; k < taps; ++k) sum += even_lanes<Acc>(load_lanes(from + k * dil), load_lanes(from + k * dil + n));
+    store_lanes(out + o, sum / lane_divisors(factor + o, g, f01));
+  };
+  const auto window = [&](int64_t o) {
+    const auto tap = [&](int64_t x) { return x >= 0 && x < X2 ? row[x] : Acc(0); };
+    Acc sum = tap(2 * o - pad);
+    for (int64_t k = 1; k < taps; ++k) sum += tap(2 * o - pad + k * dil);
+    out[o] = sum / divisor_of(factor[o], g, f01);
+  };
+  int64_t o = 0;
+  for (; o < inside.lo; ++o) window(o);
+  if (inside.hi - inside.lo >= n) {
+    for (; o + n <= inside.hi; o += n) vector_at(o);
+    if (o < inside.hi) vector_at(inside.hi - n);
+    o = inside.hi;
+  }
+  for (; o < O2; ++o) window(o);
 }
 
 // Average pooling's output rows (o0, o1) of a plane whose windows span the outer dims:
@@ -735,10 +789,18 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
     }
   };
   if (g.outer_identity()) {
+    const bool in_place = rows_in_place<T, Acc>(g);
     for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t, int64_t lo1, int64_t, Acc f01) {
       prefetch_rows(src, g, lo0, lo0 + 1, lo1 + 1, min64(lo1 + 1 + g.stride[1], g.image[1]));
       const int64_t x01 = lo0 * g.image[1] + lo1;
-      phase_split(src + x01 * X2, g, s.phased, s.line, Acc(0), x01 + 1 < g.image[0] * g.image[1]);
+      const bool read_past = x01 + 1 < g.image[0] * g.image[1];
+      if constexpr (std::is_same_v<T, Acc>) {
+        if (in_place) {
+          average_row_in_place(src + x01 * X2, g, s.factor, f01, read_past, (s.stream ? s.out : dst) + row * O2);
+          return;
+        }
+      }
+      phase_split(src + x01 * X2, g, s.phased, s.line, Acc(0), read_past);
       average(s.line, s.phased.tap, row, f01);
     });
   } else {
