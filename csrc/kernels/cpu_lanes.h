@@ -90,6 +90,13 @@ inline Lanes<T> even_lanes(Lanes<T> a, Lanes<T> b) {
   return __builtin_shuffle(a, b, pick);
 }
 
+// from[0], from[2], ..., from[2 * kLanes - 2]: every other value of 2 * kLanes, read in place
+// (it reads from[2 * kLanes - 1] too).
+template <typename T>
+inline Lanes<T> load_even_lanes(const T* from) {
+  return even_lanes<T>(load_lanes(from), load_lanes(from + kLanes<T>));
+}
+
 // The sequence a[0], b[0], a[1], b[1], ...: its first kLanes values (Half 0) or its last (Half 1).
 template <int Half, typename T>
 inline Lanes<T> interleaved_lanes(Lanes<T> a, Lanes<T> b) {

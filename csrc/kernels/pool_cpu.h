@@ -37,7 +37,7 @@ inline void gather_step(const T* __restrict__ from, int64_t step, Acc* __restric
     constexpr int n = kLanes<T>;
     const int64_t end = read_past ? count : count - 1;
     for (; step == 2 && i + n <= end; i += n) {  // reads from[2i .. 2i + 2n - 1]
-      store_lanes(to + i, even_lanes<T>(load_lanes(from + 2 * i), load_lanes(from + 2 * i + n)));
+      store_lanes(to + i, load_even_lanes(from + 2 * i));
     }
   }
   strided_copy(from + i * step, step, to + i, 1, count - i);
@@ -200,7 +200,7 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
       return load_lanes(from[j] + i);
     } else {
       static_assert(kStep == 2, "max_of_sources reads sources at steps of 1 or 2");
-      return even_lanes<Acc>(load_lanes(from[j] + 2 * i), load_lanes(from[j] + 2 * i + kLanes<Acc>));
+      return load_even_lanes(from[j] + 2 * i);
     }
   };
   const Lanes<Acc> minus_inf = splat(lowest<Acc>()) - Lanes<Acc>{};
@@ -288,36 +288,40 @@ inline InsideWindows inside_windows(const PoolGeometry& g, bool read_past) {
   return {lo, hi};
 }
 
+// Walks the O2 windows of a row read in place: those outside inside_windows one by one,
+// window(o); the inside ones by vectors, vectors(o, count) for windows [o, o + count), count
+// a multiple of kLanes<Acc>: the whole vectors, then the last partial one as a whole vector
+// ending at the last inside window (it rewrites some windows of the one before, with the same
+// values). Fewer inside windows than a vector go one by one.
+template <typename Acc, typename Window, typename Vectors>
+inline void walk_row_in_place(const PoolGeometry& g, bool read_past, Window&& window, Vectors&& vectors) {
+  constexpr int64_t n = kLanes<Acc>;
+  const InsideWindows inside = inside_windows(g, read_past);
+  const int64_t count = inside.hi - inside.lo;
+  int64_t o = 0;
+  for (; o < inside.lo; ++o) window(o);
+  if (count >= n) {
+    const int64_t whole = count / n * n;
+    vectors(inside.lo, whole);
+    if (whole < count) vectors(inside.hi - n, n);
+    o = inside.hi;
+  }
+  for (; o < g.out[2]; ++o) window(o);
+}
+
 // The row pass of one input row at stride 2, as phase_split and max_of_sources over the
-// phased taps give it (the same values, codes and NaN), into values and codes [0, O2): the
-// windows whose taps all lie inside the row read it in place, two vectors and a shuffle per
-// tap (kStep 2), their last partial vector as a whole one ending at the last such window
-// (it rewrites some windows of the one before, with the same values); those at the row's
-// ends, whose taps reach into the padding, one by one by the rule (a tap in the padding
-// never takes). Staged with -inf around them for the vector loop instead, they stalled on
-// loads of what was just stored: 2-D pooling of rows of 224, 5.9 -> 7.2 ms against the
-// phased copy. read_past: the value after the row may be read.
+// phased taps give it (the same values, codes and NaN), into values and codes [0, O2), by
+// walk_row_in_place: the windows whose taps all lie inside the row read it in place, two
+// vectors and a shuffle per tap (kStep 2); those at the row's ends, whose taps reach into the
+// padding, one by one by the rule (a tap in the padding never takes). Staged with -inf
+// around them for the vector loop instead, they stalled on loads of what was just stored:
+// 2-D pooling of rows of 224, 5.9 -> 7.2 ms against the phased copy. read_past: the value
+// after the row may be read.
 template <bool kCodes, typename Acc>
 inline void max_row_in_place(const Acc* row, const PoolGeometry& g, const MaxSources<Acc>& src, bool read_past,
                              Acc* __restrict__ values, PlanePos<Acc>* __restrict__ codes) {
   using Pos = PlanePos<Acc>;
-  constexpr int64_t n = kLanes<Acc>;
-  const int64_t X2 = g.image[2], O2 = g.out[2], pad = g.pad[2], taps = g.kernel[2], dil = g.dil[2];
-  const InsideWindows inside_range = inside_windows(g, read_past);
-  const int64_t inside_lo = inside_range.lo, inside_hi = inside_range.hi, inside = inside_hi - inside_lo;
-  if (inside >= n) {
-    for (int64_t k = 0; k < taps; ++k) {
-      src.from[k] = row + 2 * inside_lo - pad + k * dil;
-      src.base[k] = static_cast<Pos>(k);
-    }
-    const int64_t whole = inside / n * n;
-    max_of_sources<kCodes, false, 1, 2>(src, taps, Pos(0), nullptr, whole, values + inside_lo, codes + inside_lo);
-    if (whole < inside) {
-      for (int64_t k = 0; k < taps; ++k) src.from[k] += 2 * (inside - n);
-      max_of_sources<kCodes, false, 1, 2>(src, taps, Pos(0), nullptr, n, values + inside_hi - n,
-                                          codes + inside_hi - n);
-    }
-  }
+  const int64_t X2 = g.image[2], pad = g.pad[2], taps = g.kernel[2], dil = g.dil[2];
   const auto window = [&](int64_t o) {
     Acc best = lowest<Acc>();
     Pos best_at = 0;
@@ -332,8 +336,14 @@ inline void max_row_in_place(const Acc* row, const PoolGeometry& g, const MaxSou
     values[o] = best;
     if constexpr (kCodes) codes[o] = best_at;
   };
-  for (int64_t o = 0; o < inside_lo; ++o) window(o);
-  for (int64_t o = inside >= n ? inside_hi : inside_lo; o < O2; ++o) window(o);
+  const auto vectors = [&](int64_t o, int64_t count) {
+    for (int64_t k = 0; k < taps; ++k) {
+      src.from[k] = row + 2 * o - pad + k * dil;
+      src.base[k] = static_cast<Pos>(k);
+    }
+    max_of_sources<kCodes, false, 1, 2>(src, taps, Pos(0), nullptr, count, values + o, codes + o);
+  };
+  walk_row_in_place<Acc>(g, read_past, window, vectors);
 }
 
 // Max pooling of plane `plane`: a pass along each input row (the max over the innermost
@@ -686,37 +696,29 @@ inline void average_taps(const Acc* line, const int64_t* tap, const Acc* factor,
 }
 
 // One output row of 1-D average pooling at stride 2 (rows_in_place), as phase_split and
-// average_taps give it (the same operations, the padding's zeros added too): the windows
-// whose taps all lie inside the row read it in place, a tap's values the even lanes of two
-// vectors, the last partial vector as a whole one ending at the last such window (rewriting
-// some of the one before with the same values); the windows at the row's ends one by one.
-// read_past: the value after the row may be read.
+// average_taps give it (the same operations, the padding's zeros added too), by
+// walk_row_in_place: the windows whose taps all lie inside the row read it in place, a tap's
+// values the even lanes of two vectors; the windows at the row's ends one by one. read_past:
+// the value after the row may be read.
 template <typename Acc>
 inline void average_row_in_place(const Acc* row, const PoolGeometry& g, const Acc* factor, Acc f01, bool read_past,
                                  Acc* __restrict__ out) {
-  constexpr int64_t n = kLanes<Acc>;
-  const int64_t X2 = g.image[2], O2 = g.out[2], pad = g.pad[2], taps = g.kernel[2], dil = g.dil[2];
-  const InsideWindows inside = inside_windows(g, read_past);
-  const auto vector_at = [&](int64_t o) {  // windows [o, o + n), inside the row
-    const Acc* from = row + 2 * o - pad;
-    Lanes<Acc> sum = even_lanes<Acc>(load_lanes(from), load_lanes(from + n));
-    for (int64_t k = 1; k < taps; ++k) sum += even_lanes<Acc>(load_lanes(from + k * dil), load_lanes(from + k * dil + n));
-    store_lanes(out + o, sum / lane_divisors(factor + o, g, f01));
-  };
+  const int64_t X2 = g.image[2], pad = g.pad[2], taps = g.kernel[2], dil = g.dil[2];
   const auto window = [&](int64_t o) {
     const auto tap = [&](int64_t x) { return x >= 0 && x < X2 ? row[x] : Acc(0); };
     Acc sum = tap(2 * o - pad);
     for (int64_t k = 1; k < taps; ++k) sum += tap(2 * o - pad + k * dil);
     out[o] = sum / divisor_of(factor[o], g, f01);
   };
-  int64_t o = 0;
-  for (; o < inside.lo; ++o) window(o);
-  if (inside.hi - inside.lo >= n) {
-    for (; o + n <= inside.hi; o += n) vector_at(o);
-    if (o < inside.hi) vector_at(inside.hi - n);
-    o = inside.hi;
-  }
-  for (; o < O2; ++o) window(o);
+  const auto vectors = [&](int64_t first, int64_t count) {
+    for (int64_t o = first; o < first + count; o += kLanes<Acc>) {
+      const Acc* from = row + 2 * o - pad;
+      Lanes<Acc> sum = load_even_lanes(from);
+      for (int64_t k = 1; k < taps; ++k) sum += load_even_lanes(from + k * dil);
+      store_lanes(out + o, sum / lane_divisors(factor + o, g, f01));
+    }
+  };
+  walk_row_in_place<Acc>(g, read_past, window, vectors);
 }
 
 // Average pooling's output rows (o0, o1) of a plane whose windows span the outer dims:
