@@ -1312,34 +1312,79 @@ inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax
   store_accumulated(sum, dst, X * channels);
 }
 
+// sum[c] = from[0][c] + from[1][c] + ... + from[n - 1][c], added in that order from zero,
+// for c < count: kSumBlock whole vectors of channels side by side, then vector by vector,
+// then the last channels one by one.
+constexpr int kSumBlock = 4;
+
+template <typename Acc>
+inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64_t count, Acc* __restrict__ sum) {
+  constexpr int64_t lanes = kLanes<Acc>;
+  const auto vectors = [&](int64_t c, auto width) {
+    Lanes<Acc> acc[width.value];
+    for (int b = 0; b < width.value; ++b) acc[b] = Lanes<Acc>{};
+    for (int64_t j = 0; j < n; ++j) {
+      for (int b = 0; b < width.value; ++b) acc[b] += load_lanes(from[j] + c + b * lanes);
+    }
+    for (int b = 0; b < width.value; ++b) store_lanes(sum + c + b * lanes, acc[b]);
+  };
+  int64_t c = 0;
+  for (; c + kSumBlock * lanes <= count; c += kSumBlock * lanes) vectors(c, std::integral_constant<int, kSumBlock>{});
+  for (; c + lanes <= count; c += lanes) vectors(c, std::integral_constant<int, 1>{});
+  for (; c < count; ++c) {
+    Acc total = Acc(0);
+    for (int64_t j = 0; j < n; ++j) total += from[j][c];
+    sum[c] = total;
+  }
+}
+
+// The gradient of image n, gathered (the adjoint of avg_pool_cl_row): first every output
+// gradient over its divisor, share (O * C values: the shares torch's scatter adds), then
+// each input position's channels, the sum of the shares of the windows spanning it, in
+// output order (torch's order of adds, so its bits) and written once, by streaming stores
+// where `stream` (the caller ends with streaming_done()). The scatter it replaced (zero the
+// image, then add each window's share to its taps) took as long on make bench's shapes,
+// whose images stay in L3, both bound by writing the gradient; this needs no image-sized
+// accumulator for half types. from: room for g.taps() sources; sum: for C values.
 template <typename T, typename Acc>
-inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc* acc, Acc* share, int64_t channels,
-                                       const PoolGeometry& g, int64_t n) {
-  const int64_t X = g.image_numel();
-  T* dst = grad_input + n * X * channels;
-  Acc* sum = accumulator(dst, acc);
-  for (int64_t i = 0; i < X * channels; ++i) sum[i] = Acc(0);
-  for (int64_t o = 0; o < g.out_numel(); ++o) {
-    int64_t nn, o0, o1, o2, lo0, hi0, lo1, hi1, lo2, hi2;
-    cl_output_coords(g, n * g.out_numel() + o, &nn, &o0, &o1, &o2);
-    g.avg_window(0, o0, &lo0, &hi0);
-    g.avg_window(1, o1, &lo1, &hi1);
-    g.avg_window(2, o2, &lo2, &hi2);
-    const int64_t d = g.avg_divisor(o0, o1, o2);
-    const Acc divisor = static_cast<Acc>(d);
-    const T* go = grad_output + (n * g.out_numel() + o) * channels;
-    for (int64_t c = 0; c < channels; ++c) share[c] = d != 0 ? static_cast<Acc>(go[c]) / divisor : Acc(0);
-    for (int64_t x0 = lo0; x0 < hi0; ++x0) {
-      for (int64_t x1 = lo1; x1 < hi1; ++x1) {
-        for (int64_t x2 = lo2; x2 < hi2; ++x2) {
-          Acc* __restrict__ row = sum + ((x0 * g.image[1] + x1) * g.image[2] + x2) * channels;
+inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc* share, Acc* sum, const Acc** from,
+                                       int64_t channels, const PoolGeometry& g, int64_t n, bool stream) {
+  const int64_t O = g.out_numel();
+  const T* go = grad_output + n * O * channels;
+  for (int64_t o0 = 0, o = 0; o0 < g.out[0]; ++o0) {
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+      for (int64_t o2 = 0; o2 < g.out[2]; ++o2, ++o) {
+        const int64_t d = g.avg_divisor(o0, o1, o2);
+        const Acc divisor = static_cast<Acc>(d);
+        Acc* __restrict__ to = share + o * channels;
+        const T* __restrict__ g_o = go + o * channels;
 #pragma omp simd
-          for (int64_t c = 0; c < channels; ++c) row[c] += share[c];
-        }
+        for (int64_t c = 0; c < channels; ++c) to[c] = d != 0 ? static_cast<Acc>(g_o[c]) / divisor : Acc(0);
       }
     }
   }
-  store_accumulated(sum, dst, X * channels);
+  T* dst = grad_input + n * g.image_numel() * channels;
+  const int64_t last_tap2 = (g.kernel[2] - 1) * g.dil[2];
+  for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
+    int64_t a0, b0, a1, b1;
+    g.spanning(0, x0, &a0, &b0);
+    for (int64_t x1 = 0; x1 < g.image[1]; ++x1) {
+      g.spanning(1, x1, &a1, &b1);
+      int64_t a2 = 0, b2 = 0;  // the windows spanning x2 along dim 2 (PoolGeometry::spanning), followed along the row
+      for (int64_t x2 = 0; x2 < g.image[2]; ++x2, dst += channels) {
+        while (a2 < g.out[2] && g.start(2, a2) + last_tap2 < x2) ++a2;
+        while (b2 < g.out[2] && g.start(2, b2) <= x2) ++b2;
+        int64_t sources = 0;
+        for (int64_t o0 = a0; o0 < b0; ++o0) {
+          for (int64_t o1 = a1; o1 < b1; ++o1) {
+            for (int64_t o2 = a2; o2 < b2; ++o2) from[sources++] = share + ((o0 * g.out[1] + o1) * g.out[2] + o2) * channels;
+          }
+        }
+        sum_of_sources(from, sources, channels, sum);
+        write_out(sum, dst, channels, stream);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------- global average pooling

@@ -443,9 +443,14 @@ void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_in
     const int64_t C = channels_of(grad_output);
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
+    const bool stream = kernels::streamed(grad_input.nbytes());
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
-      std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C), share(C);
-      for (int64_t n = b; n < e; ++n) forms.avg_backward_cl_image(go, gi, scratch_or_null(acc), share.data(), C, g, n);
+      std::vector<acc_t> share(g.out_numel() * C), sum(C);
+      std::vector<const acc_t*> sources(g.taps());
+      for (int64_t n = b; n < e; ++n) {
+        forms.avg_backward_cl_image(go, gi, share.data(), sum.data(), sources.data(), C, g, n, stream);
+      }
+      if (stream) kernels::streaming_done();
     });
   });
 }
