@@ -33,13 +33,12 @@ inline bool use_direct_conv() { return !use_element_engine() && !cpu_engine_is("
 kernels::CpuIsa cpu_isa();
 const char* cpu_isa_name(kernels::CpuIsa isa);
 
-// The copy of a table of CPU forms this call runs, at most `widest`; `baseline` where the
-// table has no copies.
+// The copy of a table of CPU forms this call runs; `baseline` where the table has no copies.
 template <typename Table>
-const Table& cpu_forms_for_call(const Table& baseline, kernels::CpuIsa widest = kernels::CpuIsa::kAvx512) {
+const Table& cpu_forms_for_call(const Table& baseline) {
 #ifdef CONVOPS_CPU_COPIES
   if constexpr (kernels::HasCpuCopies<Table>::value) {
-    switch (std::min(cpu_isa(), widest)) {
+    switch (cpu_isa()) {
       case kernels::CpuIsa::kAvx512:
         return kernels::cpu_copy<kernels::CpuIsa::kAvx512, Table>();
       case kernels::CpuIsa::kAvx2:

@@ -98,11 +98,11 @@ struct PlaneBuffers {
   }
 };
 
-// The CPU forms for this call (the copy for this CPU, at most `widest`: cpu_engine.h).
+// The CPU forms for this call (the copy for this CPU: cpu_engine.h).
 template <typename T, typename Acc>
-const kernels::PoolCpuKernels<T, Acc>& cpu_forms(kernels::CpuIsa widest = kernels::CpuIsa::kAvx512) {
+const kernels::PoolCpuKernels<T, Acc>& cpu_forms() {
   static const auto baseline = kernels::pool_cpu_kernels<T, Acc>();
-  return cpu_forms_for_call(baseline, widest);
+  return cpu_forms_for_call(baseline);
 }
 
 // The scratch a kernel accumulates in, or nullptr for none (kernels::accumulator).
@@ -295,9 +295,7 @@ void avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& grad_input
 void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::global_avg_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    // At most AVX2: planes of a few dozen values (7x7) seldom start on a cache line, and
-    // 512-bit loads that split lines made this memory-bound mean 30% slower (make bench).
-    const auto& forms = cpu_forms<scalar_t, acc_t>(kernels::CpuIsa::kAvx2);
+    const auto& forms = cpu_forms<scalar_t, acc_t>();
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t N = input.size(0), C = input.size(1), S = input.size(2);
