@@ -1377,7 +1377,8 @@ inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc*
         int64_t sources = 0;
         for (int64_t o0 = a0; o0 < b0; ++o0) {
           for (int64_t o1 = a1; o1 < b1; ++o1) {
-            for (int64_t o2 = a2; o2 < b2; ++o2) from[sources++] = share + ((o0 * g.out[1] + o1) * g.out[2] + o2) * channels;
+            const Acc* row = share + (o0 * g.out[1] + o1) * g.out[2] * channels;
+            for (int64_t o2 = a2; o2 < b2; ++o2) from[sources++] = row + o2 * channels;
           }
         }
         sum_of_sources(from, sources, channels, sum);
