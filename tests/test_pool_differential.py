@@ -3,6 +3,7 @@ gradients) over hypothesis-drawn problems with integer data (exact comparison),
 NaN/inf inputs and ties; on both CPU engines (the row engine in its AVX2 and baseline copies) and,
 on a GPU, on the CUDA kernels ('cuda', against torch on the CPU)."""
 import ctypes
+import itertools
 import mmap
 
 import pytest
@@ -37,13 +38,14 @@ def pool_input(p):
     return x
 
 
-def forward_backward(fn, x, layout, with_indices=False, device="cpu"):
-    """Output, indices and input gradient of fn on x (in `layout`, on `device`), back on the CPU."""
+def forward_backward(fn, x, layout, with_indices=False, device="cpu", grad_layout="contiguous"):
+    """Output, indices and input gradient of fn on x (in `layout`, on `device`; the output's
+    gradient in `grad_layout`, which picks the backward's form), back on the CPU."""
     leaf = x.to(device, copy=True).requires_grad_(True)
     result = fn(with_layout(leaf, layout))
     out, indices = result if with_indices else (result, None)
     grad = integer_tensor(out.shape, out.dtype, generator=torch.Generator().manual_seed(3))
-    out.backward(grad.to(device))
+    out.backward(with_layout(grad.to(device), grad_layout))
     return out.detach().cpu(), None if indices is None else indices.cpu(), leaf.grad.cpu()
 
 
@@ -51,12 +53,12 @@ def same(a, b):
     torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
 
 
-def same_max_pool(ours_fn, theirs, x, layout, device="cpu"):
+def same_max_pool(ours_fn, theirs, x, layout, device="cpu", grad_layout="contiguous"):
     """ours_fn(t, return_indices) against torch's (output, indices, gradient): with the indices
     asked for (torch's int64 positions), and without (autograd then saves each window's
     winning tap, uint8): values and gradients alike."""
-    with_positions = forward_backward(lambda t: ours_fn(t, True), x, layout, True, device)
-    with_taps = forward_backward(lambda t: ours_fn(t, False), x, layout, False, device)
+    with_positions = forward_backward(lambda t: ours_fn(t, True), x, layout, True, device, grad_layout)
+    with_taps = forward_backward(lambda t: ours_fn(t, False), x, layout, False, device, grad_layout)
     for a, b in zip(with_positions, theirs):
         same(a, b)
     same(with_taps[0], theirs[0])
@@ -250,11 +252,13 @@ def test_channels_last_pooling_matches_torch(engine, sizes, kernel, stride, padd
     with cpu_engine(engine):
         args = (kernel, stride, padding, dilation, True)
         theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args, True), x, "contiguous", True)
-        same_max_pool(lambda t, indices: OURS_MAX[len(sizes)](t, *args, indices), theirs, x, "channels_last",
-                      engine_device(engine))
-        for include_pad in (True, False):
+        for grad_layout in ("contiguous", "channels_last"):  # the gradient's layout picks the backward's form
+            same_max_pool(lambda t, indices: OURS_MAX[len(sizes)](t, *args, indices), theirs, x, "channels_last",
+                          engine_device(engine), grad_layout)
+        for include_pad, grad_layout in itertools.product((True, False), ("contiguous", "channels_last")):
             avg = lambda t, f: f[len(sizes)](t, kernel, stride, padding, True, include_pad)  # noqa: E731
-            ours = forward_backward(lambda t: avg(t, OURS_AVG), x, "channels_last", device=engine_device(engine))
+            ours = forward_backward(lambda t: avg(t, OURS_AVG), x, "channels_last", device=engine_device(engine),
+                                    grad_layout=grad_layout)
             theirs = forward_backward(lambda t: avg(t, TORCH_AVG), x, "contiguous")
             for a, b in zip(ours, theirs):
                 if b is not None:
