@@ -60,7 +60,8 @@ def conv_problems(draw):
         in_channels=groups * draw(st.integers(1, 3)), out_channels=groups * draw(st.integers(1, 3)),
         groups=groups, sizes=tuple(sizes), kernel=kernel, stride=stride, dilation=dilation, padding=padding,
         bias=draw(st.booleans()), mode=draw(st.sampled_from(["cross_correlation", "convolution", 0, 1])),
-        layout=draw(st.sampled_from(LAYOUTS)), dtype=draw(st.sampled_from([torch.float32, torch.float64])),
+        layout=draw(st.sampled_from(LAYOUTS)), grad_layout=draw(st.sampled_from(LAYOUTS)),
+        dtype=draw(st.sampled_from([torch.float32, torch.float64])),
     )
 
 
@@ -80,7 +81,8 @@ def conv_transpose_problems(draw):
         groups=groups, sizes=sizes, kernel=kernel, stride=stride, dilation=dilation, padding=padding,
         output_padding=output_padding, bias=draw(st.booleans()),
         mode=draw(st.sampled_from(["cross_correlation", "convolution", 0, 1])),
-        layout=draw(st.sampled_from(LAYOUTS)), dtype=draw(st.sampled_from([torch.float32, torch.float64])),
+        layout=draw(st.sampled_from(LAYOUTS)), grad_layout=draw(st.sampled_from(LAYOUTS)),
+        dtype=draw(st.sampled_from([torch.float32, torch.float64])),
     )
 
 
@@ -119,6 +121,7 @@ def pool_problems(draw, is_max: bool):
         dilation=dilation, ceil_mode=ceil_mode, stride_none=draw(st.booleans()),
         count_include_pad=draw(st.booleans()),
         divisor_override=draw(st.sampled_from([None, None, 1, 3, -2])),
-        layout=draw(st.sampled_from(LAYOUTS)), dtype=draw(st.sampled_from([torch.float32, torch.float64])),
+        layout=draw(st.sampled_from(LAYOUTS)), grad_layout=draw(st.sampled_from(LAYOUTS)),
+        dtype=draw(st.sampled_from([torch.float32, torch.float64])),
         specials=draw(st.sampled_from([None, None, "nan", "inf", "ties"])),
     )

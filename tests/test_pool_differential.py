@@ -91,7 +91,7 @@ def test_max_pool_matches_torch(engine):
         args = (p["kernel"], stride, p["padding"], p["dilation"], p["ceil_mode"])
         theirs = forward_backward(lambda t: TORCH_MAX[p["spatial"]](t, *args, True), x, "contiguous", True)
         ours = same_max_pool(lambda t, indices: OURS_MAX[p["spatial"]](t, *args, indices), theirs, x, p["layout"],
-                             engine_device(engine))
+                             engine_device(engine), p["grad_layout"])
         if p["layout"] == "channels_last" and p["spatial"] >= 2 and not p["unbatched"] and x.numel():
             fmt = torch.channels_last if p["spatial"] == 2 else torch.channels_last_3d
             assert ours[0].is_contiguous(memory_format=fmt) and ours[1].is_contiguous(memory_format=fmt)
@@ -294,7 +294,7 @@ def test_avg_pool_matches_torch(engine):
         stride = None if p["stride_none"] else p["stride"]
         ours_fn = lambda t: OURS_AVG[p["spatial"]](t, p["kernel"], stride, p["padding"], p["ceil_mode"],  # noqa
                                                    p["count_include_pad"], p["divisor_override"])
-        ours = forward_backward(ours_fn, x, p["layout"], device=engine_device(engine))
+        ours = forward_backward(ours_fn, x, p["layout"], device=engine_device(engine), grad_layout=p["grad_layout"])
         theirs = forward_backward(lambda t: _torch_avg(p, t, stride), x, "contiguous")
         # sums of small integers are exact; the division rounds the same way up to one ulp
         tol = 1e-6 if p["dtype"] == torch.float32 else 1e-12
