@@ -26,14 +26,16 @@ def exact(actual, expected):
     torch.testing.assert_close(actual, expected, rtol=0, atol=0)
 
 
-def run_both(ours, theirs, tensors, layout, device="cpu"):
-    """Forward and backward of ours (inputs in `layout`, on `device`) and theirs (contiguous, on the
-    CPU) on the same values; returns [(output, [gradient of each tensor])] for both, on the CPU."""
+def run_both(ours, theirs, tensors, layout, device="cpu", grad_layout="contiguous"):
+    """Forward and backward of ours (inputs in `layout`, on `device`, the output's gradient in
+    `grad_layout`) and theirs (contiguous, on the CPU) on the same values; returns [(output,
+    [gradient of each tensor])] for both, on the CPU."""
     results = []
-    for fn, lay, dev in ((ours, layout, device), (theirs, "contiguous", "cpu")):
+    for fn, lay, grad_lay, dev in ((ours, layout, grad_layout, device), (theirs, "contiguous", "contiguous", "cpu")):
         leaves = [None if t is None else t.to(dev, copy=True).requires_grad_(True) for t in tensors]
         out = fn(*[None if t is None else with_layout(t, lay) for t in leaves])
-        out.backward(integer_tensor(out.shape, out.dtype, generator=torch.Generator().manual_seed(7)).to(dev))
+        grad = integer_tensor(out.shape, out.dtype, generator=torch.Generator().manual_seed(7)).to(dev)
+        out.backward(with_layout(grad, grad_lay))
         results.append((out.detach().cpu(), [None if t is None else t.grad.cpu() for t in leaves]))
     return results
 
@@ -71,7 +73,7 @@ def test_conv_matches_torch(engine):
         args = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
         ours = lambda x, w, b: OURS_CONV[p["spatial"]](x, w, b, mode=p["mode"], **args)  # noqa: E731
         theirs = lambda x, w, b: TORCH_CONV[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
-        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine)))
+        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine), p["grad_layout"]))
 
     with cpu_engine(engine):
         check()
@@ -87,7 +89,7 @@ def test_generic_conv_matches_torch(engine):
         args = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
         ours = lambda x, w, b: F.conv(x, w, b, mode=p["mode"], **args)  # noqa: E731
         theirs = lambda x, w, b: TORCH_CONV[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
-        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine)))
+        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine), p["grad_layout"]))
 
     with cpu_engine(engine):
         check()
@@ -110,7 +112,7 @@ def test_conv_transpose_matches_torch(engine):
                     groups=p["groups"], dilation=p["dilation"])
         ours = lambda x, w, b: OURS_CONV_T[p["spatial"]](x, w, b, mode=p["mode"], **args)  # noqa: E731
         theirs = lambda x, w, b: TORCH_CONV_T[p["spatial"]](x, _flipped(w, p["mode"]), b, **args)  # noqa: E731
-        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine)))
+        compare(run_both(ours, theirs, [x, w, b], p["layout"], engine_device(engine), p["grad_layout"]))
 
     with cpu_engine(engine):
         check()
