@@ -1340,15 +1340,17 @@ inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64
 
 // The gradient of image n, gathered (the adjoint of avg_pool_cl_row): first every output
 // gradient over its divisor, share (O * C values: the shares torch's scatter adds), then
-// each input position's channels, the sum of the shares of the windows spanning it, in
+// each input position's channels, the sum of the shares of the windows covering it, in
 // output order (torch's order of adds, so its bits) and written once, by streaming stores
 // where `stream` (the caller ends with streaming_done()). The scatter it replaced (zero the
 // image, then add each window's share to its taps) took as long on make bench's shapes,
 // whose images stay in L3, both bound by writing the gradient; this needs no image-sized
-// accumulator for half types. from: room for g.taps() sources; sum: for C values.
+// accumulator for half types. from: room for g.taps() sources; sum: for C values;
+// covering: for 2 * (X0 + X1 + X2) (covering_windows along each dim).
 template <typename T, typename Acc>
 inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc* share, Acc* sum, const Acc** from,
-                                       int64_t channels, const PoolGeometry& g, int64_t n, bool stream) {
+                                       int64_t* covering, int64_t channels, const PoolGeometry& g, int64_t n,
+                                       bool stream) {
   const int64_t O = g.out_numel();
   const T* go = grad_output + n * O * channels;
   for (int64_t o0 = 0, o = 0; o0 < g.out[0]; ++o0) {
@@ -1363,22 +1365,23 @@ inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc*
       }
     }
   }
+  const int64_t* first[kMaxSpatial];
+  const int64_t* end[kMaxSpatial];
+  for (int d = 0; d < kMaxSpatial; ++d) {
+    covering_windows(g, d, covering, covering + g.image[d]);
+    first[d] = covering;
+    end[d] = covering + g.image[d];
+    covering += 2 * g.image[d];
+  }
   T* dst = grad_input + n * g.image_numel() * channels;
-  const int64_t last_tap2 = (g.kernel[2] - 1) * g.dil[2];
   for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
-    int64_t a0, b0, a1, b1;
-    g.spanning(0, x0, &a0, &b0);
     for (int64_t x1 = 0; x1 < g.image[1]; ++x1) {
-      g.spanning(1, x1, &a1, &b1);
-      int64_t a2 = 0, b2 = 0;  // the windows spanning x2 along dim 2 (PoolGeometry::spanning), followed along the row
       for (int64_t x2 = 0; x2 < g.image[2]; ++x2, dst += channels) {
-        while (a2 < g.out[2] && g.start(2, a2) + last_tap2 < x2) ++a2;
-        while (b2 < g.out[2] && g.start(2, b2) <= x2) ++b2;
         int64_t sources = 0;
-        for (int64_t o0 = a0; o0 < b0; ++o0) {
-          for (int64_t o1 = a1; o1 < b1; ++o1) {
+        for (int64_t o0 = first[0][x0]; o0 < end[0][x0]; ++o0) {
+          for (int64_t o1 = first[1][x1]; o1 < end[1][x1]; ++o1) {
             const Acc* row = share + (o0 * g.out[1] + o1) * g.out[2] * channels;
-            for (int64_t o2 = a2; o2 < b2; ++o2) from[sources++] = row + o2 * channels;
+            for (int64_t o2 = first[2][x2]; o2 < end[2][x2]; ++o2) from[sources++] = row + o2 * channels;
           }
         }
         sum_of_sources(from, sources, channels, sum);

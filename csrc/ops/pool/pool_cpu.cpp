@@ -445,8 +445,9 @@ void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_in
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
       std::vector<acc_t> share(g.out_numel() * C), sum(C);
       std::vector<const acc_t*> sources(g.taps());
+      std::vector<int64_t> covering(2 * (g.image[0] + g.image[1] + g.image[2]));
       for (int64_t n = b; n < e; ++n) {
-        forms.avg_backward_cl_image(go, gi, share.data(), sum.data(), sources.data(), C, g, n, stream);
+        forms.avg_backward_cl_image(go, gi, share.data(), sum.data(), sources.data(), covering.data(), C, g, n, stream);
       }
       if (stream) kernels::streaming_done();
     });
