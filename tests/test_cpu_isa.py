@@ -81,10 +81,17 @@ def _run_all_forms(x, w):
         out.backward(torch.cos(out.detach()))
         results += [out.detach(), xd.grad, wd.grad]
     # A group wider than 64 channels (direct too: its weights stay in cache), several passes
-    # over the channel vectors.
+    # over the channel vectors; dilated, so not by Winograd's forms.
     xw = x.detach().repeat(1, 8, 1, 1).requires_grad_()
     ww = torch.linspace(-1, 1, 72 * 128 * 9, dtype=x.dtype).view(72, 128, 3, 3)
-    out = F.conv2d(xw, ww, padding=1)
+    out = F.conv2d(xw, ww, padding=2, dilation=2)
+    out.backward(torch.cos(out.detach()))
+    results += [out.detach(), xw.grad]
+    # Winograd's F(2x2, 3x3) forms (3x3 at unit stride, 32 channels and more per group):
+    # forward with bias and input gradient, odd outputs.
+    xw = x.detach().repeat(1, 2, 1, 1).requires_grad_()
+    ww = torch.linspace(-1, 1, 40 * 32 * 9, dtype=x.dtype).view(40, 32, 3, 3)
+    out = F.conv2d(xw, ww, torch.linspace(-1, 1, 40, dtype=x.dtype))
     out.backward(torch.cos(out.detach()))
     results += [out.detach(), xw.grad]
     # The GEMM forms (every copy runs them: CONVOPS_GEMM=own below): a 1x1 convolution (its

@@ -1,8 +1,9 @@
-// The CPU kernel forms (pool_cpu.h, depthwise.h, direct_conv.h, gemm_cpu.h) are compiled three times on x86-64: for
-// the baseline instruction set, as the rest of the extension, and as copies for AVX2
-// (cpu_avx2.cpp) and AVX-512 (cpu_avx512.cpp), one of which the launchers pick at run
-// time (ops/cpu_engine.h). Each copy is a table of function pointers per (value,
-// accumulator) type; this header defines the tables and names the copies, torch-free.
+// The CPU kernel forms (pool_cpu.h, depthwise.h, direct_conv.h, winograd.h, gemm_cpu.h) are
+// compiled three times on x86-64: for the baseline instruction set, as the rest of the
+// extension, and as copies for AVX2 (cpu_avx2.cpp) and AVX-512 (cpu_avx512.cpp), one of
+// which the launchers pick at run time (ops/cpu_engine.h). Each copy is a table of function
+// pointers per (value, accumulator) type; this header defines the tables and names the
+// copies, torch-free.
 //
 // Why inline namespaces: a copy's functions are inline templates; compiled for several
 // instruction sets under one name, the linker would keep any one copy for every caller
@@ -77,6 +78,15 @@ struct DirectConvCpuKernels {
   void (*few_channels_forward_group)(const T*, const T*, T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t);
 };
 
+// The transforms of Winograd's F(2x2, 3x3) convolution (winograd.h); T float or double.
+template <typename T, typename Acc>
+struct WinogradCpuKernels {
+  int64_t lanes;  // values per vector: the blocks' leading dims hold this many past their tiles
+  void (*kernels)(const T*, int64_t, T*);
+  void (*input_block)(const T*, int64_t, const ColumnGeometry&, int64_t, int64_t, int64_t, T*);
+  void (*products)(const T*, int64_t, int64_t, const T*, int64_t, int64_t, int64_t, T*);
+  void (*output_block)(const T*, int64_t, const T*, const ColumnGeometry&, int64_t, int64_t, int64_t, T*);
+};
 // C = A @ B + beta * C (gemm_cpu.h): m, n, k, A and its row and column strides, B and its
 // strides, beta, C and its row stride; T float or double.
 template <typename T, typename Acc>

@@ -39,8 +39,9 @@ struct ColumnKernels {
                                     const ColumnGeometry& g);
   // Optional direct forms for groups with few output channels (no columns): the forward,
   // the input gradient (a correlation of grad_output with the kernel transposed and flipped)
-  // and the weight gradient, grad_weight (O, C/groups * K) in the accumulation dtype. Each
-  // returns false to decline, and im2col + GEMM runs instead.
+  // and the weight gradient, grad_weight (O, C/groups * K) in the accumulation dtype; on the
+  // CPU the first two also take Winograd's F(2x2, 3x3) where it suits. Each returns false to
+  // decline, and im2col + GEMM runs instead.
   bool (*direct_forward)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                          at::Tensor& output, const ColumnGeometry& g, int64_t groups);
   bool (*direct_backward_input)(const at::Tensor& grad_output, const at::Tensor& weight, at::Tensor& grad_input,
