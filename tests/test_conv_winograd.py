@@ -1,6 +1,6 @@
 """Winograd's F(2x2, 3x3) (csrc/kernels/winograd.h), which the row engine runs for 2-D 3x3
 convolutions at unit stride and dilation with at least 32 input and output channels per
-group and 36 tiles of 2x2 outputs per image (csrc/ops/conv/conv_cpu.cpp): its forward and
+group and 64 tiles of 2x2 outputs per image (csrc/ops/conv/conv_cpu.cpp): its forward and
 its input gradient (the forward of the output gradient with the kernel flipped), in the
 best copy and the baseline one, against torch. Integer-valued data comes out exact (every
 factor of its transforms is 0, +-1 or +-1/2). The shapes reach every edge: odd output sizes
@@ -15,12 +15,12 @@ from conftest import cpu_engine
 
 # (batch, in channels, out channels, groups, H, W, padding, bias)
 SHAPES = [
-    (2, 32, 32, 1, 12, 12, 1, True),    # the fewest tiles: 6 x 6
-    (1, 32, 48, 1, 13, 21, 0, False),   # odd outputs (11 x 19): the last tiles half outside
-    (2, 64, 64, 2, 15, 14, 2, True),    # two groups of 32, padding 2 (17 x 16 outputs)
-    (3, 40, 33, 1, 16, 9, 1, True),     # 33 output channels: rows left over by the products' blocks of 8
-    (1, 256, 256, 1, 12, 14, 1, True),  # 42 tiles in blocks of 24 (12 in double): cut mid-row
-    (2, 48, 32, 1, 14, 17, (0, 2), False),  # padded along one dim only
+    (2, 32, 32, 1, 16, 16, 1, True),    # the fewest tiles: 8 x 8
+    (1, 32, 48, 1, 17, 21, 0, False),   # odd outputs (15 x 19): the last tiles half outside
+    (2, 64, 64, 2, 16, 15, 2, True),    # two groups of 32, padding 2 (18 x 17 outputs)
+    (3, 40, 33, 1, 16, 17, 1, True),    # 33 output channels: rows left over by the products' blocks of 8
+    (1, 256, 256, 1, 16, 18, 1, True),  # 72 tiles in blocks of 24 (12 in double): cut mid-row
+    (2, 48, 32, 1, 18, 17, (0, 2), False),  # padded along one dim only
 ]
 ENGINES = ("row", "row-baseline")
 
@@ -71,7 +71,7 @@ def test_matches_torch_on_random_data(shape, dtype):
 
 def test_gradients_check():
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 32, 12, 12, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, 32, 16, 16, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(32, 32, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     b = torch.randn(32, generator=gen, dtype=torch.float64, requires_grad=True)
     with cpu_engine("row"):

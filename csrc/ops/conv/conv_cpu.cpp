@@ -362,12 +362,13 @@ void run_few_channels_forward(const at::Tensor& input, const at::Tensor& weight,
 // as 16 GEMMs per block of tiles, the transforms around them. Where its groups have at least
 // kWinogradMinChannels input and output channels and each image at least kWinogradMinTiles
 // tiles; measured forward at 1 thread on a Zen 4 EPYC against the direct forms (N8: 64ch at
-// 56x56 18.7 -> 11.5 ms, 128ch at 28x28 18.1 -> 13.7, 256ch at 14x14 18.3 -> 17.1; N32: 64ch
-// at 32x32 24.2 -> 15.0, 128ch at 16x16 23.9 -> 18.2). Fewer channels leave its products too
-// thin to pay for the transforms (groups of 16 at 28x28: 2.6 -> 2.6-3.1 ms), fewer tiles its
-// blocks (512ch at 7x7: 21 -> 30-34 ms; at 4x4, 4x slower).
+// 56x56 18.7 -> 11.5 ms, 128ch at 28x28 18.1 -> 13.7; N32: 64ch at 32x32 24.2 -> 15.0, 128ch
+// at 16x16 23.9 -> 18.2). Fewer channels leave its products too thin to pay for the
+// transforms (groups of 16 at 28x28: 2.6 -> 2.6-3.1 ms), fewer tiles its blocks: 256ch at
+// 14x14 (49 tiles) 18.3 -> 17.1-24 ms at 1 thread but make bench 0.87x -> 0.76x torch's
+// speed at 2; 512ch at 7x7 21 -> 30-34 ms; at 4x4, 4x slower.
 constexpr int64_t kWinogradMinChannels = 32;
-constexpr int64_t kWinogradMinTiles = 36;
+constexpr int64_t kWinogradMinTiles = 64;
 // A block's transformed patches and products, 16 x (Cg + Og) x tiles values, stay in L2.
 constexpr int64_t kWinogradBlockBytes = int64_t(768) << 10;
 constexpr int64_t kWinogradMinBlock = 16;
