@@ -54,7 +54,6 @@ inline int64_t winograd_tiles(const ColumnGeometry& g) {
 template <typename T>
 inline int64_t winograd_point_stride(int64_t channels, int64_t ld) { return channels * ld + kLanes<T>; }
 
-
 // u[xi * count + k] = (G g_k G^T)[xi] for the `count` 3x3 kernels g_k of `weight`: by chunks
 // of kernels, their taps gathered tap by tap, then transformed kernel by kernel in vectors
 // (one at a time, its 16 strided stores took 9% of a 256-channel convolution).
@@ -115,8 +114,8 @@ inline void for_each_tile_run(int64_t first, int64_t count, int64_t tiles_w, Run
   }
 }
 
-// v[xi * winograd_point_stride(channels, ld) + c * ld + i] = (B^T d B)[xi] for tile first + i of channel c's patch d,
-// i < count; image: the group's `channels` planes of one image. Each plane's rows that the
+// v[xi * winograd_point_stride(channels, ld) + c * ld + i] = (B^T d B)[xi] for tile first + i
+// of channel c's patch d, i < count; image: the group's `channels` planes of one image. Each plane's rows that the
 // block reads are copied into a zero-padded scratch first, where every patch column is read
 // by even lanes in place. Tile runs go by whole vectors, so ld >= count + kLanes (what a run
 // writes past its last tile, the next run overwrites).
@@ -230,8 +229,8 @@ inline void winograd_output_block(const T* m, int64_t channels, const T* bias, c
       for (int64_t k = 0; k < tx1 - tx0; k += n) {
         Lanes<T> s[2][4];  // A^T m: [m0 + m1 + m2, m1 - m2 - m3] down the columns
         for (int j = 0; j < 4; ++j) {
-          const Lanes<T> m0 = load_lanes(from + j * xi_stride + k), m1 = load_lanes(from + (4 + j) * xi_stride + k);
-          const Lanes<T> m2 = load_lanes(from + (8 + j) * xi_stride + k), m3 = load_lanes(from + (12 + j) * xi_stride + k);
+          const auto point = [&](int i) { return load_lanes(from + (4 * i + j) * xi_stride + k); };
+          const Lanes<T> m0 = point(0), m1 = point(1), m2 = point(2), m3 = point(3);
           s[0][j] = m0 + m1 + m2;
           s[1][j] = m1 - m2 - m3;
         }
