@@ -78,3 +78,21 @@ def test_gradients_check():
         fn = lambda x, w, b: F.conv2d(x, w, b, padding=1)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (x, w, b), atol=1e-7, rtol=1e-5, fast_mode=True)
         assert torch.autograd.gradgradcheck(fn, (x, w, b), atol=1e-7, rtol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_transposed_convolution_at_unit_stride_runs_it_too(engine):
+    """conv_transpose2d at unit stride is the input gradient of a convolution (its forward
+    and, for its own input gradient, a convolution again)."""
+    gen = torch.Generator().manual_seed(2)
+    x = _integers((2, 48, 15, 16), torch.float32, gen).requires_grad_()
+    w = _integers((48, 32, 3, 3), torch.float32, gen)
+    b = _integers((32,), torch.float32, gen)
+    expected = tF.conv_transpose2d(x, w, b, padding=1)
+    grad = _integers(expected.shape, torch.float32, gen)
+    (expected_dx,) = torch.autograd.grad(expected, x, grad)
+    with cpu_engine(engine):
+        out = F.conv_transpose2d(x, w, b, padding=1)
+        (dx,) = torch.autograd.grad(out, x, grad)
+    assert torch.equal(out, expected)
+    assert torch.equal(dx, expected_dx)
