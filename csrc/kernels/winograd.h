@@ -115,10 +115,10 @@ inline void for_each_tile_run(int64_t first, int64_t count, int64_t tiles_w, Run
 }
 
 // v[xi * winograd_point_stride(channels, ld) + c * ld + i] = (B^T d B)[xi] for tile first + i
-// of channel c's patch d, i < count; image: the group's `channels` planes of one image. Each plane's rows that the
-// block reads are copied into a zero-padded scratch first, where every patch column is read
-// by even lanes in place. Tile runs go by whole vectors, so ld >= count + kLanes (what a run
-// writes past its last tile, the next run overwrites).
+// of channel c's patch d, i < count; image: the group's `channels` planes of one image. Each
+// plane's rows that the block reads are copied into a zero-padded scratch first, where every
+// patch column is read by even lanes in place. Tile runs go by whole vectors, so ld >= count +
+// kLanes (what a run writes past its last tile, the next run overwrites).
 template <typename T>
 inline void winograd_input_block(const T* image, int64_t channels, const ColumnGeometry& g, int64_t first,
                                  int64_t count, int64_t ld, T* v) {
@@ -173,7 +173,7 @@ inline void winograd_product_tile(const T* u, int64_t channels, const T* v, int6
     const Lanes<T> b0 = load_lanes(v + c * ld), b1 = load_lanes(v + c * ld + n);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-      const Lanes<T> a = u[r * channels + c] - Lanes<T>{};  // a broadcast (splat's form became a gather here)
+      const Lanes<T> a = u[r * channels + c] - Lanes<T>{};  // a broadcast, written as max_of_sources writes it
       sum[r][0] = fused_multiply_add(a, b0, sum[r][0]);
       sum[r][1] = fused_multiply_add(a, b1, sum[r][1]);
     }
@@ -184,10 +184,10 @@ inline void winograd_product_tile(const T* u, int64_t channels, const T* v, int6
   }
 }
 
-// The 16 products of a block: M[xi] = U[xi] @ V[xi], m[xi * winograd_point_stride(out_channels,
-// ld) + o * ld + t] = sum over c of u[xi * u_stride + o * channels + c] * V[xi][c][t], for t < count rounded
-// up to two vectors (ld at least that). Each pair of tile vectors stays in L1 while every row
-// block of U passes over it.
+// The 16 products of a block, M[xi] = U[xi] @ V[xi]: m[xi * winograd_point_stride(out_channels,
+// ld) + o * ld + t] = sum over c of u[xi * u_stride + o * channels + c] * V[xi][c][t], for
+// t < count rounded up to two vectors (ld at least that). Each pair of tile vectors stays in
+// L1 while every row block of U passes over it.
 template <typename T>
 inline void winograd_products(const T* u, int64_t u_stride, int64_t out_channels, const T* v, int64_t channels,
                               int64_t count, int64_t ld, T* m) {
