@@ -79,6 +79,10 @@ struct DirectConvCpuKernels {
 };
 
 // The transforms of Winograd's F(2x2, 3x3) convolution (winograd.h); T float or double.
+// How far apart a block's 16 matrices (channels x ld, of V or M) lie, for vectors of `lanes`:
+// a vector more than they fill, so that their 16 streams do not share cache sets (at 16 x 256
+// floats, 4 KiB apart, the grouped convolution's stores to them stalled).
+inline int64_t winograd_point_stride(int64_t channels, int64_t ld, int64_t lanes) { return channels * ld + lanes; }
 template <typename T, typename Acc>
 struct WinogradCpuKernels {
   int64_t lanes;  // values per vector: the blocks' leading dims hold this many past their tiles

@@ -24,7 +24,7 @@
 // ceil(Ho/2) x ceil(Wo/2) tiles; tile t = ty * tiles_w + tx reads input rows 2ty - pad[1] ..
 // +3 and columns 2tx - pad[2] .. +3 (zero outside) and writes outputs 2ty..2ty+1 x 2tx..2tx+1
 // (those inside). A block is a run of tiles [first, first + count) of one image; its V and
-// its M are 16 matrices (channels, ld), ld >= count, winograd_point_stride apart.
+// its M are 16 matrices (channels, ld), ld >= count, winograd_point_stride (cpu_isa.h) apart.
 //
 // Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
 #pragma once
@@ -48,12 +48,6 @@ inline int64_t winograd_tiles_w(const ColumnGeometry& g) { return ceil_div(g.col
 inline int64_t winograd_tiles(const ColumnGeometry& g) {
   return ceil_div(g.cols[1], int64_t(kWinogradTile)) * winograd_tiles_w(g);
 }
-// How far apart a block's 16 matrices (channels x ld, of V or M) lie: a vector more than
-// they fill, so that their 16 streams do not share cache sets (at 16 x 256 floats, 4 KiB
-// apart, the grouped convolution's stores to them stalled).
-template <typename T>
-inline int64_t winograd_point_stride(int64_t channels, int64_t ld) { return channels * ld + kLanes<T>; }
-
 // u[xi * count + k] = (G g_k G^T)[xi] for the `count` 3x3 kernels g_k of `weight`: by chunks
 // of kernels, their taps gathered tap by tap, then transformed kernel by kernel in vectors
 // (one at a time, its 16 strided stores took 9% of a 256-channel convolution).
@@ -114,11 +108,11 @@ inline void for_each_tile_run(int64_t first, int64_t count, int64_t tiles_w, Run
   }
 }
 
-// v[xi * winograd_point_stride(channels, ld) + c * ld + i] = (B^T d B)[xi] for tile first + i
-// of channel c's patch d, i < count; image: the group's `channels` planes of one image. Each
-// plane's rows that the block reads are copied into a zero-padded scratch first, where every
-// patch column is read by even lanes in place. Tile runs go by whole vectors, so ld >= count +
-// kLanes (what a run writes past its last tile, the next run overwrites).
+// v[xi * winograd_point_stride(channels, ld, kLanes) + c * ld + i] = (B^T d B)[xi] for tile
+// first + i of channel c's patch d, i < count; image: the group's `channels` planes of one
+// image. Each plane's rows that the block reads are copied into a zero-padded scratch first,
+// where every patch column is read by even lanes in place. Tile runs go by whole vectors, so
+// ld >= count + kLanes (what a run writes past its last tile, the next run overwrites).
 template <typename T>
 inline void winograd_input_block(const T* image, int64_t channels, const ColumnGeometry& g, int64_t first,
                                  int64_t count, int64_t ld, T* v) {
@@ -129,7 +123,7 @@ inline void winograd_input_block(const T* image, int64_t channels, const ColumnG
   const int64_t stride = ceil_div(2 * tiles_w + 2, n) * n;
   std::vector<T> scratch(rows * stride + 4 * n + 4, T(0));  // its columns outside the plane stay zero
   T* padded = scratch.data();
-  const int64_t xi_stride = winograd_point_stride<T>(channels, ld);
+  const int64_t xi_stride = winograd_point_stride(channels, ld, kLanes<T>);
   for (int64_t c = 0; c < channels; ++c) {
     const T* plane = image + c * g.image_numel();
     for (int64_t r = 0; r < rows; ++r) {
@@ -185,9 +179,9 @@ inline void winograd_product_tile(const T* u, int64_t channels, const T* v, int6
 }
 
 // The 16 products of a block, M[xi] = U[xi] @ V[xi]: m[xi * winograd_point_stride(out_channels,
-// ld) + o * ld + t] = sum over c of u[xi * u_stride + o * channels + c] * V[xi][c][t], for
-// t < count rounded up to two vectors (ld at least that). Each pair of tile vectors stays in
-// L1 while every row block of U passes over it.
+// ld, kLanes) + o * ld + t] = sum over c of u[xi * u_stride + o * channels + c] * V[xi][c][t],
+// for t < count rounded up to two vectors (ld at least that). Each pair of tile vectors stays
+// in L1 while every row block of U passes over it.
 template <typename T>
 inline void winograd_products(const T* u, int64_t u_stride, int64_t out_channels, const T* v, int64_t channels,
                               int64_t count, int64_t ld, T* m) {
@@ -195,8 +189,8 @@ inline void winograd_products(const T* u, int64_t u_stride, int64_t out_channels
   constexpr int kRows = kVectorRegisters == 32 ? 8 : 4;  // 2 * kRows sums, two tile vectors and a broadcast
   for (int xi = 0; xi < kWinogradPoints; ++xi) {
     const T* ux = u + xi * u_stride;
-    const T* vx = v + xi * winograd_point_stride<T>(channels, ld);
-    T* mx = m + xi * winograd_point_stride<T>(out_channels, ld);
+    const T* vx = v + xi * winograd_point_stride(channels, ld, kLanes<T>);
+    T* mx = m + xi * winograd_point_stride(out_channels, ld, kLanes<T>);
     for (int64_t t = 0; t < count; t += 2 * n) {
       int64_t o = 0;
       for (; o + kRows <= out_channels; o += kRows) {
@@ -208,8 +202,8 @@ inline void winograd_products(const T* u, int64_t u_stride, int64_t out_channels
 }
 
 // The outputs of tiles [first, first + count) of `channels` output planes (Ho x Wo, out):
-// A^T m A for each tile's m[xi] = m[xi * winograd_point_stride(channels, ld) + o * ld + i],
-// plus bias[o] (if given). ld >= count + kLanes: tile runs are read by whole vectors. A
+// A^T m A for each tile's m[xi] = m[xi * winograd_point_stride(channels, ld, kLanes) + o * ld
+// + i], plus bias[o] (if given). ld >= count + kLanes: tile runs are read by whole vectors. A
 // plane's rows are staged whole, then copied out (copied run by run, each copy's loads
 // waited on the stores just before them).
 template <typename T>
@@ -220,7 +214,7 @@ inline void winograd_output_block(const T* m, int64_t channels, const T* bias, c
   const int64_t ty0 = first / tiles_w, ty1 = (first + count - 1) / tiles_w;
   const int64_t length = 2 * (ceil_div(tiles_w, n) + 1) * n;  // a staged output row
   std::vector<T> stage(2 * (ty1 - ty0 + 1) * length);
-  const int64_t xi_stride = winograd_point_stride<T>(channels, ld);
+  const int64_t xi_stride = winograd_point_stride(channels, ld, kLanes<T>);
   for (int64_t o = 0; o < channels; ++o) {
     const Lanes<T> b = splat(bias != nullptr ? bias[o] : T(0));
     for_each_tile_run(first, count, tiles_w, [&](int64_t ty, int64_t tx0, int64_t tx1, int64_t at) {

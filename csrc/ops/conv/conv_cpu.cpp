@@ -256,14 +256,18 @@ const kernels::DirectConvCpuKernels<T, T>& direct_forms() {
   return cpu_forms_for_call(baseline);
 }
 
-// float and double on the row engine (the element and columns engines decline: the tests
-// then run these problems through im2col + GEMM, the path the GPU takes). Not 1x1 kernels:
-// their columns are the input itself (or a subsample), and the GEMM wins (256->64 at 56x56:
-// 5.6 against 13.5 ms).
+// Whether the direct and Winograd forms may take t's convolution: float and double on the row
+// engine (the element and columns engines decline: the tests then run these problems
+// through im2col + GEMM, the path the GPU takes).
+bool direct_engine_takes(const at::Tensor& t) {
+  return use_direct_conv() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
+}
+
+// Not 1x1 kernels: their columns are the input itself (or a subsample), and the GEMM wins
+// (256->64 at 56x56: 5.6 against 13.5 ms).
 bool suits_direct(const at::Tensor& t, const ColumnGeometry& g, int64_t out_per_group,
                   int64_t max_channels = kDirectMaxChannels) {
-  return use_direct_conv() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) &&
-         g.kernel_numel() > 1 && out_per_group <= max_channels;
+  return direct_engine_takes(t) && g.kernel_numel() > 1 && out_per_group <= max_channels;
 }
 
 // The direct forward (also the input gradient as one) of a group of out_per_group output
@@ -379,13 +383,12 @@ const kernels::WinogradCpuKernels<T, T>& winograd_forms() {
   return cpu_forms_for_call(baseline);
 }
 
-// float and double on the row engine (the element and columns engines decline, as for the
-// direct forms), a 2-D geometry (dim 0 of one position, unpadded).
+// A 2-D geometry (dim 0 of one position, unpadded), on the direct forms' engine and types.
 bool suits_winograd(const at::Tensor& t, const ColumnGeometry& g, int64_t in_per_group, int64_t out_per_group) {
-  return use_direct_conv() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) &&
-         g.image[0] == 1 && g.kernel[0] == 1 && g.pad[0] == 0 && g.kernel[1] == 3 && g.kernel[2] == 3 &&
-         g.unit_stride() && g.dil[1] == 1 && g.dil[2] == 1 && in_per_group >= kWinogradMinChannels &&
-         out_per_group >= kWinogradMinChannels && kernels::winograd_tiles(g) >= kWinogradMinTiles;
+  return direct_engine_takes(t) && g.image[0] == 1 && g.kernel[0] == 1 && g.pad[0] == 0 &&
+         g.kernel[1] == 3 && g.kernel[2] == 3 && g.unit_stride() && g.dil[1] == 1 && g.dil[2] == 1 &&
+         in_per_group >= kWinogradMinChannels && out_per_group >= kWinogradMinChannels &&
+         kernels::winograd_tiles(g) >= kWinogradMinTiles;
 }
 
 // output (N, O, H', W') = conv(input (N, C, H, W), weight (O, C/groups, 3, 3)) + bias: the
@@ -411,7 +414,8 @@ void run_winograd_forward(const at::Tensor& input, const at::Tensor& weight, con
     const int64_t pair = 2 * forms.lanes;  // the products go by pairs of vectors of tiles
     const int64_t ld = kernels::ceil_div(block, pair) * pair + pair;
     at::parallel_for(0, N * groups * blocks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> v(P * (Cg * ld + forms.lanes)), m(P * (Og * ld + forms.lanes));
+      std::vector<scalar_t> v(P * kernels::winograd_point_stride(Cg, ld, forms.lanes)),
+          m(P * kernels::winograd_point_stride(Og, ld, forms.lanes));
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / (groups * blocks), group = task / blocks % groups;
         const int64_t first = task % blocks * block, count = std::min(block, tiles - first);
