@@ -164,6 +164,15 @@ def test_inference_max_pool_is_the_indexed_scan(isa_engine, layout, sizes, kerne
     ((131,), 3, 2, 1, 1, True),                          # an odd row, ceil_mode's overhanging last window
     ((300,), 2, 2, 0, 1, False),                         # no padding: no window before the inside ones
     ((301,), 5, 2, 2, 1, True),
+    # each range of taps of max_row_stride2's pairs: t in [-pad, kernel - 1 - pad]
+    ((299,), 2, 2, 1, 1, True),                          # [-1, 0]
+    ((300,), 3, 2, 0, 1, False),                         # [0, 2]: the next pair's first even lane
+    ((301,), 4, 2, 0, 1, False),                         # [0, 3]: and its first odd lane
+    ((300,), 4, 2, 1, 1, True),                          # [-1, 2]
+    ((302,), 4, 2, 2, 1, False),                         # [-2, 1]: the previous pair's last even lane
+    ((300,), 5, 2, 1, 1, False),                         # [-1, 3]
+    ((303,), 6, 2, 2, 1, True),                          # [-2, 3]
+    ((300,), 6, 2, 3, 1, False),                         # [-3, 2]: taps by pairs again
     ((257,), 4, 2, 2, 3, False),                         # dilated taps
     ((200,), 1, 2, 0, 1, False),                         # one tap
     ((300,), 35, 2, 17, 1, True),                        # 9 windows reach into the left padding

@@ -309,14 +309,119 @@ inline void walk_row_in_place(const PoolGeometry& g, bool read_past, Window&& wi
   for (; o < g.out[2]; ++o) window(o);
 }
 
-// The row pass of one input row at stride 2, as phase_split and max_of_sources over the
-// phased taps give it (the same values, codes and NaN), into values and codes [0, O2), by
-// walk_row_in_place: the windows whose taps all lie inside the row read it in place, two
-// vectors and a shuffle per tap (kStep 2); those at the row's ends, whose taps reach into the
-// padding, one by one by the rule (a tap in the padding never takes). Staged with -inf
-// around them for the vector loop instead, they stalled on loads of what was just stored:
-// 2-D pooling of rows of 224, 5.9 -> 7.2 ms against the phased copy. read_past: the value
-// after the row may be read.
+// The max of the windows [o, o + count) of a row at stride 2 and dilation 1 (count a
+// multiple of kLanes), by the rule's order (the first maximum, as max_of_sources gives it):
+// window o + i has taps x[2i + t], t in [kFirst, kLast], x = the row at 2o. Each pair of
+// vectors is loaded once and split into its even and odd lanes, E and O; tap t is E (t even)
+// or O, shifted by floor(t / 2) lanes into the previous or the next pair's. That is two
+// loads and three or four shuffles per output vector, where reading each tap's even lanes
+// in place took two loads and a permute per tap, and the loads split across cache lines
+// bound it (1-D max pooling k3 s2 p1, 512 rows of 4096, in a C++ model: 0.26 -> 0.16 ms,
+// the rate of a bare read-8-MiB-write-4-MiB add; make bench's forward, 1 thread: 0.39 ->
+// 0.27 ms). It reads the windows' taps and the value
+// after the last one, as reading taps by pairs does; a row's first and last pairs take
+// their neighbours' one lane from scalars. A vector with a NaN among its taps goes again by
+// the rule. kCodes: each window's winning tap number, t - kFirst, into codes.
+template <bool kCodes, int kFirst, int kLast, typename Acc>
+inline void max_row_stride2(const Acc* x, int64_t count, Acc* __restrict__ values, PlanePos<Acc>* __restrict__ codes) {
+  static_assert(kFirst >= -2 && kFirst <= kLast && kLast <= 3, "max_row_stride2 shifts by at most a lane");
+  using Pos = PlanePos<Acc>;
+  constexpr int n = kLanes<Acc>;
+  LaneIndex<Acc> even, odd, back, ahead;
+  for (int i = 0; i < n; ++i) {
+    even[i] = 2 * i;
+    odd[i] = 2 * i + 1;
+    back[i] = n - 1 + i;  // of (previous, current): the previous pair's last lane, then lanes 0 .. n - 2
+    ahead[i] = i + 1;     // of (current, next): lanes 1 .. n - 1, then the next pair's first
+  }
+  const auto split = [&](const Acc* pair, Lanes<Acc>& e, Lanes<Acc>& o) {
+    const Lanes<Acc> a = load_lanes(pair), b = load_lanes(pair + n);
+    e = __builtin_shuffle(a, b, even);
+    o = __builtin_shuffle(a, b, odd);
+  };
+  Lanes<Acc> E, O, E_prev{}, O_prev{};
+  if constexpr (kFirst <= -2) E_prev[n - 1] = x[-2];
+  if constexpr (kFirst <= -1) O_prev[n - 1] = x[-1];
+  split(x, E, O);
+  for (int64_t i = 0; i < count; i += n, x += 2 * n) {
+    Lanes<Acc> E_next{}, O_next{};
+    if (i + n < count) {
+      split(x + 2 * n, E_next, O_next);
+    } else {
+      if constexpr (kLast >= 2) E_next[0] = x[2 * n];
+      if constexpr (kLast >= 3) O_next[0] = x[2 * n + 1];
+    }
+    const auto tap = [&](auto t) -> Lanes<Acc> {
+      if constexpr (t() == -2) return __builtin_shuffle(E_prev, E, back);
+      if constexpr (t() == -1) return __builtin_shuffle(O_prev, O, back);
+      if constexpr (t() == 0) return E;
+      if constexpr (t() == 1) return O;
+      if constexpr (t() == 2) return __builtin_shuffle(E, E_next, ahead);
+      if constexpr (t() == 3) return __builtin_shuffle(O, O_next, ahead);
+    };
+    Lanes<Acc> best = tap(std::integral_constant<int, kFirst>{});
+    Lanes<Pos> at{};
+    auto not_a_number = best != best;
+    const auto take_tap = [&](auto t) {
+      const Lanes<Acc> v = tap(t);
+      const auto take = v > best;
+      best = take ? v : best;
+      if constexpr (kCodes) at = take ? static_cast<Pos>(t() - kFirst) - Lanes<Pos>{} : at;
+      not_a_number |= v != v;
+    };
+    [&]<int... k>(std::integer_sequence<int, k...>) {
+      (take_tap(std::integral_constant<int, kFirst + 1 + k>{}), ...);
+    }(std::make_integer_sequence<int, kLast - kFirst>{});
+    if (any_lane(not_a_number)) {  // the rule, window by window
+      for (int j = 0; j < n; ++j) {
+        best[j] = lowest<Acc>();
+        for (int t = kFirst; t <= kLast; ++t) {
+          const Acc v = x[2 * j + t];
+          if (v > best[j] || v != v) {
+            best[j] = v;
+            at[j] = static_cast<Pos>(t - kFirst);
+          }
+        }
+      }
+    }
+    store_lanes(values + i, best);
+    if constexpr (kCodes) store_lanes(codes + i, at);
+    E_prev = E;
+    O_prev = O;
+    E = E_next;
+    O = O_next;
+  }
+}
+
+// max_row_stride2 for taps t in [first, last], one loop per range; false where the range
+// reaches further than a lane into the pairs before or after (first < -2 or last > 3):
+// kernels up to 4 at any padding, 5 at padding 1 or 2, 6 at padding 2.
+template <bool kCodes, typename Acc>
+inline bool max_row_stride2(const Acc* x, int64_t first, int64_t last, int64_t count, Acc* values,
+                            PlanePos<Acc>* codes) {
+  const auto run = [&](auto t0) {
+    constexpr int kFirst = decltype(t0)::value;
+    if (last == 0) return max_row_stride2<kCodes, kFirst, 0>(x, count, values, codes), true;
+    if (last == 1) return max_row_stride2<kCodes, kFirst, 1>(x, count, values, codes), true;
+    if (last == 2) return max_row_stride2<kCodes, kFirst, 2>(x, count, values, codes), true;
+    if (last == 3) return max_row_stride2<kCodes, kFirst, 3>(x, count, values, codes), true;
+    return false;
+  };
+  if (first == 0) return run(std::integral_constant<int, 0>{});
+  if (first == -1) return run(std::integral_constant<int, -1>{});
+  if (first == -2) return run(std::integral_constant<int, -2>{});
+  return false;
+}
+
+// The row pass of one input row at stride 2, as phase_split and max_of_sources over the phased
+// taps give it (the same values, codes and NaN), into values and codes [0, O2), by
+// walk_row_in_place: the windows whose taps all lie inside the row read it in place, by pairs
+// of vectors split into even and odd lanes (max_row_stride2) or, for dilated or wide kernels,
+// two vectors and a shuffle per tap (kStep 2); those at the row's ends, whose taps reach into
+// the padding, one by one by the rule (a tap in the padding never takes). Staged with -inf
+// around them for the vector loop instead, they stalled on loads of what was just stored: 2-D
+// pooling of rows of 224, 5.9 -> 7.2 ms against the phased copy. read_past: the value after the
+// row may be read.
 template <bool kCodes, typename Acc>
 inline void max_row_in_place(const Acc* row, const PoolGeometry& g, const MaxSources<Acc>& src, bool read_past,
                              Acc* __restrict__ values, PlanePos<Acc>* __restrict__ codes) {
@@ -337,6 +442,7 @@ inline void max_row_in_place(const Acc* row, const PoolGeometry& g, const MaxSou
     if constexpr (kCodes) codes[o] = best_at;
   };
   const auto vectors = [&](int64_t o, int64_t count) {
+    if (dil == 1 && max_row_stride2<kCodes>(row + 2 * o, -pad, taps - 1 - pad, count, values + o, codes + o)) return;
     for (int64_t k = 0; k < taps; ++k) {
       src.from[k] = row + 2 * o - pad + k * dil;
       src.base[k] = static_cast<Pos>(k);
@@ -449,8 +555,10 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     }
   };
   auto row_pass = [&](int64_t r0, int64_t n) {
+    // Rows read in place stream through in order, as the hardware prefetcher follows: their
+    // prefetches stalled the loop on full miss buffers (1-D, rows of 4096: 0.40 -> 0.37 ms).
     const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
-    for (int64_t r = r0; r < r0 + n; ++r) prefetch_span(src + r * X2 + ahead, X2);
+    for (int64_t r = r0; !in_place && r < r0 + n; ++r) prefetch_span(src + r * X2 + ahead, X2);
     Acc* __restrict__ hv = row_values(r0);
     Pos* __restrict__ hat = s.row_at + r0 * row_stride;
     if constexpr (std::is_same_v<T, Acc>) {
