@@ -203,18 +203,34 @@ def test_stride_two_rows_are_read_in_place(isa_engine, dtype, sizes, kernel, str
     (200, 1, 0, False),    # one tap
     (300, 35, 17, True),   # 9 windows reach into the left padding
     (300, 65, 32, False),  # taps 64 apart: the phased copy again
+    # each range of taps t in [-pad, kernel - 1 - pad] of the pairs (for_each_stride2_vector)
+    # and of the gradient's gather (gradient_row_stride2); odd lengths end in a partial vector
+    (299, 2, 1, True),
+    (300, 3, 0, False),
+    (301, 4, 0, False),
+    (300, 4, 1, True),
+    (302, 4, 2, False),
+    (300, 5, 1, False),
+    (303, 6, 2, True),
+    (300, 6, 3, False),    # taps by pairs again
 ])
 @pytest.mark.parametrize("count_include_pad,divisor_override", [(True, None), (False, None), (True, 3)])
 def test_average_rows_are_read_in_place(isa_engine, dtype, length, kernel, padding, ceil_mode, count_include_pad,
                                         divisor_override):
     """1-D average pooling at stride 2 reads long input rows in place, the windows at a row's
-    ends one by one (kernels/pool_cpu.h, average_row_in_place): torch's averages exactly, by
-    every divisor rule."""
+    ends one by one (kernels/pool_cpu.h, average_row_in_place), and its gradient gathers each
+    input's shares (gradient_row): torch's averages and gradients exactly, by every divisor rule."""
     x = integer_tensor((2, 5, length), dtype, generator=torch.Generator().manual_seed(length + kernel))
     p = dict(spatial=1, kernel=[kernel], padding=[padding], ceil_mode=ceil_mode, count_include_pad=count_include_pad,
              divisor_override=divisor_override)
-    ours = F.avg_pool1d(x, kernel, 2, padding, ceil_mode, count_include_pad, divisor_override)
-    same(ours, _torch_avg(p, x, [2]))  # sums of small integers in tap order, one division: exact
+    ours = forward_backward(lambda t: F.avg_pool1d(t, kernel, 2, padding, ceil_mode, count_include_pad,
+                                                   divisor_override), x, "contiguous")
+    theirs = forward_backward(lambda t: _torch_avg(p, t, [2]), x, "contiguous")
+    same(ours[0], theirs[0])  # sums of small integers in tap order, one division: exact
+    if padding <= 2 and kernel - padding <= 4:  # gathered by pairs (gradient_row_stride2) in torch's order: exact
+        same(ours[2], theirs[2])
+    else:  # spread over the phased line: where three windows cover an input, in another order
+        torch.testing.assert_close(ours[2], theirs[2])
 
 
 def input_before_a_guard_page(values):

@@ -309,23 +309,21 @@ inline void walk_row_in_place(const PoolGeometry& g, bool read_past, Window&& wi
   for (; o < g.out[2]; ++o) window(o);
 }
 
-// The max of the windows [o, o + count) of a row at stride 2 and dilation 1 (count a
-// multiple of kLanes), by the rule's order (the first maximum, as max_of_sources gives it):
-// window o + i has taps x[2i + t], t in [kFirst, kLast], x = the row at 2o. Each pair of
-// vectors is loaded once and split into its even and odd lanes, E and O; tap t is E (t even)
-// or O, shifted by floor(t / 2) lanes into the previous or the next pair's. That is two
-// loads and three or four shuffles per output vector, where reading each tap's even lanes
-// in place took two loads and a permute per tap, and the loads split across cache lines
-// bound it (1-D max pooling k3 s2 p1, 512 rows of 4096, in a C++ model: 0.26 -> 0.16 ms,
-// the rate of a bare read-8-MiB-write-4-MiB add; make bench's forward, 1 thread: 0.39 ->
-// 0.27 ms). It reads the windows' taps and the value
-// after the last one, as reading taps by pairs does; a row's first and last pairs take
-// their neighbours' one lane from scalars. A vector with a NaN among its taps goes again by
-// the rule. kCodes: each window's winning tap number, t - kFirst, into codes.
-template <bool kCodes, int kFirst, int kLast, typename Acc>
-inline void max_row_stride2(const Acc* x, int64_t count, Acc* __restrict__ values, PlanePos<Acc>* __restrict__ codes) {
-  static_assert(kFirst >= -2 && kFirst <= kLast && kLast <= 3, "max_row_stride2 shifts by at most a lane");
-  using Pos = PlanePos<Acc>;
+// The windows [o, o + count) of a row at stride 2 and dilation 1 (count a multiple of
+// kLanes), a vector of them at a time: window o + i has taps x[2i + t], t in [kFirst, kLast],
+// x = the row at 2o. Each pair of vectors is loaded once and split into its even and odd
+// lanes, E and O; tap t is E (t even) or O, shifted by floor(t / 2) lanes into the previous
+// or the next pair's. That is two loads and three or four shuffles per output vector, where
+// reading each tap's even lanes in place took two loads and a permute per tap, and the loads
+// split across cache lines bound it (1-D max pooling k3 s2 p1, 512 rows of 4096, in a C++
+// model: 0.26 -> 0.16 ms, the rate of a bare read-8-MiB-write-4-MiB add; make bench's
+// forward, 1 thread: 0.39 -> 0.27 ms). It reads the windows' taps and the value after the
+// last one, as reading taps by pairs does; a row's first and last pairs take their
+// neighbours' one lane from scalars. vector(i, x + 2i, tap): tap(std::integral_constant<int,
+// t>{}) is the vector of tap t of windows o + i .. o + i + kLanes - 1.
+template <int kFirst, int kLast, typename Acc, typename Vector>
+inline void for_each_stride2_vector(const Acc* x, int64_t count, Vector&& vector) {
+  static_assert(kFirst >= -2 && kFirst <= kLast && kLast <= 3, "stride-2 taps shift by at most a lane");
   constexpr int n = kLanes<Acc>;
   LaneIndex<Acc> even, odd, back, ahead;
   for (int i = 0; i < n; ++i) {
@@ -359,24 +357,63 @@ inline void max_row_stride2(const Acc* x, int64_t count, Acc* __restrict__ value
       if constexpr (t() == 2) return __builtin_shuffle(E, E_next, ahead);
       if constexpr (t() == 3) return __builtin_shuffle(O, O_next, ahead);
     };
+    vector(i, x, tap);
+    E_prev = E;
+    O_prev = O;
+    E = E_next;
+    O = O_next;
+  }
+}
+
+// f(std::integral_constant<int, t>{}) for t = kFirst .. kLast in order (kDescending: kLast .. kFirst).
+template <int kFirst, int kLast, bool kDescending = false, typename F>
+inline void for_each_tap(F&& f) {
+  [&]<int... k>(std::integer_sequence<int, k...>) {
+    (f(std::integral_constant<int, kDescending ? kLast - k : kFirst + k>{}), ...);
+  }(std::make_integer_sequence<int, kLast - kFirst + 1>{});
+}
+
+// run(std::integral_constant<int, first>{}, std::integral_constant<int, last>{}) for the
+// stride-2 windows' taps [first, last], true; false where they reach further than a lane into
+// the pairs before or after (first < -2 or last > 3): for_each_stride2_vector takes kernels up
+// to 4 at any padding, 5 at padding 1 or 2, 6 at padding 2.
+template <typename Run>
+inline bool with_stride2_taps(int64_t first, int64_t last, Run&& run) {
+  const auto with_last = [&](auto t0) {
+    if (last == 0) return run(t0, std::integral_constant<int, 0>{}), true;
+    if (last == 1) return run(t0, std::integral_constant<int, 1>{}), true;
+    if (last == 2) return run(t0, std::integral_constant<int, 2>{}), true;
+    if (last == 3) return run(t0, std::integral_constant<int, 3>{}), true;
+    return false;
+  };
+  if (first == 0) return with_last(std::integral_constant<int, 0>{});
+  if (first == -1) return with_last(std::integral_constant<int, -1>{});
+  if (first == -2) return with_last(std::integral_constant<int, -2>{});
+  return false;
+}
+
+// Max pooling's windows [o, o + count) of a row at stride 2 (for_each_stride2_vector), by the
+// rule's order (the first maximum, as max_of_sources gives it); a vector with a NaN among its
+// taps goes again by the rule. kCodes: each window's winning tap number, t - kFirst, into codes.
+template <bool kCodes, int kFirst, int kLast, typename Acc>
+inline void max_row_stride2(const Acc* x, int64_t count, Acc* __restrict__ values, PlanePos<Acc>* __restrict__ codes) {
+  using Pos = PlanePos<Acc>;
+  for_each_stride2_vector<kFirst, kLast>(x, count, [&](int64_t i, const Acc* at_i, auto&& tap) {
     Lanes<Acc> best = tap(std::integral_constant<int, kFirst>{});
     Lanes<Pos> at{};
     auto not_a_number = best != best;
-    const auto take_tap = [&](auto t) {
+    for_each_tap<kFirst + 1, kLast>([&](auto t) {
       const Lanes<Acc> v = tap(t);
       const auto take = v > best;
       best = take ? v : best;
       if constexpr (kCodes) at = take ? static_cast<Pos>(t() - kFirst) - Lanes<Pos>{} : at;
       not_a_number |= v != v;
-    };
-    [&]<int... k>(std::integer_sequence<int, k...>) {
-      (take_tap(std::integral_constant<int, kFirst + 1 + k>{}), ...);
-    }(std::make_integer_sequence<int, kLast - kFirst>{});
+    });
     if (any_lane(not_a_number)) {  // the rule, window by window
-      for (int j = 0; j < n; ++j) {
+      for (int j = 0; j < kLanes<Acc>; ++j) {
         best[j] = lowest<Acc>();
         for (int t = kFirst; t <= kLast; ++t) {
-          const Acc v = x[2 * j + t];
+          const Acc v = at_i[2 * j + t];
           if (v > best[j] || v != v) {
             best[j] = v;
             at[j] = static_cast<Pos>(t - kFirst);
@@ -386,31 +423,7 @@ inline void max_row_stride2(const Acc* x, int64_t count, Acc* __restrict__ value
     }
     store_lanes(values + i, best);
     if constexpr (kCodes) store_lanes(codes + i, at);
-    E_prev = E;
-    O_prev = O;
-    E = E_next;
-    O = O_next;
-  }
-}
-
-// max_row_stride2 for taps t in [first, last], one loop per range; false where the range
-// reaches further than a lane into the pairs before or after (first < -2 or last > 3):
-// kernels up to 4 at any padding, 5 at padding 1 or 2, 6 at padding 2.
-template <bool kCodes, typename Acc>
-inline bool max_row_stride2(const Acc* x, int64_t first, int64_t last, int64_t count, Acc* values,
-                            PlanePos<Acc>* codes) {
-  const auto run = [&](auto t0) {
-    constexpr int kFirst = decltype(t0)::value;
-    if (last == 0) return max_row_stride2<kCodes, kFirst, 0>(x, count, values, codes), true;
-    if (last == 1) return max_row_stride2<kCodes, kFirst, 1>(x, count, values, codes), true;
-    if (last == 2) return max_row_stride2<kCodes, kFirst, 2>(x, count, values, codes), true;
-    if (last == 3) return max_row_stride2<kCodes, kFirst, 3>(x, count, values, codes), true;
-    return false;
-  };
-  if (first == 0) return run(std::integral_constant<int, 0>{});
-  if (first == -1) return run(std::integral_constant<int, -1>{});
-  if (first == -2) return run(std::integral_constant<int, -2>{});
-  return false;
+  });
 }
 
 // The row pass of one input row at stride 2, as phase_split and max_of_sources over the phased
@@ -442,7 +455,10 @@ inline void max_row_in_place(const Acc* row, const PoolGeometry& g, const MaxSou
     if constexpr (kCodes) codes[o] = best_at;
   };
   const auto vectors = [&](int64_t o, int64_t count) {
-    if (dil == 1 && max_row_stride2<kCodes>(row + 2 * o, -pad, taps - 1 - pad, count, values + o, codes + o)) return;
+    const auto by_pairs = [&](auto first, auto last) {
+      max_row_stride2<kCodes, first(), last()>(row + 2 * o, count, values + o, codes + o);
+    };
+    if (dil == 1 && with_stride2_taps(-pad, taps - 1 - pad, by_pairs)) return;
     for (int64_t k = 0; k < taps; ++k) {
       src.from[k] = row + 2 * o - pad + k * dil;
       src.base[k] = static_cast<Pos>(k);
@@ -819,6 +835,19 @@ inline void average_row_in_place(const Acc* row, const PoolGeometry& g, const Ac
     out[o] = sum / divisor_of(factor[o], g, f01);
   };
   const auto vectors = [&](int64_t first, int64_t count) {
+    const auto by_pairs = [&](auto t0, auto t1) {
+      // locals: read through the captures, they were reloaded after every store
+      Acc* __restrict__ to = out + first;
+      const Acc* __restrict__ factors = factor + first;
+      const PoolGeometry geometry = g;
+      const Acc f = f01;
+      for_each_stride2_vector<t0(), t1()>(row + 2 * first, count, [&](int64_t i, const Acc*, auto&& tap) {
+        Lanes<Acc> sum = tap(t0);
+        for_each_tap<t0() + 1, t1()>([&](auto t) { sum += tap(t); });
+        store_lanes(to + i, sum / lane_divisors(factors + i, geometry, f));
+      });
+    };
+    if (dil == 1 && with_stride2_taps(-pad, taps - 1 - pad, by_pairs)) return;
     for (int64_t o = first; o < first + count; o += kLanes<Acc>) {
       const Acc* from = row + 2 * o - pad;
       Lanes<Acc> sum = load_even_lanes(from);
@@ -901,7 +930,7 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
   if (g.outer_identity()) {
     const bool in_place = rows_in_place<T, Acc>(g);
     for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t, int64_t lo1, int64_t, Acc f01) {
-      prefetch_rows(src, g, lo0, lo0 + 1, lo1 + 1, min64(lo1 + 1 + g.stride[1], g.image[1]));
+      if (!in_place) prefetch_rows(src, g, lo0, lo0 + 1, lo1 + 1, min64(lo1 + 1 + g.stride[1], g.image[1]));
       const int64_t x01 = lo0 * g.image[1] + lo1;
       const bool read_past = x01 + 1 < g.image[0] * g.image[1];
       if constexpr (std::is_same_v<T, Acc>) {
@@ -1122,6 +1151,63 @@ inline void merge_input_row(const Acc* line, const PoolGeometry& g, const PoolSc
   }
 }
 
+// The gradient of an input row (X2 values) pooled at stride 2 and dilation 1, taps t in
+// [kFirst, kLast] (with_stride2_taps), from its windows' shares laid out as spread_shares reads
+// them (zeros before window 0 and after the last), in gather form: input 2m + u, u the parity
+// of t, takes share[m - (t - u) / 2] for each tap t (max pooling, kWinners: where that
+// window's winning tap is t), taps descending: in window order, as torch adds them (where
+// three windows cover an input, spread_shares' average adds them in tap order instead); the
+// even and odd inputs are then interleaved into the row, by streaming stores where `stream`
+// (row aligned to a vector). The line's two passes, spreading the shares and merging it, are
+// gone (1-D k3 s2 p1 gradients of 8 MiB, 1 thread: average 0.62 -> 0.48 ms, max 0.69 -> 0.52).
+template <bool kWinners, int kFirst, int kLast, typename Acc>
+inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, int64_t X2, bool stream,
+                                 Acc* __restrict__ row) {
+  using Pos = PlanePos<Acc>;
+  constexpr int n = kLanes<Acc>;
+  for (int64_t m = 0; 2 * m < X2; m += n) {
+    Lanes<Acc> sum[2] = {};  // inputs 2m + 2i, 2m + 2i + 1
+    for_each_tap<kFirst, kLast, true>([&](auto t) {
+      constexpr int parity = t() & 1, window = (t() - parity) / 2;  // t = 2 * window + parity
+      Lanes<Acc> v = load_lanes(share + m - window);
+      if constexpr (kWinners) {
+        v = load_lanes(code + m - window) == static_cast<Pos>(t() - kFirst) - Lanes<Pos>{} ? v : Lanes<Acc>{};
+      }
+      sum[parity] += v;
+    });
+    Lanes<Acc> inputs[2] = {interleaved_lanes<0, Acc>(sum[0], sum[1]), interleaved_lanes<1, Acc>(sum[0], sum[1])};
+    Acc* to = row + 2 * m;
+    if (2 * m + 2 * n > X2) {  // the row's last values
+      std::memcpy(to, inputs, (X2 - 2 * m) * sizeof(Acc));
+    } else if (stream) {
+      stream_lanes(to, inputs[0]);
+      stream_lanes(to + n, inputs[1]);
+    } else {
+      store_lanes(to, inputs[0]);
+      store_lanes(to + n, inputs[1]);
+    }
+  }
+}
+
+// The gradient of input row `row` (accumulator's) from one output row's shares (and codes,
+// kWinners), spread_shares' layout: by gradient_row_stride2 where it takes the row, else
+// spread over the phased line and merged.
+template <bool kWinners, typename T, typename Acc>
+inline void gradient_row(const Acc* share, const PlanePos<Acc>* code, const PoolGeometry& g,
+                         const PoolScratch<Acc>& s, Acc* row) {
+  const bool stream = std::is_same<T, Acc>::value && s.stream;
+  const auto by_pairs = [&](auto t0, auto t1) {
+    gradient_row_stride2<kWinners, t0(), t1()>(share, code, g.image[2], stream, row);
+  };
+  const int64_t pad = g.pad[2], taps = g.kernel[2];
+  if (g.stride[2] == 2 && g.dil[2] == 1 && (!stream || vector_aligned(row)) &&
+      with_stride2_taps(-pad, taps - 1 - pad, by_pairs)) {
+    return;
+  }
+  spread_shares<kWinners>(share, code, g, s.phased, s.line);
+  merge_input_row<T>(s.line, g, s, row);
+}
+
 // Max-pool gradient from tap codes of a plane whose rows are pooled one by one (1-D pooling:
 // outer_identity), owned by this call (acc as avg_pool_backward_plane's): the adjoint of the
 // row pass in gather form. Each output row's gradients and codes, zero-padded (s.shares,
@@ -1145,8 +1231,7 @@ inline void max_pool_backward_rows(const T* grad_output, const uint8_t* argmax, 
       share[o2] = static_cast<Acc>(go[o2]);
       code[o2] = static_cast<Pos>(at[o2]);
     }
-    spread_shares<true>(share, code, g, s.phased, s.line);
-    merge_input_row<T>(s.line, g, s, sum + row * X2);
+    gradient_row<true, T>(share, code, g, s, sum + row * X2);
   }
   if (s.stream) streaming_done();
   store_accumulated(sum, dst, g.image_numel());
@@ -1222,10 +1307,10 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
   for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
     if (lo0 >= hi0 || lo1 >= hi1) return;  // a window of no input row reaches no input (nor is summed)
     divide_by_divisors(go + row * O2, s.shares, f01, s.factor, g);
-    spread_shares<false>(s.shares, static_cast<const PlanePos<Acc>*>(nullptr), g, s.phased, line);
     if (row_per_row) {
-      merge_input_row<T>(line, g, s, sum + row * X2);
+      gradient_row<false, T>(s.shares, static_cast<const PlanePos<Acc>*>(nullptr), g, s, sum + row * X2);
     } else {
+      spread_shares<false>(s.shares, static_cast<const PlanePos<Acc>*>(nullptr), g, s.phased, line);
       phase_merge(line, g, s.phased, s.columns + row * X2);
     }
   });
