@@ -1159,7 +1159,8 @@ inline void merge_input_row(const Acc* line, const PoolGeometry& g, const PoolSc
 // three windows cover an input, spread_shares' average adds them in tap order instead); the
 // even and odd inputs are then interleaved into the row, by streaming stores where `stream`
 // (row aligned to a vector). The line's two passes, spreading the shares and merging it, are
-// gone (1-D k3 s2 p1 gradients of 8 MiB, 1 thread: average 0.62 -> 0.48 ms, max 0.69 -> 0.52).
+// gone (k3 s2 p1, 1 thread: 1-D gradients of 8 MiB, average 0.62 -> 0.48 ms, max 0.69 -> 0.52;
+// make bench's 2-D NCHW average forward+backward 5.9 -> 5.0 ms, at 2 threads 3.4 -> 2.9).
 template <bool kWinners, int kFirst, int kLast, typename Acc>
 inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, int64_t X2, bool stream,
                                  Acc* __restrict__ row) {
@@ -1189,21 +1190,25 @@ inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, in
   }
 }
 
-// The gradient of input row `row` (accumulator's) from one output row's shares (and codes,
-// kWinners), spread_shares' layout: by gradient_row_stride2 where it takes the row, else
-// spread over the phased line and merged.
-template <bool kWinners, typename T, typename Acc>
-inline void gradient_row(const Acc* share, const PlanePos<Acc>* code, const PoolGeometry& g,
-                         const PoolScratch<Acc>& s, Acc* row) {
-  const bool stream = std::is_same<T, Acc>::value && s.stream;
+// gradient_row_stride2 of one output row's shares (and codes, kWinners) into `row`, X2 values,
+// where it takes the row's geometry (and a streamed row is aligned); false where it does not.
+template <bool kWinners, typename Acc>
+inline bool gradient_row_by_pairs(const Acc* share, const PlanePos<Acc>* code, const PoolGeometry& g, bool stream,
+                                  Acc* row) {
   const auto by_pairs = [&](auto t0, auto t1) {
     gradient_row_stride2<kWinners, t0(), t1()>(share, code, g.image[2], stream, row);
   };
   const int64_t pad = g.pad[2], taps = g.kernel[2];
-  if (g.stride[2] == 2 && g.dil[2] == 1 && (!stream || vector_aligned(row)) &&
-      with_stride2_taps(-pad, taps - 1 - pad, by_pairs)) {
-    return;
-  }
+  return g.stride[2] == 2 && g.dil[2] == 1 && (!stream || vector_aligned(row)) &&
+         with_stride2_taps(-pad, taps - 1 - pad, by_pairs);
+}
+
+// The gradient of input row `row` (accumulator's) from one output row's shares (and codes,
+// kWinners), spread_shares' layout: by pairs, else spread over the phased line and merged.
+template <bool kWinners, typename T, typename Acc>
+inline void gradient_row(const Acc* share, const PlanePos<Acc>* code, const PoolGeometry& g,
+                         const PoolScratch<Acc>& s, Acc* row) {
+  if (gradient_row_by_pairs<kWinners>(share, code, g, std::is_same<T, Acc>::value && s.stream, row)) return;
   spread_shares<kWinners>(share, code, g, s.phased, s.line);
   merge_input_row<T>(s.line, g, s, row);
 }
@@ -1285,8 +1290,9 @@ inline void stream_sum_rows(const Acc* rows, int64_t count, int64_t first, int64
 
 // Average-pool gradient of plane `plane`, owned by this call (acc: X values of scratch, or
 // the gradient itself, see accumulator): the adjoint of avg_pool_plane. Per output row, its
-// gradients over their divisors are spread over the innermost taps (phased) and merged
-// into one input-row column; 1-D: that is the input row. Otherwise every output row's
+// gradients over their divisors become one input-row column, gathered by pairs at stride 2
+// (gradient_row_by_pairs), else spread over the innermost taps (phased) and merged; 1-D: that
+// is the input row. Otherwise every output row's
 // column is kept (s.columns); the columns of each output slice o0 are summed into its input
 // rows (sum_covering_rows: the slice's share of every input slice), and each input slice is
 // written once, as the sum of the covering output slices' shares, in output order (a scatter
@@ -1309,7 +1315,8 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
     divide_by_divisors(go + row * O2, s.shares, f01, s.factor, g);
     if (row_per_row) {
       gradient_row<false, T>(s.shares, static_cast<const PlanePos<Acc>*>(nullptr), g, s, sum + row * X2);
-    } else {
+    } else if (!gradient_row_by_pairs<false>(s.shares, static_cast<const PlanePos<Acc>*>(nullptr), g, false,
+                                             s.columns + row * X2)) {
       spread_shares<false>(s.shares, static_cast<const PlanePos<Acc>*>(nullptr), g, s.phased, line);
       phase_merge(line, g, s.phased, s.columns + row * X2);
     }
@@ -1677,7 +1684,8 @@ inline void plane_fills(const T* grad, T* out, int64_t planes, int64_t positions
 // `positions` rows of C channels is grad[c] / positions (row: C values of scratch).
 template <typename T, typename Acc>
 inline void image_channel_fills(const T* grad, T* out, T* row, int64_t channels, int64_t positions, bool stream) {
-  for (int64_t c = 0; c < channels; ++c) row[c] = static_cast<T>(static_cast<Acc>(grad[c]) / static_cast<Acc>(positions));
+  const Acc count = static_cast<Acc>(positions);
+  for (int64_t c = 0; c < channels; ++c) row[c] = static_cast<T>(static_cast<Acc>(grad[c]) / count);
   for (int64_t s = 0; s < positions; ++s) write_out(row, out + s * channels, channels, stream);
   if (stream) streaming_done();
 }
