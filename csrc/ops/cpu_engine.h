@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "../kernels/cpu_isa.h"
 
@@ -33,10 +34,13 @@ inline bool use_direct_conv() { return !use_element_engine() && !cpu_engine_is("
 kernels::CpuIsa cpu_isa();
 const char* cpu_isa_name(kernels::CpuIsa isa);
 
-// The copy of a table of CPU forms this call runs; `baseline` where the table has no copies.
-template <typename Table>
-const Table& cpu_forms_for_call(const Table& baseline) {
+// The copy of the table of CPU forms that kMake builds (kernels::*_cpu_kernels<T, Acc>) this
+// call runs; kMake's baseline table, built once, where the table has no copies.
+template <auto kMake>
+const auto& cpu_forms_for_call() {
+  static const auto baseline = kMake();
 #ifdef CONVOPS_CPU_COPIES
+  using Table = std::remove_const_t<decltype(baseline)>;
   if constexpr (kernels::HasCpuCopies<Table>::value) {
     switch (cpu_isa()) {
       case kernels::CpuIsa::kAvx512:

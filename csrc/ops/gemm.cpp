@@ -41,8 +41,7 @@ bool amd_full_width_avx512() {
 
 template <typename T>
 const kernels::GemmCpuKernels<T, T>& gemm_forms() {
-  static const auto baseline = kernels::gemm_cpu_kernels<T, T>();
-  return cpu_forms_for_call(baseline);
+  return cpu_forms_for_call<&kernels::gemm_cpu_kernels<T, T>>();
 }
 
 // out (m, n) = a (m, k) @ b (k, n) + beta * out, 2-D, on this thread.

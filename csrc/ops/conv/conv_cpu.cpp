@@ -147,8 +147,7 @@ at::Tensor input_gradient_kernel(const at::Tensor& weight, int64_t groups) {
 // The depthwise forms for this call (the copy for this CPU, cpu_engine.h).
 template <typename T, typename Acc>
 const kernels::DepthwiseCpuKernels<T, Acc>& depthwise_forms() {
-  static const auto baseline = kernels::depthwise_cpu_kernels<T, Acc>();
-  return cpu_forms_for_call(baseline);
+  return cpu_forms_for_call<&kernels::depthwise_cpu_kernels<T, Acc>>();
 }
 
 // Scratch of the depthwise forward plane and weight-gradient channel: the output plane, or
@@ -252,8 +251,7 @@ constexpr int64_t kDirectMinL2Positions = 16;
 
 template <typename T>
 const kernels::DirectConvCpuKernels<T, T>& direct_forms() {
-  static const auto baseline = kernels::direct_conv_cpu_kernels<T, T>();
-  return cpu_forms_for_call(baseline);
+  return cpu_forms_for_call<&kernels::direct_conv_cpu_kernels<T, T>>();
 }
 
 // Whether the direct and Winograd forms may take t's convolution: float and double on the row
@@ -379,8 +377,7 @@ constexpr int64_t kWinogradMinBlock = 16;
 
 template <typename T>
 const kernels::WinogradCpuKernels<T, T>& winograd_forms() {
-  static const auto baseline = kernels::winograd_cpu_kernels<T, T>();
-  return cpu_forms_for_call(baseline);
+  return cpu_forms_for_call<&kernels::winograd_cpu_kernels<T, T>>();
 }
 
 // A 2-D geometry (dim 0 of one position, unpadded), on the direct forms' engine and types.

@@ -101,8 +101,7 @@ struct PlaneBuffers {
 // The CPU forms for this call (the copy for this CPU: cpu_engine.h).
 template <typename T, typename Acc>
 const kernels::PoolCpuKernels<T, Acc>& cpu_forms() {
-  static const auto baseline = kernels::pool_cpu_kernels<T, Acc>();
-  return cpu_forms_for_call(baseline);
+  return cpu_forms_for_call<&kernels::pool_cpu_kernels<T, Acc>>();
 }
 
 // The scratch a kernel accumulates in, or nullptr for none (kernels::accumulator).
