@@ -14,7 +14,10 @@
 // Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
 #pragma once
 
+#include <type_traits>
+
 #include "cpu_isa.h"
+#include "cpu_lanes.h"
 #include "im2col.h"
 
 namespace convops {
@@ -91,29 +94,123 @@ struct UnitStrideLayout {
   }
 };
 
+// to[i] = from[i] (converted) for i < count: rows of at least a vector by vectors, the last
+// one ending at count. GCC turns a copy loop into a call to memmove, which per row of 56 took
+// a fifth of the depthwise forward's time; the empty asm in the loop keeps the loop.
+template <typename T, typename Acc>
+inline void copy_row(const T* __restrict__ from, Acc* __restrict__ to, int64_t count) {
+  constexpr int64_t lanes = kLanes<Acc>;
+  if (!std::is_same_v<T, Acc> || count < lanes) {
+    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<Acc>(from[i]);
+    return;
+  }
+  const auto* source = reinterpret_cast<const Acc*>(from);
+  for (int64_t i = 0; i + lanes < count; i += lanes) {
+    store_lanes(to + i, load_lanes(source + i));
+    __asm__ volatile("" ::: "memory");
+  }
+  store_lanes(to + count - lanes, load_lanes(source + count - lanes));
+}
+
 template <typename T, typename Acc>
 inline void pad_plane(const T* plane, const ColumnGeometry& g, const UnitStrideLayout& u, Acc* padded) {
   for (int64_t i = 0; i < u.numel(); ++i) padded[i] = Acc(0);
   for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
     for (int64_t x1 = 0; x1 < g.image[1]; ++x1) {
-      strided_copy(plane + (x0 * g.image[1] + x1) * g.image[2], 1,
-                   padded + ((x0 + g.pad[0]) * u.Xp[1] + x1 + g.pad[1]) * u.Xp[2] + g.pad[2], 1, g.image[2]);
+      copy_row(plane + (x0 * g.image[1] + x1) * g.image[2],
+               padded + ((x0 + g.pad[0]) * u.Xp[1] + x1 + g.pad[1]) * u.Xp[2] + g.pad[2], g.image[2]);
     }
   }
 }
 
-// Forward at unit stride: `scratch` holds padded (the input plane) and wide (the sums),
-// which start at the bias and gather one run per tap row; the same sums in the same tap
-// order as the row form (whose skipped taps read zeros here).
+// One output row of the forward at unit stride, from its wide position in `padded` (from):
+// dst[l2] = start + w[k] * from[l2 + offset(k)] added over the taps k in row-major order, the
+// same sums in the same order as add_tap_row's passes, kDepthwiseBlock vectors of outputs at a
+// time, held in registers across all the taps and stored once (the passes loaded and stored
+// the wide sums once per tap row, and copied them out: make bench's depthwise 3x3, 64
+// channels at 56x56, spent as long in those copies as in the sums). Where L2 is not a
+// multiple of a vector, the last vector ends at L2: it recomputes outputs of the one before,
+// to the same bits, and reads nothing past the row's last tap. K2: the width, a constant for
+// the common ones (0: g's).
+constexpr int kDepthwiseBlock = 4;  // independent sums: one vector's chain of adds waited on each add
+
+template <int K2, typename T, typename Acc>
+inline void depthwise_row_unit_stride(const Acc* from, const Acc* w, Acc start, T* dst, const ColumnGeometry& g,
+                                      const UnitStrideLayout& u) {
+  constexpr int64_t lanes = kLanes<Acc>;
+  const int64_t width = K2 != 0 ? K2 : g.kernel[2], d2 = g.dil[2], L2 = g.cols[2];
+  const int64_t vectors = (L2 + lanes - 1) / lanes;
+  const auto block = [&](int64_t first, auto count) {  // vectors [first, first + count)
+    int64_t at[count.value];
+    Lanes<Acc> sum[count.value];
+    for (int b = 0; b < count.value; ++b) {
+      at[b] = min64((first + b) * lanes, L2 - lanes);
+      sum[b] = splat(start);
+    }
+    const Acc* weight = w;
+    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
+        const Acc* tap = from + u.tap_row(g, k0, k1);
+        for (int64_t k2 = 0; k2 < width; ++k2, ++weight, tap += d2) {
+          const Lanes<Acc> wk = splat(*weight);
+          for (int b = 0; b < count.value; ++b) sum[b] += wk * load_lanes(tap + at[b]);
+        }
+      }
+    }
+    for (int b = 0; b < count.value; ++b) {
+      if constexpr (std::is_same_v<T, Acc>) {
+        store_lanes(dst + at[b], sum[b]);
+      } else {
+        for (int64_t i = 0; i < lanes; ++i) dst[at[b] + i] = static_cast<T>(sum[b][i]);
+      }
+    }
+  };
+  int64_t v = 0;
+  for (; v + kDepthwiseBlock <= vectors; v += kDepthwiseBlock) block(v, std::integral_constant<int, kDepthwiseBlock>{});
+  switch (vectors - v) {
+    case 3: block(v, std::integral_constant<int, 3>{}); break;
+    case 2: block(v, std::integral_constant<int, 2>{}); break;
+    case 1: block(v, std::integral_constant<int, 1>{}); break;
+    default: break;
+  }
+}
+
+// Forward at unit stride: `scratch` holds padded (the input plane) and room for as many
+// values more. Rows of at least a vector go row by row (depthwise_row_unit_stride, the
+// weights in Acc after padded); narrower ones as one run per tap row over the wide
+// positions, `wide` in that room, which starts at the bias and gathers every tap row's
+// products, then is copied out.
 template <typename T, typename Acc>
 inline void depthwise_forward_plane_unit_stride(const T* src, const T* w, Acc start, T* dst, Acc* scratch,
                                                 const ColumnGeometry& g) {
   const UnitStrideLayout u(g);
   Acc* __restrict__ padded = scratch;
-  Acc* __restrict__ wide = scratch + u.numel();
   pad_plane(src, g, u, padded);
-  for (int64_t i = 0; i < u.count; ++i) wide[i] = start;
   const int64_t K2 = g.kernel[2], d2 = g.dil[2];
+  if (g.cols[2] >= kLanes<Acc>) {
+    Acc* weights = scratch + u.numel();  // K values: the padded plane holds at least the kernel
+    for (int64_t k = 0; k < g.kernel_numel(); ++k) weights[k] = static_cast<Acc>(w[k]);
+    // The next plane (a task's planes are consecutive) is asked for a share at each row: its
+    // copy into `padded` waited on the input's loads.
+    const int64_t rows = g.cols[0] * g.cols[1], share = (g.image_numel() + rows - 1) / rows;
+    for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
+      for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
+        prefetch_span(src + g.image_numel() + (l0 * g.cols[1] + l1) * share, share);
+        const Acc* from = padded + u.wide(l0, l1);
+        T* row = dst + (l0 * g.cols[1] + l1) * g.cols[2];
+        if (K2 == 3) {
+          depthwise_row_unit_stride<3>(from, weights, start, row, g, u);
+        } else if (K2 == 5) {
+          depthwise_row_unit_stride<5>(from, weights, start, row, g, u);
+        } else {
+          depthwise_row_unit_stride<0>(from, weights, start, row, g, u);
+        }
+      }
+    }
+    return;
+  }
+  Acc* __restrict__ wide = scratch + u.numel();
+  for (int64_t i = 0; i < u.count; ++i) wide[i] = start;
   for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
     for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
       const Acc* from = padded + u.tap_row(g, k0, k1);
@@ -184,20 +281,92 @@ inline void depthwise_backward_input_plane(const T* grad_output, const T* weight
   for (int64_t x = 0; x < X; ++x) dst[x] = static_cast<T>(acc[x]);
 }
 
-// Weight gradient of channel c at unit stride: per image, the input plane padded and the
-// output gradient laid out wide (zeros between its rows), so that each tap's sum is one
-// dot product over the wide positions.
+// One image's share of the weight gradient at unit stride, for kTaps taps (offsets: where
+// each reads in `padded`, from an output's wide position): dw[t] += the sum over outputs of
+// dy times what tap t read. Each tap's sums stay in a vector register across the plane, every
+// output gradient vector loaded once for all the taps (the form it replaced laid dy out wide,
+// by a call to memmove per row, and made a pass over it per tap); the last vector of a row
+// ends at L2, as the forward's, its lanes that the vector before summed set to 0.
+template <int kTaps, typename T, typename Acc>
+inline void depthwise_weight_taps(const T* dy, const Acc* padded, const int64_t* offsets, Acc* dw,
+                                  const ColumnGeometry& g, const UnitStrideLayout& u) {
+  constexpr int64_t lanes = kLanes<Acc>;
+  const int64_t L2 = g.cols[2], tail = L2 - lanes, repeated = (L2 / lanes) * lanes - tail;
+  LaneIndex<Acc> lane;
+  for (int i = 0; i < lanes; ++i) lane[i] = i;
+  Lanes<Acc> sum[kTaps];
+  for (int t = 0; t < kTaps; ++t) sum[t] = Lanes<Acc>{};
+  const auto vector = [&](const T* dy_row, const Acc* from, int64_t at, bool masked) {
+    Lanes<Acc> grad;
+    if constexpr (std::is_same_v<T, Acc>) {
+      grad = load_lanes(dy_row + at);
+    } else {
+      for (int i = 0; i < lanes; ++i) grad[i] = static_cast<Acc>(dy_row[at + i]);
+    }
+    if (masked) grad = lane >= static_cast<typename LaneIndexOf<Acc>::Index>(repeated) ? grad : Lanes<Acc>{};
+    for (int t = 0; t < kTaps; ++t) sum[t] += grad * load_lanes(from + offsets[t] + at);
+  };
+  for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
+    for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
+      const T* dy_row = dy + (l0 * g.cols[1] + l1) * L2;
+      const Acc* from = padded + u.wide(l0, l1);
+      int64_t c = 0;
+      for (; c + lanes <= L2; c += lanes) vector(dy_row, from, c, false);
+      if (c < L2) vector(dy_row, from, tail, true);
+    }
+  }
+  for (int t = 0; t < kTaps; ++t) {
+    Acc total = Acc(0);
+    for (int i = 0; i < lanes; ++i) total += sum[t][i];
+    dw[t] += total;
+  }
+}
+
+// Weight gradient of channel c at unit stride: per image, the input plane padded. Rows of at
+// least a vector: depthwise_weight_taps, all the taps in one pass for the common kernels (3,
+// 3x3, 5x5, 3x3x3), a pass per tap for others. Narrower rows: the output gradient laid out
+// wide (zeros between its rows), so that each tap's sum is one dot product over the wide
+// positions. scratch: padded, then the wide gradient or the taps' offsets.
 template <typename T, typename Acc>
 inline void depthwise_backward_weight_unit_stride(const T* grad_output, const T* input, Acc* dw, int64_t batch,
                                                   Acc* scratch, const ColumnGeometry& g, int64_t multiplier,
                                                   int64_t o) {
   const UnitStrideLayout u(g);
-  const int64_t out_channels = g.channels * multiplier;
+  const int64_t out_channels = g.channels * multiplier, K = g.kernel_numel();
   Acc* __restrict__ padded = scratch;
+  const auto image_plane = [&](int64_t n) { return input + (n * g.channels + o / multiplier) * g.image_numel(); };
+  if (g.cols[2] >= kLanes<Acc>) {
+    const auto tap_offset = [&](int64_t k) {
+      const int64_t k01 = k / g.kernel[2];
+      return u.tap_row(g, k01 / g.kernel[1], k01 % g.kernel[1]) + k % g.kernel[2] * g.dil[2];
+    };
+    int64_t offsets[27];
+    const bool one_pass = K == 3 || K == 9 || K == 25 || K == 27;
+    for (int64_t k = 0; k < (one_pass ? K : 0); ++k) offsets[k] = tap_offset(k);
+    for (int64_t n = 0; n < batch; ++n) {
+      pad_plane(image_plane(n), g, u, padded);
+      const T* dy = grad_output + (n * out_channels + o) * g.cols_numel();
+      if (K == 3) {
+        depthwise_weight_taps<3>(dy, padded, offsets, dw, g, u);
+      } else if (K == 9) {
+        depthwise_weight_taps<9>(dy, padded, offsets, dw, g, u);
+      } else if (K == 25) {
+        depthwise_weight_taps<25>(dy, padded, offsets, dw, g, u);
+      } else if (K == 27) {
+        depthwise_weight_taps<27>(dy, padded, offsets, dw, g, u);
+      } else {
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t offset = tap_offset(k);
+          depthwise_weight_taps<1>(dy, padded, &offset, dw + k, g, u);
+        }
+      }
+    }
+    return;
+  }
   Acc* __restrict__ wide = scratch + u.numel();
   for (int64_t i = 0; i < u.count; ++i) wide[i] = Acc(0);  // the places between rows stay 0
   for (int64_t n = 0; n < batch; ++n) {
-    pad_plane(input + (n * g.channels + o / multiplier) * g.image_numel(), g, u, padded);
+    pad_plane(image_plane(n), g, u, padded);
     const T* dy = grad_output + (n * out_channels + o) * g.cols_numel();
     for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
       for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
