@@ -123,45 +123,51 @@ inline void pad_plane(const T* plane, const ColumnGeometry& g, const UnitStrideL
   }
 }
 
-// One output row of the forward at unit stride, from its wide position in `padded` (from):
-// dst[l2] = start + w[k] * from[l2 + offset(k)] added over the taps k in row-major order, the
-// same sums in the same order as add_tap_row's passes, kDepthwiseBlock vectors of outputs at a
-// time, held in registers across all the taps and stored once (the passes loaded and stored
-// the wide sums once per tap row, and copied them out: make bench's depthwise 3x3, 64
-// channels at 56x56, spent as long in those copies as in the sums). Where L2 is not a
-// multiple of a vector, the last vector ends at L2: it recomputes outputs of the one before,
-// to the same bits, and reads nothing past the row's last tap. K2: the width, a constant for
-// the common ones (0: g's).
+// kRows output rows (l0, l1 + r) of the forward at unit stride, from the first's wide position
+// in `padded` (from) into dst (rows L2 apart): dst[l2] = start + w[k] * from[l2 + offset(k)]
+// added over the taps k in row-major order, the same sums in the same order as add_tap_row's
+// passes, kDepthwiseBlock vectors of each row at a time, held in registers across all the taps
+// and stored once. The passes loaded and stored the wide sums once per tap row, and copied them
+// out: make bench's depthwise 3x3, 64 channels at 56x56, spent as long in those copies as in the
+// sums. Two rows (kRows 2, at d1 = 1) share their input rows' loads: row 1's tap row k1 is row
+// 0's k1 + 1. Where L2 is not a multiple of a vector, the last vector ends at L2: it recomputes
+// outputs of the one before, to the same bits, and reads nothing past the row's last tap. K2:
+// the width, a constant for the common ones (0: g's).
 constexpr int kDepthwiseBlock = 4;  // independent sums: one vector's chain of adds waited on each add
 
-template <int K2, typename T, typename Acc>
-inline void depthwise_row_unit_stride(const Acc* from, const Acc* w, Acc start, T* dst, const ColumnGeometry& g,
-                                      const UnitStrideLayout& u) {
+template <int K2, int kRows, typename T, typename Acc>
+inline void depthwise_rows_unit_stride(const Acc* from, const Acc* w, Acc start, T* dst, const ColumnGeometry& g,
+                                       const UnitStrideLayout& u) {
   constexpr int64_t lanes = kLanes<Acc>;
-  const int64_t width = K2 != 0 ? K2 : g.kernel[2], d2 = g.dil[2], L2 = g.cols[2];
+  const int64_t width = K2 != 0 ? K2 : g.kernel[2], d2 = g.dil[2], L2 = g.cols[2], K1 = g.kernel[1];
   const int64_t vectors = (L2 + lanes - 1) / lanes;
   const auto block = [&](int64_t first, auto count) {  // vectors [first, first + count)
     int64_t at[count.value];
-    Lanes<Acc> sum[count.value];
+    Lanes<Acc> sum[kRows][count.value];
     for (int b = 0; b < count.value; ++b) {
       at[b] = min64((first + b) * lanes, L2 - lanes);
-      sum[b] = splat(start);
+      for (int r = 0; r < kRows; ++r) sum[r][b] = splat(start);
     }
-    const Acc* weight = w;
     for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
-      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1) {
-        const Acc* tap = from + u.tap_row(g, k0, k1);
-        for (int64_t k2 = 0; k2 < width; ++k2, ++weight, tap += d2) {
-          const Lanes<Acc> wk = splat(*weight);
-          for (int b = 0; b < count.value; ++b) sum[b] += wk * load_lanes(tap + at[b]);
+      const Acc* w0 = w + k0 * K1 * width;
+      for (int64_t j = 0; j < K1 + kRows - 1; ++j) {  // input row j: row r's tap row j - r
+        const Acc* tap = from + u.tap_row(g, k0, j);
+        for (int64_t k2 = 0; k2 < width; ++k2, tap += d2) {
+          for (int r = 0; r < kRows; ++r) {
+            if (j - r < 0 || j - r >= K1) continue;
+            const Lanes<Acc> wk = splat(w0[(j - r) * width + k2]);
+            for (int b = 0; b < count.value; ++b) sum[r][b] += wk * load_lanes(tap + at[b]);
+          }
         }
       }
     }
-    for (int b = 0; b < count.value; ++b) {
-      if constexpr (std::is_same_v<T, Acc>) {
-        store_lanes(dst + at[b], sum[b]);
-      } else {
-        for (int64_t i = 0; i < lanes; ++i) dst[at[b] + i] = static_cast<T>(sum[b][i]);
+    for (int r = 0; r < kRows; ++r) {
+      for (int b = 0; b < count.value; ++b) {
+        if constexpr (std::is_same_v<T, Acc>) {
+          store_lanes(dst + r * L2 + at[b], sum[r][b]);
+        } else {
+          for (int64_t i = 0; i < lanes; ++i) dst[r * L2 + at[b] + i] = static_cast<T>(sum[r][b][i]);
+        }
       }
     }
   };
@@ -175,8 +181,21 @@ inline void depthwise_row_unit_stride(const Acc* from, const Acc* w, Acc start, 
   }
 }
 
+// Output rows [l1, l1 + rows) at l0 (depthwise_rows_unit_stride), rows 1 or 2.
+template <int kRows, typename T, typename Acc>
+inline void depthwise_rows_by_width(const Acc* from, const Acc* w, Acc start, T* dst, const ColumnGeometry& g,
+                                    const UnitStrideLayout& u) {
+  if (g.kernel[2] == 3) {
+    depthwise_rows_unit_stride<3, kRows>(from, w, start, dst, g, u);
+  } else if (g.kernel[2] == 5) {
+    depthwise_rows_unit_stride<5, kRows>(from, w, start, dst, g, u);
+  } else {
+    depthwise_rows_unit_stride<0, kRows>(from, w, start, dst, g, u);
+  }
+}
+
 // Forward at unit stride: `scratch` holds padded (the input plane) and room for as many
-// values more. Rows of at least a vector go row by row (depthwise_row_unit_stride, the
+// values more. Rows of at least a vector go by pairs of rows (depthwise_rows_unit_stride, the
 // weights in Acc after padded); narrower ones as one run per tap row over the wide
 // positions, `wide` in that room, which starts at the bias and gathers every tap row's
 // products, then is copied out.
@@ -193,17 +212,16 @@ inline void depthwise_forward_plane_unit_stride(const T* src, const T* w, Acc st
     // The next plane (a task's planes are consecutive) is asked for a share at each row: its
     // copy into `padded` waited on the input's loads.
     const int64_t rows = g.cols[0] * g.cols[1], share = (g.image_numel() + rows - 1) / rows;
+    const int64_t pair = g.dil[1] == 1 ? 2 : 1;
     for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
-      for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
-        prefetch_span(src + g.image_numel() + (l0 * g.cols[1] + l1) * share, share);
-        const Acc* from = padded + u.wide(l0, l1);
-        T* row = dst + (l0 * g.cols[1] + l1) * g.cols[2];
-        if (K2 == 3) {
-          depthwise_row_unit_stride<3>(from, weights, start, row, g, u);
-        } else if (K2 == 5) {
-          depthwise_row_unit_stride<5>(from, weights, start, row, g, u);
+      for (int64_t l1 = 0; l1 < g.cols[1]; l1 += pair) {
+        const int64_t row = l0 * g.cols[1] + l1;
+        const bool two = pair == 2 && l1 + 1 < g.cols[1];
+        prefetch_span(src + g.image_numel() + row * share, (two ? 2 : 1) * share);
+        if (two) {
+          depthwise_rows_by_width<2>(padded + u.wide(l0, l1), weights, start, dst + row * g.cols[2], g, u);
         } else {
-          depthwise_row_unit_stride<0>(from, weights, start, row, g, u);
+          depthwise_rows_by_width<1>(padded + u.wide(l0, l1), weights, start, dst + row * g.cols[2], g, u);
         }
       }
     }
