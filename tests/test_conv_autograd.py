@@ -189,6 +189,14 @@ def test_direct_forms_beyond_the_kept_scratch():
     ((6, 7), (3, 3), (3, 0), (1, 1)),       # padding > dil * (K - 1): the input gradient takes the row form
     ((5, 6, 7), (3, 3, 3), (1, 2, 1), (1, 2, 1)),
     ((4, 5, 6), (1, 2, 3), (0, 1, 1), (1, 1, 2)),
+    # Rows of at least a vector (8 doubles in the AVX-512 copy, 4 in AVX2, 2 in the baseline)
+    # go by pairs of rows held in registers, the last vector of a row ending at its end, and
+    # the weight gradient sums every tap in one pass (3, 3x3, 5x5, 3x3x3) or a pass per tap:
+    ((5, 21), (3, 3), (1, 1), (1, 1)),      # 3x3: pairs of rows and one left over, a partial vector
+    ((6, 20), (5, 5), (2, 2), (1, 1)),      # 5x5
+    ((7, 18), (3, 3), (1, 1), (2, 1)),      # dilated rows: one row at a time
+    ((3, 4, 19), (3, 3, 3), (1, 1, 1), (1, 1, 1)),
+    ((4, 16), (2, 3), (1, 1), (1, 2)),      # 6 taps: a pass per tap; rows of exactly 2 vectors
 ])
 @pytest.mark.parametrize("multiplier", [1, 2])
 def test_depthwise_unit_stride_forms_match_torch(sizes, kernel, padding, dilation, multiplier, isa_engine):
@@ -199,6 +207,17 @@ def test_depthwise_unit_stride_forms_match_torch(sizes, kernel, padding, dilatio
     _exactly_as_torch(lambda *t: ops.conv(*t, [1] * len(sizes), list(padding), list(dilation), 3),
                       lambda *t: conv(*t, padding=padding, dilation=dilation, groups=3),
                       (2, 3, *sizes), (3 * multiplier, 1, *kernel), seed=3)
+
+
+@pytest.mark.parametrize("sizes,kernel,padding", [((37,), (3,), (1,)), ((7, 37), (3, 3), (1, 1)),
+                                                  ((5, 40), (5, 5), (2, 2)), ((4, 5, 33), (3, 3, 3), (1, 1, 1))])
+def test_depthwise_unit_stride_rows_in_float32(sizes, kernel, padding, isa_engine):
+    """The same in float32 (16 lanes in the AVX-512 copy): rows of 37, 40 and 33 end in a
+    partial vector; integer-valued data keeps every sum exact."""
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d, 3: torch.nn.functional.conv3d}[len(sizes)]
+    _exactly_as_torch(lambda *t: ops.conv(*t, [1] * len(sizes), list(padding), [1] * len(sizes), 4),
+                      lambda *t: conv(*t, padding=padding, groups=4),
+                      (3, 4, *sizes), (4, 1, *kernel), seed=7, dtype=torch.float32)
 
 
 @pytest.mark.parametrize("in_channels,out_channels,groups,stride,padding", [
