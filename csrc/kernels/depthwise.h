@@ -5,9 +5,10 @@
 // (forward, input gradient) or one channel (weight gradient), so sums run in a fixed
 // order: deterministic, no atomics. `taps` (im2col.h) is found once per call by the
 // launcher. At unit stride the forward and the weight gradient work on a zero-padded copy
-// of the plane, where every tap is one long run (UnitStrideLayout); the launcher computes
-// the input gradient there as the forward with the kernel flipped. Otherwise they go row
-// by row. These are a fast CPU engine only: the GPU, and the
+// of the plane, where every tap is one run (UnitStrideLayout), a vector of outputs at a time
+// held in registers across the taps; the launcher computes the input gradient there as the
+// forward with the kernel flipped. Otherwise they go row by row, a tap's run at a time
+// through memory. These are a fast CPU engine only: the GPU, and the
 // CPU's element engine, compute depthwise convolutions through im2col and a GEMM, the
 // same sums in another form.
 //
@@ -72,14 +73,10 @@ inline void add_tap_row(const Acc* __restrict__ from, const T* w, int64_t width,
 // Unit stride in every dim: the plane is copied, zero-padded, into `padded` (Xp0*Xp1*Xp2,
 // Xp = X + 2*pad); output (l0, l1, l2) reads padded[i + offset(k)] with the "wide" index
 // i = (l0*Xp1 + l1)*Xp2 + l2 and offset(k) = (k0*d0*Xp1 + k1*d1)*Xp2 + k2*d2. So every tap
-// is one run over i, no bounds to check and no short rows: `wide` (Acc, as long as
-// padded) gathers them, and its first L2 of every Xp2 are the outputs. Same sums, in the
-// same tap order, as the row form (whose skipped taps read zeros here).
-// The unit-stride forms' layout (padded_numel values each):
-//   padded: the image plane zero-padded on both sides of every dim (Xp = X + 2*pad);
-//   wide:   output (l0, l1, l2) at i = (l0*Xp1 + l1)*Xp2 + l2, the positions between outputs unused.
-// Output i reads padded[i + offset(k)], offset(k) = (k0*d0*Xp1 + k1*d1)*Xp2 + k2*d2: every
-// tap is one run over i, with no bounds to check and no short rows.
+// is one run over i, with no bounds to check: each output row's taps are runs of L2 from
+// its wide position, and the forms for rows narrower than a vector run over all of i at
+// once, in `wide` (Acc, as long as padded, the positions between outputs unused). Same
+// sums, in the same tap order, as the row form (whose skipped taps read zeros here).
 struct UnitStrideLayout {
   int64_t Xp[kMaxSpatial];
   int64_t count;  // wide positions up to the last output
