@@ -10,6 +10,7 @@
 // CONVOPS_CPU_ISA, so the baseline, AVX2 and AVX-512 copies never merge at link time.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "cpu_isa.h"
@@ -1492,13 +1493,34 @@ inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax
   const T* go = grad_output + n * O * channels;
   const Index* at = argmax + n * O * channels;
   const bool any_outside = sizeof(Index) == 8 && g.any_window_outside();  // see max_pool_backward_plane
-  for_each_window(g, [&](int64_t end) { zero.to(end); }, [&](int64_t o, int64_t origin) {
-    if (any_outside && output_outside(g, o)) return;
-    for (int64_t c = 0; c < channels; ++c) {
-      const int64_t x = argmax_position(at[o * channels + c], g, origin, tap_offset);
-      if (x >= 0) sum[x * channels + c] += static_cast<Acc>(go[o * channels + c]);
+  if constexpr (sizeof(Index) == 1) {
+    // Each code's offset from the window's origin, times the channels; codes that name no tap
+    // land far off the image. One table lookup and one range check per channel, where
+    // argmax_position's checks and multiply took twice the instructions (channels_last 3-D
+    // max pooling's gradient, make bench's shape, at 2 threads: 0.46 ms, torch's 0.3).
+    int64_t scaled[256];
+    for (int64_t k = 0; k < 256; ++k) {
+      scaled[k] = k < g.taps() ? tap_offset[k] * channels : std::numeric_limits<int64_t>::min() / 2;
     }
-  });
+    const uint64_t end = static_cast<uint64_t>(X * channels);
+    for_each_window(g, [&](int64_t rows) { zero.to(rows); }, [&](int64_t o, int64_t origin) {
+      const Index* code = at + o * channels;
+      const T* grad = go + o * channels;
+      const int64_t base = origin * channels;
+      for (int64_t c = 0; c < channels; ++c) {
+        const int64_t x = base + scaled[code[c]] + c;
+        if (static_cast<uint64_t>(x) < end) sum[x] += static_cast<Acc>(grad[c]);
+      }
+    });
+  } else {
+    for_each_window(g, [&](int64_t end) { zero.to(end); }, [&](int64_t o, int64_t origin) {
+      if (any_outside && output_outside(g, o)) return;
+      for (int64_t c = 0; c < channels; ++c) {
+        const int64_t x = argmax_position(at[o * channels + c], g, origin, tap_offset);
+        if (x >= 0) sum[x * channels + c] += static_cast<Acc>(go[o * channels + c]);
+      }
+    });
+  }
   zero.to(zero.rows);
   store_accumulated(sum, dst, X * channels);
 }
