@@ -91,6 +91,15 @@ struct UnitStrideLayout {
   }
 };
 
+// Asks the cache for output rows [row, row + rows)'s share of `plane` (numel values; the
+// output has L0*L1 rows): a plane read next arrives in step with this plane's rows, where
+// asked for all at once its prefetches stalled on a core's full miss buffers.
+template <typename T>
+inline void prefetch_rows_share(const T* plane, int64_t numel, const ColumnGeometry& g, int64_t row, int64_t rows) {
+  const int64_t share = (numel + g.cols[0] * g.cols[1] - 1) / (g.cols[0] * g.cols[1]);
+  prefetch_span(plane + row * share, rows * share);
+}
+
 // to[i] = from[i] (converted) for i < count: rows of at least a vector by vectors, the last
 // one ending at count. GCC turns a copy loop into a call to memmove, which per row of 56 took
 // a fifth of the depthwise forward's time; the empty asm in the loop keeps the loop.
@@ -206,15 +215,13 @@ inline void depthwise_forward_plane_unit_stride(const T* src, const T* w, Acc st
   if (g.cols[2] >= kLanes<Acc>) {
     Acc* weights = scratch + u.numel();  // K values: the padded plane holds at least the kernel
     for (int64_t k = 0; k < g.kernel_numel(); ++k) weights[k] = static_cast<Acc>(w[k]);
-    // The next plane (a task's planes are consecutive) is asked for a share at each row: its
-    // copy into `padded` waited on the input's loads.
-    const int64_t rows = g.cols[0] * g.cols[1], share = (g.image_numel() + rows - 1) / rows;
     const int64_t pair = g.dil[1] == 1 ? 2 : 1;
     for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
       for (int64_t l1 = 0; l1 < g.cols[1]; l1 += pair) {
         const int64_t row = l0 * g.cols[1] + l1;
         const bool two = pair == 2 && l1 + 1 < g.cols[1];
-        prefetch_span(src + g.image_numel() + row * share, (two ? 2 : 1) * share);
+        // the next plane (a task's planes are consecutive): its copy into `padded` waited on the loads
+        prefetch_rows_share(src + g.image_numel(), g.image_numel(), g, row, two ? 2 : 1);
         if (two) {
           depthwise_rows_by_width<2>(padded + u.wide(l0, l1), weights, start, dst + row * g.cols[2], g, u);
         } else {
@@ -302,15 +309,14 @@ inline void depthwise_backward_input_plane(const T* grad_output, const T* weight
 // output gradient vector loaded once for all the taps (the form it replaced laid dy out wide,
 // by a call to memmove per row, and made a pass over it per tap); the last vector of a row
 // ends at L2, as the forward's, its lanes that the vector before summed set to 0. The next
-// image's planes (next_input, next_dy; nullptr for none) are asked for a share at each row:
-// the copy of the input into `padded` and the first loads of dy waited on memory (asked for
-// all at once, before the plane, they stalled the prefetch loop instead). In profiles of
-// make bench's forward+backward, this form's samples against the forward's: 0.94-0.97 -> 0.61-0.71.
+// image's planes (next_input, next_dy; nullptr for none) are asked for a share at each row
+// (prefetch_rows_share): the copy of the input into `padded` and the first loads of dy waited
+// on memory. In profiles of make bench's forward+backward, this form's samples against the
+// forward's: 0.94-0.97 -> 0.61-0.71.
 template <int kTaps, typename T, typename Acc>
 inline void depthwise_weight_taps(const T* dy, const Acc* padded, const int64_t* offsets, Acc* dw,
                                   const ColumnGeometry& g, const UnitStrideLayout& u, const T* next_input,
                                   const T* next_dy) {
-  const int64_t rows = g.cols[0] * g.cols[1], share = (g.image_numel() + rows - 1) / rows;
   constexpr int64_t lanes = kLanes<Acc>;
   const int64_t L2 = g.cols[2], tail = L2 - lanes, repeated = (L2 / lanes) * lanes - tail;
   LaneIndex<Acc> lane;
@@ -332,8 +338,8 @@ inline void depthwise_weight_taps(const T* dy, const Acc* padded, const int64_t*
       const T* dy_row = dy + (l0 * g.cols[1] + l1) * L2;
       const Acc* from = padded + u.wide(l0, l1);
       if (next_input != nullptr) {
-        prefetch_span(next_input + (l0 * g.cols[1] + l1) * share, share);
-        prefetch_span(next_dy + (l0 * g.cols[1] + l1) * L2, L2);
+        prefetch_rows_share(next_input, g.image_numel(), g, l0 * g.cols[1] + l1, 1);
+        prefetch_rows_share(next_dy, g.cols_numel(), g, l0 * g.cols[1] + l1, 1);
       }
       int64_t c = 0;
       for (; c + lanes <= L2; c += lanes) vector(dy_row, from, c, false);
@@ -351,7 +357,7 @@ inline void depthwise_weight_taps(const T* dy, const Acc* padded, const int64_t*
 // least a vector: depthwise_weight_taps, all the taps in one pass for the common kernels (3,
 // 3x3, 5x5, 3x3x3), a pass per tap for others. Narrower rows: the output gradient laid out
 // wide (zeros between its rows), so that each tap's sum is one dot product over the wide
-// positions. scratch: padded, then the wide gradient or the taps' offsets.
+// positions. scratch: padded, then the wide gradient.
 template <typename T, typename Acc>
 inline void depthwise_backward_weight_unit_stride(const T* grad_output, const T* input, Acc* dw, int64_t batch,
                                                   Acc* scratch, const ColumnGeometry& g, int64_t multiplier,
@@ -365,9 +371,8 @@ inline void depthwise_backward_weight_unit_stride(const T* grad_output, const T*
       const int64_t k01 = k / g.kernel[2];
       return u.tap_row(g, k01 / g.kernel[1], k01 % g.kernel[1]) + k % g.kernel[2] * g.dil[2];
     };
-    int64_t offsets[27];
-    const bool one_pass = K == 3 || K == 9 || K == 25 || K == 27;
-    for (int64_t k = 0; k < (one_pass ? K : 0); ++k) offsets[k] = tap_offset(k);
+    int64_t offsets[27];  // the one-pass kernels' taps
+    for (int64_t k = 0; k < min64(K, 27); ++k) offsets[k] = tap_offset(k);
     for (int64_t n = 0; n < batch; ++n) {
       pad_plane(image_plane(n), g, u, padded);
       const T* dy = grad_output + (n * out_channels + o) * g.cols_numel();
@@ -382,10 +387,10 @@ inline void depthwise_backward_weight_unit_stride(const T* grad_output, const T*
         depthwise_weight_taps<25>(dy, padded, offsets, dw, g, u, next_input, next_dy);
       } else if (K == 27) {
         depthwise_weight_taps<27>(dy, padded, offsets, dw, g, u, next_input, next_dy);
-      } else {
+      } else {  // a pass per tap, the first asking for the next image
         for (int64_t k = 0; k < K; ++k) {
           const int64_t offset = tap_offset(k);
-          depthwise_weight_taps<1>(dy, padded, &offset, dw + k, g, u, next_input, next_dy);
+          depthwise_weight_taps<1>(dy, padded, &offset, dw + k, g, u, k == 0 ? next_input : nullptr, next_dy);
         }
       }
     }

@@ -108,7 +108,7 @@ inline void gemm_tile(int64_t kc, const T* __restrict__ a_panel, const T* __rest
     const Lanes<T> b0 = load_lanes(b_panel), b1 = load_lanes(b_panel + L);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const Lanes<T> a = a_panel[i] - Lanes<T>{};  // a broadcast (x - 0 is x, -0 included)
+      const Lanes<T> a = splat(a_panel[i]);
       sum[i][0] = fused_multiply_add(a, b0, sum[i][0]);
       sum[i][1] = fused_multiply_add(a, b1, sum[i][1]);
     }

@@ -170,15 +170,13 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
   using Pos = PlanePos<Acc>;
   const int64_t chain_length = ceil_div(n, kChains);
   const Acc* const* __restrict__ from = src.from;  // read through src, it was reloaded for every source
-  // broadcasts written x - 0 (x for every x): splat's lane-by-lane form became a masked
-  // broadcast per lane in these loops
   const auto start_code = [&](int64_t i) {
-    Lanes<Pos> at = start_base - Lanes<Pos>{};
+    Lanes<Pos> at = splat(start_base);
     if (kCodes && start != nullptr) at += load_lanes(start + i);
     return at;
   };
   const auto code_of = [&](int64_t j, int64_t i) {
-    Lanes<Pos> code = src.base[j] - Lanes<Pos>{};
+    Lanes<Pos> code = splat(src.base[j]);
     if constexpr (kCodeRows) code += load_lanes(src.codes[j] + i);
     return code;
   };
@@ -195,7 +193,7 @@ inline void max_of_sources(const MaxSources<Acc>& src, int64_t n, PlanePos<Acc> 
       return load_even_lanes(from[j] + 2 * i);
     }
   };
-  const Lanes<Acc> minus_inf = splat(lowest<Acc>()) - Lanes<Acc>{};
+  const Lanes<Acc> minus_inf = splat(lowest<Acc>());
   for (int64_t row = 0; row < run.rows; ++row) {
     const int64_t source = row * run.source_step, out = row * run.out_step;
     for (int64_t i = 0; i < count; i += kLanes<Acc>) {
@@ -398,7 +396,7 @@ inline void max_row_stride2(const Acc* x, int64_t count, Acc* __restrict__ value
       const Lanes<Acc> v = tap(t);
       const auto take = v > best;
       best = take ? v : best;
-      if constexpr (kCodes) at = take ? static_cast<Pos>(t() - kFirst) - Lanes<Pos>{} : at;
+      if constexpr (kCodes) at = take ? splat(static_cast<Pos>(t() - kFirst)) : at;
       not_a_number |= v != v;
     });
     if (any_lane(not_a_number)) {  // the rule, window by window
@@ -1164,7 +1162,7 @@ inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, in
       constexpr int parity = t() & 1, window = (t() - parity) / 2;  // t = 2 * window + parity
       Lanes<Acc> v = load_lanes(share + m - window);
       if constexpr (kWinners) {
-        v = load_lanes(code + m - window) == static_cast<Pos>(t() - kFirst) - Lanes<Pos>{} ? v : Lanes<Acc>{};
+        v = load_lanes(code + m - window) == splat(static_cast<Pos>(t() - kFirst)) ? v : Lanes<Acc>{};
       }
       sum[parity] += v;
     });
@@ -1492,16 +1490,15 @@ inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax
   LazyZeroRows<Index, Acc> zero(sum, g.image[2] * channels, g.image[0] * g.image[1]);
   const T* go = grad_output + n * O * channels;
   const Index* at = argmax + n * O * channels;
-  const bool any_outside = sizeof(Index) == 8 && g.any_window_outside();  // see max_pool_backward_plane
   if constexpr (sizeof(Index) == 1) {
     // Each code's offset from the window's origin, times the channels; codes that name no tap
     // land far off the image. One table lookup and one range check per channel, where
     // argmax_position's checks and multiply took twice the instructions (channels_last 3-D
     // max pooling's gradient, make bench's shape, at 2 threads: 0.46 ms, torch's 0.3).
     int64_t scaled[256];
-    for (int64_t k = 0; k < 256; ++k) {
-      scaled[k] = k < g.taps() ? tap_offset[k] * channels : std::numeric_limits<int64_t>::min() / 2;
-    }
+    const int64_t taps = g.taps();
+    constexpr int64_t kOffImage = std::numeric_limits<int64_t>::min() / 2;
+    for (int64_t k = 0; k < 256; ++k) scaled[k] = k < taps ? tap_offset[k] * channels : kOffImage;
     const uint64_t end = static_cast<uint64_t>(X * channels);
     for_each_window(g, [&](int64_t rows) { zero.to(rows); }, [&](int64_t o, int64_t origin) {
       const Index* code = at + o * channels;
@@ -1513,6 +1510,7 @@ inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax
       }
     });
   } else {
+    const bool any_outside = g.any_window_outside();  // see max_pool_backward_plane
     for_each_window(g, [&](int64_t end) { zero.to(end); }, [&](int64_t o, int64_t origin) {
       if (any_outside && output_outside(g, o)) return;
       for (int64_t c = 0; c < channels; ++c) {

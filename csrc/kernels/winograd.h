@@ -167,7 +167,7 @@ inline void winograd_product_tile(const T* u, int64_t channels, const T* v, int6
     const Lanes<T> b0 = load_lanes(v + c * ld), b1 = load_lanes(v + c * ld + n);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-      const Lanes<T> a = u[r * channels + c] - Lanes<T>{};  // a broadcast, written as max_of_sources writes it
+      const Lanes<T> a = splat(u[r * channels + c]);
       sum[r][0] = fused_multiply_add(a, b0, sum[r][0]);
       sum[r][1] = fused_multiply_add(a, b1, sum[r][1]);
     }
