@@ -35,8 +35,8 @@ template <typename T, typename Acc, typename Index>
 struct MaxPoolCpuForms {  // for one argmax code, Index (pool.h)
   void (*plane)(const T*, T*, Index*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*backward_plane)(const T*, const Index*, const int64_t*, T*, Acc*, const PoolGeometry&, int64_t, bool);
-  void (*cl_position)(const T*, T*, Index*, Acc*, PlanePos<Acc>*, const MaxSources<Acc>&, int64_t, const PoolGeometry&,
-                      int64_t, bool);
+  void (*cl_positions)(const T*, T*, Index*, Acc*, PlanePos<Acc>*, const MaxSources<Acc>&, int64_t, const PoolGeometry&,
+                       int64_t, int64_t, bool);
   void (*backward_cl_image)(const T*, const Index*, const int64_t*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
 };
 

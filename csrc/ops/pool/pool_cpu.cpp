@@ -375,9 +375,7 @@ void max_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, at::Tensor& in
       std::vector<kernels::PlanePos<acc_t>> best_at(C), tap_codes(g.taps());
       std::vector<const acc_t*> taps(g.taps());
       const kernels::MaxSources<acc_t> sources{taps.data(), nullptr, tap_codes.data()};
-      for (int64_t p = b; p < e; ++p) {
-        forms.cl_position(in, out, at_, best.data(), best_at.data(), sources, C, g, p, stream);
-      }
+      forms.cl_positions(in, out, at_, best.data(), best_at.data(), sources, C, g, b, e, stream);
       if (stream) kernels::streaming_done();
     });
   });
