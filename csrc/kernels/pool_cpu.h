@@ -1362,11 +1362,14 @@ inline int64_t cl_image_index(const PoolGeometry& g, int64_t n, int64_t x0, int6
 
 // The `count` values kPrefetchBytes past tap (x0, x1, x2) of image n's window rows [lo0, hi0) x
 // [lo1, hi1) (dilation steps apart): what the windows that follow along x2 read (past a row's
-// end, the next row's first).
+// end, the next row's first). At least the next output row's stride of input rows ahead: in
+// shorter rows, kPrefetchBytes on is a row the window already reads (3-D k3 s2 p1, 32 channels
+// at 32 wide, 1 thread: max 0.62 -> 0.50 ms, average 0.67 -> 0.49).
 template <typename T>
 inline void prefetch_cl_rows_ahead(const T* input, const PoolGeometry& g, int64_t channels, int64_t n, int64_t lo0,
                                    int64_t hi0, int64_t lo1, int64_t hi1, int64_t x2, int64_t count) {
-  const int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
+  const int64_t ahead =
+      std::max(kPrefetchBytes / static_cast<int64_t>(sizeof(T)), g.stride[1] * g.image[2] * channels);
   for (int64_t x0 = lo0; x0 < hi0; x0 += g.dil[0]) {
     for (int64_t x1 = lo1; x1 < hi1; x1 += g.dil[1]) {
       prefetch_span(input + cl_image_index(g, n, x0, x1, x2) * channels + ahead, count);
