@@ -105,6 +105,21 @@ inline Lanes<T> interleaved_lanes(Lanes<T> a, Lanes<T> b) {
   return __builtin_shuffle(a, b, pick);
 }
 
+// The lanes kShift in [-1, 1] on from those of v[1], in the run v[0], v[1], v[2]: lane i is
+// lane i + kShift of v[1], past its ends v[0]'s last or v[2]'s first.
+template <int kShift, typename T>
+inline Lanes<T> shifted_lanes(const Lanes<T> (&v)[3]) {
+  static_assert(kShift >= -1 && kShift <= 1, "shifted_lanes: by at most one lane");
+  if constexpr (kShift == 0) {
+    return v[1];
+  } else {
+    constexpr int n = kLanes<T>;
+    LaneIndex<T> pick;
+    for (int i = 0; i < n; ++i) pick[i] = kShift > 0 ? i + 1 : n - 1 + i;
+    return kShift > 0 ? __builtin_shuffle(v[1], v[2], pick) : __builtin_shuffle(v[0], v[1], pick);
+  }
+}
+
 // Stores v at `to`, aligned to a vector, by a streaming store (a plain one off x86-64).
 template <typename T>
 inline void stream_lanes(T* to, Lanes<T> v) {

@@ -1156,16 +1156,33 @@ inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, in
                                  Acc* __restrict__ row) {
   using Pos = PlanePos<Acc>;
   constexpr int n = kLanes<Acc>;
+  // The shares (and codes) at m - window, window in [-1, 1], from the vectors at m - n, m and
+  // m + n, loaded where they were stored: loads a lane off, across two of the stores just made,
+  // waited for the stores to retire (a sixth of 2-D and 3-D average pooling's gradients).
+  constexpr bool kBefore = (kLast - (kLast & 1)) / 2 > 0, kAfter = (kFirst - (kFirst & 1)) / 2 < 0;
+  Lanes<Acc> values[3] = {kBefore ? load_lanes(share - n) : Lanes<Acc>{}, load_lanes(share), Lanes<Acc>{}};
+  Lanes<Pos> codes[3] = {};
+  if constexpr (kWinners) codes[0] = kBefore ? load_lanes(code - n) : Lanes<Pos>{}, codes[1] = load_lanes(code);
   for (int64_t m = 0; 2 * m < X2; m += n) {
+    if constexpr (kAfter) {
+      values[2] = load_lanes(share + m + n);
+      if constexpr (kWinners) codes[2] = load_lanes(code + m + n);
+    }
     Lanes<Acc> sum[2] = {};  // inputs 2m + 2i, 2m + 2i + 1
     for_each_tap<kFirst, kLast, true>([&](auto t) {
       constexpr int parity = t() & 1, window = (t() - parity) / 2;  // t = 2 * window + parity
-      Lanes<Acc> v = load_lanes(share + m - window);
+      Lanes<Acc> v = shifted_lanes<-window, Acc>(values);
       if constexpr (kWinners) {
-        v = load_lanes(code + m - window) == splat(static_cast<Pos>(t() - kFirst)) ? v : Lanes<Acc>{};
+        v = shifted_lanes<-window, Pos>(codes) == splat(static_cast<Pos>(t() - kFirst)) ? v : Lanes<Acc>{};
       }
       sum[parity] += v;
     });
+    values[0] = values[1];
+    values[1] = kAfter ? values[2] : load_lanes(share + m + n);
+    if constexpr (kWinners) {
+      codes[0] = codes[1];
+      codes[1] = kAfter ? codes[2] : load_lanes(code + m + n);
+    }
     Lanes<Acc> inputs[2] = {interleaved_lanes<0, Acc>(sum[0], sum[1]), interleaved_lanes<1, Acc>(sum[0], sum[1])};
     Acc* to = row + 2 * m;
     if (2 * m + 2 * n > X2) {  // the row's last values
