@@ -1162,7 +1162,10 @@ inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, in
   constexpr bool kBefore = (kLast - (kLast & 1)) / 2 > 0, kAfter = (kFirst - (kFirst & 1)) / 2 < 0;
   Lanes<Acc> values[3] = {kBefore ? load_lanes(share - n) : Lanes<Acc>{}, load_lanes(share), Lanes<Acc>{}};
   Lanes<Pos> codes[3] = {};
-  if constexpr (kWinners) codes[0] = kBefore ? load_lanes(code - n) : Lanes<Pos>{}, codes[1] = load_lanes(code);
+  if constexpr (kWinners) {
+    codes[0] = kBefore ? load_lanes(code - n) : Lanes<Pos>{};
+    codes[1] = load_lanes(code);
+  }
   for (int64_t m = 0; 2 * m < X2; m += n) {
     if constexpr (kAfter) {
       values[2] = load_lanes(share + m + n);
