@@ -142,21 +142,38 @@ inline bool vector_aligned(const T* to) {
   return reinterpret_cast<uintptr_t>(to) % kVectorBytes == 0;
 }
 
-// to[i] = from[i] (converted) for i < count, by streaming stores where `to` is aligned to
-// a vector; callers end with streaming_done() before anyone reads what they wrote.
-template <typename From, typename To>
-inline void stream_copy(const From* __restrict__ from, To* __restrict__ to, int64_t count) {
+// to[i] = value(i) for i < count; where whole vectors fit, lanes i .. i + kLanes - 1 at once,
+// vector(i). With `stream`, by streaming stores from where `to` is aligned to a vector (the
+// values before it one by one, as the last ones); callers end with streaming_done() before
+// anyone reads what they wrote.
+template <typename T, typename Value, typename Vector>
+inline void store_run(T* __restrict__ to, int64_t count, bool stream, Value&& value, Vector&& vector) {
+  constexpr int n = kLanes<T>;
   int64_t i = 0;
-  if constexpr (std::is_arithmetic_v<From> && std::is_arithmetic_v<To>) {
-    constexpr int n = kLanes<To>;
-    for (; i < count && !vector_aligned(to + i); ++i) to[i] = static_cast<To>(from[i]);
-    for (; i + n <= count; i += n) {
-      Lanes<To> v;
-      for (int k = 0; k < n; ++k) v[k] = static_cast<To>(from[i + k]);
-      stream_lanes(to + i, v);
+  for (; stream && i < count && !vector_aligned(to + i); ++i) to[i] = value(i);
+  for (; i + n <= count; i += n) {
+    if (stream) {
+      stream_lanes(to + i, vector(i));
+    } else {
+      store_lanes(to + i, vector(i));
     }
   }
-  for (; i < count; ++i) to[i] = static_cast<To>(from[i]);
+  for (; i < count; ++i) to[i] = value(i);
+}
+
+// to[i] = from[i] (converted) for i < count, by streaming stores where `to` is aligned to
+// a vector (store_run).
+template <typename From, typename To>
+inline void stream_copy(const From* __restrict__ from, To* __restrict__ to, int64_t count) {
+  if constexpr (std::is_arithmetic_v<From> && std::is_arithmetic_v<To>) {
+    store_run(to, count, true, [&](int64_t i) { return static_cast<To>(from[i]); }, [&](int64_t i) {
+      Lanes<To> v;
+      for (int k = 0; k < kLanes<To>; ++k) v[k] = static_cast<To>(from[i + k]);
+      return v;
+    });
+  } else {
+    for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[i]);
+  }
 }
 
 // Asks the cache for values [0, count) of `from`, which the loops read soon: where they

@@ -315,43 +315,41 @@ template <int kFirst, int kLast, typename Acc, typename Vector>
 inline void for_each_stride2_vector(const Acc* x, int64_t count, Vector&& vector) {
   static_assert(kFirst >= -2 && kFirst <= kLast && kLast <= 3, "stride-2 taps shift by at most a lane");
   constexpr int n = kLanes<Acc>;
-  LaneIndex<Acc> even, odd, back, ahead;
+  LaneIndex<Acc> even, odd;
   for (int i = 0; i < n; ++i) {
     even[i] = 2 * i;
     odd[i] = 2 * i + 1;
-    back[i] = n - 1 + i;  // of (previous, current): the previous pair's last lane, then lanes 0 .. n - 2
-    ahead[i] = i + 1;     // of (current, next): lanes 1 .. n - 1, then the next pair's first
   }
   const auto split = [&](const Acc* pair, Lanes<Acc>& e, Lanes<Acc>& o) {
     const Lanes<Acc> a = load_lanes(pair), b = load_lanes(pair + n);
     e = __builtin_shuffle(a, b, even);
     o = __builtin_shuffle(a, b, odd);
   };
-  Lanes<Acc> E, O, E_prev{}, O_prev{};
-  if constexpr (kFirst <= -2) E_prev[n - 1] = x[-2];
-  if constexpr (kFirst <= -1) O_prev[n - 1] = x[-1];
-  split(x, E, O);
+  Lanes<Acc> E[3] = {}, O[3] = {};  // the even and odd lanes of the previous, this and the next pair
+  if constexpr (kFirst <= -2) E[0][n - 1] = x[-2];
+  if constexpr (kFirst <= -1) O[0][n - 1] = x[-1];
+  split(x, E[1], O[1]);
   for (int64_t i = 0; i < count; i += n, x += 2 * n) {
-    Lanes<Acc> E_next{}, O_next{};
+    E[2] = O[2] = Lanes<Acc>{};
     if (i + n < count) {
-      split(x + 2 * n, E_next, O_next);
+      split(x + 2 * n, E[2], O[2]);
     } else {
-      if constexpr (kLast >= 2) E_next[0] = x[2 * n];
-      if constexpr (kLast >= 3) O_next[0] = x[2 * n + 1];
+      if constexpr (kLast >= 2) E[2][0] = x[2 * n];
+      if constexpr (kLast >= 3) O[2][0] = x[2 * n + 1];
     }
-    const auto tap = [&](auto t) -> Lanes<Acc> {
-      if constexpr (t() == -2) return __builtin_shuffle(E_prev, E, back);
-      if constexpr (t() == -1) return __builtin_shuffle(O_prev, O, back);
-      if constexpr (t() == 0) return E;
-      if constexpr (t() == 1) return O;
-      if constexpr (t() == 2) return __builtin_shuffle(E, E_next, ahead);
-      if constexpr (t() == 3) return __builtin_shuffle(O, O_next, ahead);
+    const auto tap = [&](auto t) -> Lanes<Acc> {  // t = 2 * shift + parity
+      constexpr int parity = t() & 1, shift = (t() - parity) / 2;
+      if constexpr (parity == 0) {
+        return shifted_lanes<shift, Acc>(E);
+      } else {
+        return shifted_lanes<shift, Acc>(O);
+      }
     };
     vector(i, x, tap);
-    E_prev = E;
-    O_prev = O;
-    E = E_next;
-    O = O_next;
+    for (Lanes<Acc>* v : {E, O}) {
+      v[0] = v[1];
+      v[1] = v[2];
+    }
   }
 }
 
@@ -1159,18 +1157,24 @@ inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, in
   // The shares (and codes) at m - window, window in [-1, 1], from the vectors at m - n, m and
   // m + n, loaded where they were stored: loads a lane off, across two of the stores just made,
   // waited for the stores to retire (a sixth of 2-D and 3-D average pooling's gradients).
-  constexpr bool kBefore = (kLast - (kLast & 1)) / 2 > 0, kAfter = (kFirst - (kFirst & 1)) / 2 < 0;
-  Lanes<Acc> values[3] = {kBefore ? load_lanes(share - n) : Lanes<Acc>{}, load_lanes(share), Lanes<Acc>{}};
+  constexpr bool kBefore = (kLast - (kLast & 1)) / 2 > 0;  // a tap reads the vector before m
+  Lanes<Acc> values[3] = {};
   Lanes<Pos> codes[3] = {};
-  if constexpr (kWinners) {
-    codes[0] = kBefore ? load_lanes(code - n) : Lanes<Pos>{};
-    codes[1] = load_lanes(code);
-  }
+  // v: the vectors of `from` at m - n and m; then at m + n; then moved on a vector.
+  const auto start = [&](auto& v, const auto* from) {
+    if constexpr (kBefore) v[0] = load_lanes(from - n);
+    v[1] = load_lanes(from);
+  };
+  const auto next = [&](auto& v, const auto* from, int64_t m) { v[2] = load_lanes(from + m + n); };
+  const auto roll = [](auto& v) {
+    v[0] = v[1];
+    v[1] = v[2];
+  };
+  start(values, share);
+  if constexpr (kWinners) start(codes, code);
   for (int64_t m = 0; 2 * m < X2; m += n) {
-    if constexpr (kAfter) {
-      values[2] = load_lanes(share + m + n);
-      if constexpr (kWinners) codes[2] = load_lanes(code + m + n);
-    }
+    next(values, share, m);
+    if constexpr (kWinners) next(codes, code, m);
     Lanes<Acc> sum[2] = {};  // inputs 2m + 2i, 2m + 2i + 1
     for_each_tap<kFirst, kLast, true>([&](auto t) {
       constexpr int parity = t() & 1, window = (t() - parity) / 2;  // t = 2 * window + parity
@@ -1180,12 +1184,8 @@ inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, in
       }
       sum[parity] += v;
     });
-    values[0] = values[1];
-    values[1] = kAfter ? values[2] : load_lanes(share + m + n);
-    if constexpr (kWinners) {
-      codes[0] = codes[1];
-      codes[1] = kAfter ? codes[2] : load_lanes(code + m + n);
-    }
+    roll(values);
+    if constexpr (kWinners) roll(codes);
     Lanes<Acc> inputs[2] = {interleaved_lanes<0, Acc>(sum[0], sum[1]), interleaved_lanes<1, Acc>(sum[0], sum[1])};
     Acc* to = row + 2 * m;
     if (2 * m + 2 * n > X2) {  // the row's last values
@@ -1255,54 +1255,41 @@ inline void max_pool_backward_rows(const T* grad_output, const uint8_t* argmax, 
 // Input rows x1 of one output slice's columns (rows1 x X2, the adjoint along dim 1): slice[x1]
 // = the sum of the columns of the output rows [first1[x1], end1[x1]) covering it, in output
 // order, 0 where none does. Whole vectors summed in registers across the rows, then the tail;
-// by streaming stores where `stream` (as stream_copy: from where a row is aligned to a vector).
+// by streaming stores where `stream` (store_run).
 template <typename Acc>
 inline void sum_covering_rows(const Acc* columns, const int64_t* first1, const int64_t* end1, int64_t rows1,
                               int64_t X2, Acc* __restrict__ slice, bool stream = false) {
-  constexpr int64_t n = kLanes<Acc>;
   for (int64_t x1 = 0; x1 < rows1; ++x1, slice += X2) {
     const Acc* __restrict__ from = columns + first1[x1] * X2;
     const int64_t rows = end1[x1] - first1[x1];
-    const auto sum_at = [&](int64_t i) {
+    store_run(slice, X2, stream, [&](int64_t i) {
       Acc sum = Acc(0);
       for (int64_t r = 0; r < rows; ++r) sum += from[r * X2 + i];
       return sum;
-    };
-    int64_t i = 0;
-    for (; stream && i < X2 && !vector_aligned(slice + i); ++i) slice[i] = sum_at(i);
-    for (; i + n <= X2; i += n) {
+    }, [&](int64_t i) {
       Lanes<Acc> sum{};
       for (int64_t r = 0; r < rows; ++r) sum += load_lanes(from + r * X2 + i);
-      if (stream) {
-        stream_lanes(slice + i, sum);
-      } else {
-        store_lanes(slice + i, sum);
-      }
-    }
-    for (; i < X2; ++i) slice[i] = sum_at(i);
+      return sum;
+    });
   }
 }
 
 // to[i] = the sum of rows [first, end) of `rows` (count values apart) at i, added in row order,
-// by streaming stores (as stream_copy: from where `to` is aligned to a vector). Summed and
+// by streaming stores (store_run). Summed and
 // stored in one pass, not staged in scratch and copied.
 template <typename Acc>
 inline void stream_sum_rows(const Acc* rows, int64_t count, int64_t first, int64_t end, Acc* __restrict__ to) {
   const Acc* __restrict__ from = rows + first * count;
   const int64_t n = end - first;
-  const auto sum_at = [&](int64_t i) {
+  store_run(to, count, true, [&](int64_t i) {
     Acc sum = from[i];
     for (int64_t r = 1; r < n; ++r) sum += from[r * count + i];
     return sum;
-  };
-  int64_t i = 0;
-  for (; i < count && !vector_aligned(to + i); ++i) to[i] = sum_at(i);
-  for (; i + kLanes<Acc> <= count; i += kLanes<Acc>) {
+  }, [&](int64_t i) {
     Lanes<Acc> sum = load_lanes(from + i);
     for (int64_t r = 1; r < n; ++r) sum += load_lanes(from + r * count + i);
-    stream_lanes(to + i, sum);
-  }
-  for (; i < count; ++i) to[i] = sum_at(i);
+    return sum;
+  });
 }
 
 // Average-pool gradient of plane `plane`, owned by this call (acc: X values of scratch, or
@@ -1413,9 +1400,10 @@ constexpr int kChannelsLastChains = 4;
 // The windows from o2 on along dim 2, at most `limit`, whose taps there all lie inside the
 // input (at least 1: o2's): their taps are the same, a stride further on from one to the next.
 inline int64_t cl_run_length(const PoolGeometry& g, int64_t o2, int64_t limit) {
+  if (g.start(2, o2) < 0) return 1;
   const int64_t reach = (g.kernel[2] - 1) * g.dil[2];
   int64_t run = 1;
-  while (run < limit && o2 + run < g.out[2] && g.start(2, o2) >= 0 && g.start(2, o2 + run) + reach < g.image[2]) ++run;
+  while (run < limit && o2 + run < g.out[2] && g.start(2, o2 + run) + reach < g.image[2]) ++run;
   return run;
 }
 
