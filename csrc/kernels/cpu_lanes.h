@@ -42,9 +42,17 @@ inline Lanes<T> load_lanes(const T* from) {
   return v;
 }
 
+// Stored as a T vector at T's alignment, not by memcpy: a memcpy may write any object, so
+// GCC reloaded every pointer a loop keeps in memory after each store (a lambda's captures,
+// twice per vector of the stride-2 max-pool rows).
+template <typename T>
+struct UnalignedLanesOf {
+  typedef T type __attribute__((vector_size(kVectorBytes), aligned(sizeof(T))));
+};
+
 template <typename T>
 inline void store_lanes(T* to, Lanes<T> v) {
-  std::memcpy(to, &v, sizeof(v));
+  *reinterpret_cast<typename UnalignedLanesOf<T>::type*>(to) = v;
 }
 
 // Every lane `value`: one broadcast (x - 0 is x, -0 and NaN included). Set lane by lane, GCC
