@@ -197,12 +197,12 @@ inline void direct_forward_group(const T* image, const T* weight, const T* bias,
   }
   constexpr int n = kLanes<T>;
   const int64_t blocks = ceil_div(out_channels, n), K = taps.offset.size(), L = g.cols_numel();
+  const int64_t group_values = taps.channels * g.image_numel();
   for (int64_t j = 0; j < blocks;) {
     const int64_t now = min64(blocks - j, kMaxBlocks), channels = out_channels - j * n;
     const T* w = weight + j * K * n;
     const T* b = bias != nullptr ? bias + j * n : nullptr;
     T* o = out + j * n * L;
-    const int64_t group_values = taps.channels * g.image_numel();
     const T* ahead = j == 0 ? image + group_values : nullptr;
     if (now == 4) {
       forward_plane<T, 4>(planes, w, b, o, g, taps, channels, ahead, group_values);
