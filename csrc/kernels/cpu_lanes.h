@@ -128,6 +128,14 @@ inline Lanes<T> shifted_lanes(const Lanes<T> (&v)[3]) {
   }
 }
 
+// The run v[0], v[1], v[2] moved on a vector: the current one becomes the previous, the next
+// the current (v[2] is the caller's to load).
+template <typename V>
+inline void roll_lanes(V (&v)[3]) {
+  v[0] = v[1];
+  v[1] = v[2];
+}
+
 // Stores v at `to`, aligned to a vector, by a streaming store (a plain one off x86-64).
 template <typename T>
 inline void stream_lanes(T* to, Lanes<T> v) {

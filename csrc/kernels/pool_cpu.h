@@ -346,10 +346,8 @@ inline void for_each_stride2_vector(const Acc* x, int64_t count, Vector&& vector
       }
     };
     vector(i, x, tap);
-    for (Lanes<Acc>* v : {E, O}) {
-      v[0] = v[1];
-      v[1] = v[2];
-    }
+    roll_lanes(E);
+    roll_lanes(O);
   }
 }
 
@@ -1160,16 +1158,12 @@ inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, in
   constexpr bool kBefore = (kLast - (kLast & 1)) / 2 > 0;  // a tap reads the vector before m
   Lanes<Acc> values[3] = {};
   Lanes<Pos> codes[3] = {};
-  // v: the vectors of `from` at m - n and m; then at m + n; then moved on a vector.
+  // v: the vectors of `from` at m - n and m; then at m + n; then moved on (roll_lanes).
   const auto start = [&](auto& v, const auto* from) {
     if constexpr (kBefore) v[0] = load_lanes(from - n);
     v[1] = load_lanes(from);
   };
   const auto next = [&](auto& v, const auto* from, int64_t m) { v[2] = load_lanes(from + m + n); };
-  const auto roll = [](auto& v) {
-    v[0] = v[1];
-    v[1] = v[2];
-  };
   start(values, share);
   if constexpr (kWinners) start(codes, code);
   for (int64_t m = 0; 2 * m < X2; m += n) {
@@ -1184,8 +1178,8 @@ inline void gradient_row_stride2(const Acc* share, const PlanePos<Acc>* code, in
       }
       sum[parity] += v;
     });
-    roll(values);
-    if constexpr (kWinners) roll(codes);
+    roll_lanes(values);
+    if constexpr (kWinners) roll_lanes(codes);
     Lanes<Acc> inputs[2] = {interleaved_lanes<0, Acc>(sum[0], sum[1]), interleaved_lanes<1, Acc>(sum[0], sum[1])};
     Acc* to = row + 2 * m;
     if (2 * m + 2 * n > X2) {  // the row's last values
@@ -1423,6 +1417,8 @@ inline void max_pool_cl_positions(const T* input, T* output, Index* argmax, Acc*
   using Pos = PlanePos<Acc>;
   // Moving a window a stride on along dim 2 moves its positions (not its tap codes) as far.
   const Pos code_step = sizeof(Index) == 1 ? 0 : static_cast<Pos>(g.stride[2]);
+  const int64_t vectors = std::is_same<T, Acc>::value ? channels - channels % kLanes<Acc> : 0;
+  const int64_t step = g.stride[2] * channels;
   for (int64_t position = begin; position < end;) {
     int64_t n, o0, o1, o2;
     cl_output_coords(g, position, &n, &o0, &o1, &o2);
@@ -1440,8 +1436,6 @@ inline void max_pool_cl_positions(const T* input, T* output, Index* argmax, Acc*
         }
       }
     }
-    const int64_t vectors = std::is_same<T, Acc>::value ? channels - channels % kLanes<Acc> : 0;
-    const int64_t step = g.stride[2] * channels;
     for (int64_t w = 0; w < run; ++w) {
       if (w > 0) {  // the next window along dim 2
         for (int64_t j = 0; j < taps; ++j) {
