@@ -264,6 +264,12 @@ def test_depthwise_matches_torch(dtype, isa_engine):
     ((1, 2, 3), (3, 2, 3), 1, 2, 1, 1),                     # fewer positions than a block
     ((2, 40, 9, 10), (80, 40, 3, 3), 1, 1, 1, 1),           # wider than 64 channels, 90 positions
     ((4, 72, 4, 4), (80, 72, 3, 3), 1, 1, 1, 1),            # wider, 16 positions, weights in L2 (ResNet's 4x4)
+    # Small padded images, a pass of images at each output position (direct_forward_position):
+    ((7, 40, 4, 4), (80, 40, 3, 3), 1, 1, 1, 1),            # 6 images and 1, several runs of channel vectors
+    ((13, 12, 5, 6), (21, 4, 3, 3), (2, 1), 1, 1, 3),       # grouped, strided, a partial vector; 6 + 6 + 1
+    ((8, 6, 3, 3, 3), (10, 6, 3, 3, 3), 1, 1, 1, 1),        # 3-D (27 positions); input gradient too
+    ((10, 8, 9), (12, 8, 5), 1, 2, 2, 1),                   # 1-D, dilated: 6 images and 4
+    ((6, 16, 8, 8), (32, 16, 3, 3), 1, (1, 2), 1, 1),       # one pass, 8 x 10 outputs: per image instead
 ])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_direct_forms_match_torch(x_shape, w_shape, stride, padding, dilation, groups, dtype, isa_engine):

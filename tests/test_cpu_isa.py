@@ -87,6 +87,12 @@ def _run_all_forms(x, w):
     out = F.conv2d(xw, ww, padding=2, dilation=2)
     out.backward(torch.cos(out.detach()))
     results += [out.detach(), xw.grad]
+    # Small padded images side by side (a pass of images at one output position at a time).
+    xs = x.detach().flatten()[:8 * 16 * 16].view(8, 16, 4, 4).clone().requires_grad_()
+    ws = torch.linspace(-1, 1, 40 * 16 * 9, dtype=x.dtype).view(40, 16, 3, 3)
+    out = F.conv2d(xs, ws, torch.linspace(-1, 1, 40, dtype=x.dtype), padding=1)
+    out.backward(torch.cos(out.detach()))
+    results += [out.detach(), xs.grad]
     # Winograd's F(2x2, 3x3) forms (3x3 at unit stride, 32 channels and more per group):
     # forward with bias and input gradient, odd outputs.
     xw = x.detach().repeat(1, 2, 1, 1).requires_grad_()

@@ -70,9 +70,12 @@ template <typename T, typename Acc>
 struct DirectConvCpuKernels {
   int64_t lanes;          // output channels per vector: the packed layouts' last dim
   int64_t taps_per_block;  // taps of one weight-gradient tap block
+  int64_t images_per_pass;  // of forward_position
   void (*pad_planes)(const T*, int64_t, const ColumnGeometry&, const PaddedTaps&, T*);
   void (*pack_lanes)(const T*, int64_t, int64_t, int64_t, T*);
   void (*forward_group)(const T*, const T*, const T*, T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t);
+  void (*forward_position)(const T*, const T*, const T*, T*, const ColumnGeometry&, const InImageTaps&, int64_t,
+                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
   void (*backward_weight_task)(const T*, const T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t, int64_t,
                                int64_t, int64_t, int64_t);
   void (*few_channels_forward_group)(const T*, const T*, T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t);

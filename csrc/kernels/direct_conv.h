@@ -132,21 +132,33 @@ inline void forward_positions(const T* const* from, const T* weight, int64_t tap
   }
 }
 
-// `count` (<= kP) consecutive positions by the smallest pass of kP, kP/2, kP/4, ... positions
-// that holds them (repeating the last past count): LeNet's 10x10 outputs end in 4
-// positions, which a pass of 8 ran twice over (its second convolution's forward 0.32 ->
-// 0.305 ms at 1 thread). Passes of 16 positions (AVX-512 float, one channel vector): 0.37 ms,
-// 16 input pointers and a loop's worth of integers do not fit the 16 general registers.
-template <typename T, int kBlocks, int kP>
-inline void forward_pass(const T* const* from, const T* weight, int64_t taps, const int64_t* offset,
-                         const T* bias, T* out, int64_t L, int64_t channels, int64_t count) {
+// Calls pass.template operator()<kQ>() for the smallest pass of kQ = kP, kP/2, kP/4, ...
+// positions that holds `count` (<= kP) of them (the pass repeats the last past count):
+// LeNet's 10x10 outputs end in 4 positions, which a pass of 8 ran twice over (its second
+// convolution's forward 0.32 -> 0.305 ms at 1 thread). Passes of 16 positions (AVX-512
+// float, one channel vector): 0.37 ms, 16 input pointers and a loop's worth of integers do
+// not fit the 16 general registers.
+template <int kP, typename Pass>
+inline void smallest_pass(int64_t count, Pass&& pass) {
   if constexpr (kP > 1) {
     if (count <= kP / 2) {
-      forward_pass<T, kBlocks, kP / 2>(from, weight, taps, offset, bias, out, L, channels, count);
+      smallest_pass<kP / 2>(count, pass);
       return;
     }
   }
-  forward_positions<T, kBlocks, kP>(from, weight, taps, offset, bias, out, L, channels, count);
+  pass.template operator()<kP>();
+}
+
+// Calls body.template operator()<kBlocks>() for kBlocks = blocks, in [1, kMaxBlocks]: the
+// register blocking as a constant.
+template <typename Body>
+inline void with_blocks(int64_t blocks, Body&& body) {
+  switch (blocks) {
+    case 4: body.template operator()<4>(); break;
+    case 3: body.template operator()<3>(); break;
+    case 2: body.template operator()<2>(); break;
+    default: body.template operator()<1>(); break;
+  }
 }
 
 // Every output position of kBlocks channel vectors, kP at a time in the order of the flat
@@ -177,7 +189,9 @@ inline void forward_plane(const T* padded, const T* weight, const T* bias, T* ou
         }
       }
     }
-    forward_pass<T, kBlocks, kP>(from, weight, K, taps.offset.data(), bias, out + first, L, channels, count);
+    smallest_pass<kP>(count, [&]<int kQ>() {
+      forward_positions<T, kBlocks, kQ>(from, weight, K, taps.offset.data(), bias, out + first, L, channels, count);
+    });
   }
 }
 
@@ -204,15 +218,102 @@ inline void direct_forward_group(const T* image, const T* weight, const T* bias,
     const T* b = bias != nullptr ? bias + j * n : nullptr;
     T* o = out + j * n * L;
     const T* ahead = j == 0 ? image + group_values : nullptr;
-    if (now == 4) {
-      forward_plane<T, 4>(planes, w, b, o, g, taps, channels, ahead, group_values);
-    } else if (now == 3) {
-      forward_plane<T, 3>(planes, w, b, o, g, taps, channels, ahead, group_values);
-    } else if (now == 2) {
-      forward_plane<T, 2>(planes, w, b, o, g, taps, channels, ahead, group_values);
-    } else {
-      forward_plane<T, 1>(planes, w, b, o, g, taps, channels, ahead, group_values);
+    with_blocks(now, [&]<int kBlocks>() {
+      forward_plane<T, kBlocks>(planes, w, b, o, g, taps, channels, ahead, group_values);
+    });
+    j += now;
+  }
+}
+
+// ---------------------------------------------------------------- small padded images
+// Where images have few output positions and are padded (ResNet's 8x8 and 4x4 stages on
+// 32x32 inputs), the per-image passes above multiply the padding too (a 4x4 output's 3x3
+// taps read it 44 times in 144) and repeat a pass's last position at each plane's end. This
+// form runs one output position of kP images at a time: all of them read the same in-image
+// taps (InImageTaps, im2col.h), the only ones it adds, from the images as they are. A
+// skipped tap's product is a zero added, so each sum is forward_positions' bits (taps in
+// c*K + k order) but where a weight the padding meets is inf or NaN (which it leaves out,
+// as torch's oneDNN forms do).
+
+// Images per pass of the small-images form: as many as the widest register blocking holds.
+constexpr int kImagesPerPass = positions_for(kMaxBlocks);
+
+// The sums of kBlocks channel vectors at one output position of kP images (image[p]: its
+// group's Cg input planes of X values), over the position's `live` in-image taps (tap[i],
+// read at in-plane offset at[i]) of each plane; the first `count` images' sums are stored at
+// out[p] (channel c at out[p][c * L]). weight: the first vector's packed Cg*K taps.
+template <typename T, int kBlocks, int kP>
+inline void images_at_position(const T* const* image, const T* weight, int64_t planes, int64_t X, int64_t K,
+                               const int64_t* tap, const int64_t* at, int64_t live, const T* bias, T* const* out,
+                               int64_t L, int64_t channels, int64_t count) {
+  constexpr int n = kLanes<T>;
+  const int64_t vector_taps = planes * K * n;  // one channel vector's packed weights
+  Lanes<T> acc[kBlocks][kP];
+#pragma GCC unroll 16
+  for (int j = 0; j < kBlocks; ++j) {
+    const Lanes<T> start = bias != nullptr ? load_lanes(bias + j * n) : Lanes<T>{};
+#pragma GCC unroll 16
+    for (int p = 0; p < kP; ++p) acc[j][p] = start;
+  }
+  const T* x[kP];
+#pragma GCC unroll 16
+  for (int p = 0; p < kP; ++p) x[p] = image[p];
+  for (int64_t c = 0; c < planes; ++c, weight += K * n) {
+    for (int64_t i = 0; i < live; ++i) {
+      const int64_t a = at[i];
+      const T* w_tap = weight + tap[i] * n;
+      Lanes<T> w[kBlocks];
+#pragma GCC unroll 16
+      for (int j = 0; j < kBlocks; ++j) w[j] = load_lanes(w_tap + j * vector_taps);
+#pragma GCC unroll 16
+      for (int p = 0; p < kP; ++p) {
+        const Lanes<T> value = splat(x[p][a]);
+#pragma GCC unroll 16
+        for (int j = 0; j < kBlocks; ++j) acc[j][p] = fused_multiply_add(w[j], value, acc[j][p]);
+      }
     }
+#pragma GCC unroll 16
+    for (int p = 0; p < kP; ++p) x[p] += X;
+  }
+  for (int j = 0; j < kBlocks; ++j) {
+    for (int p = 0; p < count; ++p) {
+      T lanes[n];
+      store_lanes(lanes, acc[j][p]);
+      for (int v = 0; v < n && j * n + v < channels; ++v) out[p][(j * n + v) * L] = lanes[v];
+    }
+  }
+}
+
+// Output position l of one group in `count` (<= kImagesPerPass) images from `first`: input
+// and output the group's first planes of image 0 ((N, C, *X) and (N, O, *L) as they are:
+// images in_image and out_image values apart), weight and bias the group's packed ones;
+// kMaxBlocks channel vectors at a time. The launcher runs a pass's images at every position
+// before the next pass's, so that their planes stay in cache for all of them.
+template <typename T, typename Acc>
+inline void direct_forward_position(const T* input, const T* weight, const T* bias, T* output,
+                                    const ColumnGeometry& g, const InImageTaps& taps, int64_t in_image,
+                                    int64_t out_image, int64_t planes, int64_t out_channels, int64_t first,
+                                    int64_t count, int64_t l) {
+  constexpr int n = kLanes<T>, kP = kImagesPerPass;
+  const int64_t K = g.kernel_numel(), L = g.cols_numel(), X = g.image_numel(), blocks = ceil_div(out_channels, n);
+  const int64_t* tap = taps.tap.data() + taps.begin[l];
+  const int64_t* at = taps.at.data() + taps.begin[l];
+  const int64_t live = taps.begin[l + 1] - taps.begin[l];
+  const T* image[kP];
+  T* out[kP];
+  for (int64_t j = 0; j < blocks;) {
+    const int64_t now = min64(blocks - j, kMaxBlocks), channels = out_channels - j * n;
+    for (int p = 0; p < kP; ++p) {
+      const int64_t i = first + min64(p, count - 1);  // past count: a repeat, dropped
+      image[p] = input + i * in_image;
+      out[p] = output + i * out_image + j * n * L + l;
+    }
+    with_blocks(now, [&]<int kBlocks>() {
+      smallest_pass<kP>(count, [&]<int kQ>() {
+        images_at_position<T, kBlocks, kQ>(image, weight + j * K * planes * n, planes, X, K, tap, at, live,
+                                           bias != nullptr ? bias + j * n : nullptr, out, L, channels, count);
+      });
+    });
     j += now;
   }
 }
@@ -389,8 +490,8 @@ inline void direct_backward_weight_task(const T* padded, const T* grad_output, T
 
 template <typename T, typename Acc>
 DirectConvCpuKernels<T, Acc> direct_conv_cpu_kernels() {
-  return {kLanes<T>, kWeightTaps, &pad_planes<T>, &pack_lanes<T>, &direct_forward_group<T, Acc>,
-          &direct_backward_weight_task<T, Acc>, &few_channels_forward_group<T, Acc>};
+  return {kLanes<T>, kWeightTaps, kImagesPerPass, &pad_planes<T>, &pack_lanes<T>, &direct_forward_group<T, Acc>,
+          &direct_forward_position<T, Acc>, &direct_backward_weight_task<T, Acc>, &few_channels_forward_group<T, Acc>};
 }
 
 }  // namespace CONVOPS_CPU_ISA

@@ -178,6 +178,27 @@ struct PaddedTaps {
   int64_t numel() const { return channels * plane; }
 };
 
+// For each output position l, the kernel taps k that read inside the image, in order, and the
+// in-plane offsets they read: tap[i] and at[i] for i in [begin[l], begin[l + 1]). The direct
+// forward of small padded images (direct_conv.h) adds only these.
+struct InImageTaps {
+  std::vector<int64_t> begin{0}, tap, at;
+  explicit InImageTaps(const ColumnGeometry& g) {
+    for (int64_t l = 0; l < g.cols_numel(); ++l) {
+      int64_t position[kMaxSpatial], k[kMaxSpatial];
+      split_index(l, g.cols, position);
+      for (int64_t t = 0; t < g.kernel_numel(); ++t) {
+        split_index(t, g.kernel, k);
+        const int64_t offset = g.read_at(position, k);
+        if (offset < 0) continue;
+        tap.push_back(t);
+        at.push_back(offset);
+      }
+      begin.push_back(static_cast<int64_t>(tap.size()));
+    }
+  }
+};
+
 // For images whose output rows are short (ResNet's 8x8 and smaller stages on 32x32 inputs:
 // per layer 1.3-1.6x faster), copying row segments costs more per segment than per value:
 // instead, each tap's whole column row is gathered through a table built once per call,
