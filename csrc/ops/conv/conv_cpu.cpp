@@ -268,6 +268,25 @@ bool suits_direct(const at::Tensor& t, const ColumnGeometry& g, int64_t out_per_
   return direct_engine_takes(t) && g.kernel_numel() > 1 && out_per_group <= max_channels;
 }
 
+// Images per pass of the direct forms' small-images forward this call runs.
+int64_t direct_images_per_pass(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat ? direct_forms<float>().images_per_pass
+                                       : direct_forms<double>().images_per_pass;
+}
+
+// Small padded images run one output position of a pass of images at a time
+// (kernels::direct_forward_position): only the taps that read inside the image. ResNet-18's
+// stages on 32x32 inputs at 1 thread, batch 32: 128ch at 4x4 1.77 -> 1.05 ms forward (a third
+// of its products read padding; torch 1.0-1.27), 64ch at 8x8 1.6 -> 1.3 ms (torch 1.23-1.4):
+// both now at this core's FMA peak. Also for wide groups whose weights exceed L2 (each pass
+// reads only its position's live taps): 256ch at 2x2 (2.3 MiB of weights, 4 positions) 1.2 ->
+// 0.84 ms at 1 thread against im2col + GEMM (torch 1.19). Not for larger images, whose padding
+// is a small share, nor for batches smaller than a pass.
+constexpr int64_t kSideBySideMaxPositions = 64;
+bool images_side_by_side(const ColumnGeometry& g, int64_t batch, int64_t images_per_pass) {
+  return !g.unpadded() && g.cols_numel() <= kSideBySideMaxPositions && batch >= images_per_pass;
+}
+
 // The direct forward (also the input gradient as one) of a group of out_per_group output
 // channels and weight_numel weights, over g's output positions.
 bool suits_direct_forward(const at::Tensor& t, const ColumnGeometry& g, int64_t out_per_group, int64_t weight_numel) {
@@ -275,7 +294,8 @@ bool suits_direct_forward(const at::Tensor& t, const ColumnGeometry& g, int64_t 
   if (out_per_group <= kDirectMaxChannels) return true;
   const int64_t weight_bytes = weight_numel * static_cast<int64_t>(t.element_size());
   if (weight_bytes <= kDirectL2WeightBytes) return g.cols_numel() >= kDirectMinL2Positions;
-  return weight_bytes <= kDirectWeightBytes && g.cols_numel() >= kDirectMinPositions;
+  return weight_bytes <= kDirectWeightBytes &&
+         (g.cols_numel() >= kDirectMinPositions || images_side_by_side(g, t.size(0), direct_images_per_pass(t)));
 }
 
 // Output channels per vector of the direct forms this call runs.
@@ -301,17 +321,6 @@ at::Tensor pack_lanes(const kernels::DirectConvCpuKernels<T, T>& forms, const T*
     }
   });
   return packed;
-}
-
-// Small padded images run one output position of a pass of images at a time
-// (kernels::direct_forward_position): only the taps that read inside the image. ResNet-18's
-// stages on 32x32 inputs at 1 thread, batch 32: 128ch at 4x4 1.77 -> 1.05 ms forward (a third
-// of its products read padding; torch 1.0-1.27), 64ch at 8x8 1.6 -> 1.3 ms (torch 1.23-1.4):
-// both now at this core's FMA peak. Not for larger images, whose padding is a small share, nor
-// for batches smaller than a pass.
-constexpr int64_t kSideBySideMaxPositions = 64;
-bool images_side_by_side(const ColumnGeometry& g, int64_t batch, int64_t images_per_pass) {
-  return !g.unpadded() && g.cols_numel() <= kSideBySideMaxPositions && batch >= images_per_pass;
 }
 
 // output (N, O, *L) = conv(input (N, C, *X), weight (O, C/groups, *K)) + bias, one task per
