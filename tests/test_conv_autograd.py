@@ -271,6 +271,10 @@ def test_depthwise_matches_torch(dtype, isa_engine):
     ((10, 8, 9), (12, 8, 5), 1, 2, 2, 1),                   # 1-D, dilated: 6 images and 4
     ((6, 16, 8, 8), (32, 16, 3, 3), 1, (1, 2), 1, 1),       # one pass, 8 x 10 outputs: per image instead
     ((6, 160, 2, 2), (160, 160, 3, 3), 1, 1, 1, 1),         # weights beyond L2, 4 positions (ResNet's 256ch 2x2)
+    # ... and the input gradient at a stride, each image position gathering the taps that read it:
+    ((7, 5, 17), (7, 5, 4), 2, 3, 2, 1),                    # 1-D, dilated, padding beyond the kernel
+    ((8, 6, 5, 4, 3), (10, 6, 3, 2, 3), (2, 1, 2), 1, 1, 1),  # 3-D
+    ((9, 64, 8, 8), (40, 64, 3, 3), 2, 1, 1, 1),            # ResNet's 8x8 -> 4x4 entry, narrower
 ])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_direct_forms_match_torch(x_shape, w_shape, stride, padding, dilation, groups, dtype, isa_engine):

@@ -74,7 +74,7 @@ struct DirectConvCpuKernels {
   void (*pad_planes)(const T*, int64_t, const ColumnGeometry&, const PaddedTaps&, T*);
   void (*pack_lanes)(const T*, int64_t, int64_t, int64_t, T*);
   void (*forward_group)(const T*, const T*, const T*, T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t);
-  void (*forward_position)(const T*, const T*, const T*, T*, const ColumnGeometry&, const InImageTaps&, int64_t,
+  void (*forward_position)(const T*, const T*, const T*, T*, const PositionTaps&, int64_t, int64_t, int64_t, int64_t,
                            int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
   void (*backward_weight_task)(const T*, const T*, T*, const ColumnGeometry&, const PaddedTaps&, int64_t, int64_t,
                                int64_t, int64_t, int64_t);

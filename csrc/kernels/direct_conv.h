@@ -230,7 +230,9 @@ inline void direct_forward_group(const T* image, const T* weight, const T* bias,
 // 32x32 inputs), the per-image passes above multiply the padding too (a 4x4 output's 3x3
 // taps read it 44 times in 144) and repeat a pass's last position at each plane's end. This
 // form runs one output position of kP images at a time: all of them read the same in-image
-// taps (InImageTaps, im2col.h), the only ones it adds, from the images as they are. A
+// taps (forward_position_taps, im2col.h), the only ones it adds, from the images as they are.
+// The input gradient at any stride runs it too, as the forward of the output gradient with
+// the flipped kernel whose taps each image position gathers (input_gradient_position_taps). A
 // skipped tap's product is a zero added, so each sum is forward_positions' bits (taps in
 // c*K + k order) but where a weight the padding meets is inf or NaN (which it leaves out,
 // as torch's oneDNN forms do).
@@ -286,16 +288,17 @@ inline void images_at_position(const T* const* image, const T* weight, int64_t p
 
 // Output position l of one group in `count` (<= kImagesPerPass) images from `first`: input
 // and output the group's first planes of image 0 ((N, C, *X) and (N, O, *L) as they are:
-// images in_image and out_image values apart), weight and bias the group's packed ones;
-// kMaxBlocks channel vectors at a time. The launcher runs a pass's images at every position
-// before the next pass's, so that their planes stay in cache for all of them.
+// planes of X and L values, images in_image and out_image values apart), weight and bias the
+// group's packed ones (K taps per plane); kMaxBlocks channel vectors at a time. The launcher
+// runs a pass's images at every position before the next pass's, so that their planes stay
+// in cache for all of them.
 template <typename T, typename Acc>
 inline void direct_forward_position(const T* input, const T* weight, const T* bias, T* output,
-                                    const ColumnGeometry& g, const InImageTaps& taps, int64_t in_image,
+                                    const PositionTaps& taps, int64_t K, int64_t X, int64_t L, int64_t in_image,
                                     int64_t out_image, int64_t planes, int64_t out_channels, int64_t first,
                                     int64_t count, int64_t l) {
   constexpr int n = kLanes<T>, kP = kImagesPerPass;
-  const int64_t K = g.kernel_numel(), L = g.cols_numel(), X = g.image_numel(), blocks = ceil_div(out_channels, n);
+  const int64_t blocks = ceil_div(out_channels, n);
   const int64_t* tap = taps.tap.data() + taps.begin[l];
   const int64_t* at = taps.at.data() + taps.begin[l];
   const int64_t live = taps.begin[l + 1] - taps.begin[l];

@@ -178,18 +178,17 @@ struct PaddedTaps {
   int64_t numel() const { return channels * plane; }
 };
 
-// For each output position l, the kernel taps k that read inside the image, in order, and the
-// in-plane offsets they read: tap[i] and at[i] for i in [begin[l], begin[l + 1]). The direct
-// forward of small padded images (direct_conv.h) adds only these.
-struct InImageTaps {
+// The direct forms' small-images tables (direct_conv.h): for each position q of what they
+// compute, the (tap, offset) pairs that add to it, tap[i] and at[i] for i in [begin[q],
+// begin[q + 1]), taps in increasing order.
+struct PositionTaps {
   std::vector<int64_t> begin{0}, tap, at;
-  explicit InImageTaps(const ColumnGeometry& g) {
-    for (int64_t l = 0; l < g.cols_numel(); ++l) {
-      int64_t position[kMaxSpatial], k[kMaxSpatial];
-      split_index(l, g.cols, position);
-      for (int64_t t = 0; t < g.kernel_numel(); ++t) {
-        split_index(t, g.kernel, k);
-        const int64_t offset = g.read_at(position, k);
+  // entry(q, t): the offset position q reads through tap t, or -1 for none.
+  template <typename Entry>
+  PositionTaps(int64_t positions, int64_t taps, Entry entry) {
+    for (int64_t q = 0; q < positions; ++q) {
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t offset = entry(q, t);
         if (offset < 0) continue;
         tap.push_back(t);
         at.push_back(offset);
@@ -198,6 +197,28 @@ struct InImageTaps {
     }
   }
 };
+
+// The forward's: output position l reads in-plane offset `at` through tap k, where inside the image.
+inline PositionTaps forward_position_taps(const ColumnGeometry& g) {
+  return PositionTaps(g.cols_numel(), g.kernel_numel(), [&](int64_t l, int64_t t) {
+    int64_t position[kMaxSpatial], k[kMaxSpatial];
+    split_index(l, g.cols, position);
+    split_index(t, g.kernel, k);
+    return g.read_at(position, k);
+  });
+}
+
+// The input gradient's, as a forward of the output gradient with the kernel flipped (tap
+// K-1-k): image position x gathers the output position that reads it through tap k.
+inline PositionTaps input_gradient_position_taps(const ColumnGeometry& g) {
+  const int64_t K = g.kernel_numel();
+  return PositionTaps(g.image_numel(), K, [&](int64_t x, int64_t t) {
+    int64_t position[kMaxSpatial], k[kMaxSpatial];
+    split_index(x, g.image, position);
+    split_index(K - 1 - t, g.kernel, k);
+    return g.read_by(position, k);
+  });
+}
 
 // For images whose output rows are short (ResNet's 8x8 and smaller stages on 32x32 inputs:
 // per layer 1.3-1.6x faster), copying row segments costs more per segment than per value:
