@@ -13,7 +13,9 @@
 // input each tap read. Every product is added by a fused multiply-add (std::fma: one
 // rounding in every copy, the FMA instruction where the copy has it) in a fixed order (the
 // forward: taps c*K + k in order; the weight gradient: images, then positions), so each
-// sum is the same bits in every copy and at any thread count.
+// sum is the same bits in every copy and at any thread count. Small padded images (ResNet's
+// 8x8 and smaller stages) run a pass of images at one output position instead, adding only
+// the taps that read inside the image (direct_forward_position).
 //
 // Shapes (spatial dims padded in front to 3; G groups, Cg = C/G input and Og = O/G output
 // channels per group, K taps, L output positions, n = lanes):

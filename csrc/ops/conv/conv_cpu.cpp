@@ -353,8 +353,8 @@ void run_side_by_side(const kernels::DirectConvCpuKernels<T, T>& forms, const at
 }
 
 // output (N, O, *L) = conv(input (N, C, *X), weight (O, C/groups, *K)) + bias, one task per
-// (image, group), or per (group, output position) for small padded images; every tensor
-// contiguous.
+// (image, group), or per (group, pass of images, output position) for small padded images
+// (run_side_by_side); every tensor contiguous.
 void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                         at::Tensor& output, const ColumnGeometry& g, int64_t groups) {
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv", [&] {
