@@ -151,6 +151,18 @@ inline void smallest_pass(int64_t count, Pass&& pass) {
   pass.template operator()<kP>();
 }
 
+// Calls pass.template operator()<kQ>() for kQ = count, in [1, kP].
+template <int kP, typename Pass>
+inline void exact_pass(int64_t count, Pass&& pass) {
+  if constexpr (kP > 1) {
+    if (count < kP) {
+      exact_pass<kP - 1>(count, pass);
+      return;
+    }
+  }
+  pass.template operator()<kP>();
+}
+
 // Calls body.template operator()<kBlocks>() for kBlocks = blocks, in [1, kMaxBlocks]: the
 // register blocking as a constant.
 template <typename Body>
@@ -291,7 +303,8 @@ inline void images_at_position(const T* const* image, const T* weight, int64_t p
 // Output position l of one group in `count` (<= kImagesPerPass) images from `first`: input
 // and output the group's first planes of image 0 ((N, C, *X) and (N, O, *L) as they are:
 // planes of X and L values, images in_image and out_image values apart), weight and bias the
-// group's packed ones (K taps per plane); kMaxBlocks channel vectors at a time. The launcher
+// group's packed ones (K taps per plane); kMaxBlocks channel vectors at a time, by a pass of
+// exactly `count` images. The launcher
 // runs a pass's images at every position before the next pass's, so that their planes stay
 // in cache for all of them.
 template <typename T, typename Acc>
@@ -314,7 +327,7 @@ inline void direct_forward_position(const T* input, const T* weight, const T* bi
       out[p] = output + i * out_image + j * n * L + l;
     }
     with_blocks(now, [&]<int kBlocks>() {
-      smallest_pass<kP>(count, [&]<int kQ>() {
+      exact_pass<kP>(count, [&]<int kQ>() {
         images_at_position<T, kBlocks, kQ>(image, weight + j * K * planes * n, planes, X, K, tap, at, live,
                                            bias != nullptr ? bias + j * n : nullptr, out, L, channels, count);
       });

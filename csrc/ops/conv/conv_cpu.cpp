@@ -336,7 +336,12 @@ void run_side_by_side(const kernels::DirectConvCpuKernels<T, T>& forms, const at
                       int64_t groups) {
   const int64_t N = input.size(0), C = input.size(1), O = output.size(1), Cg = C / groups, Og = O / groups;
   const int64_t X = input.numel() / (N * C), L = output.numel() / (N * O);
-  const int64_t per_pass = forms.images_per_pass, passes = kernels::ceil_div(N, per_pass);
+  // Passes of nearly equal sizes (each run by a pass of exactly that many images), as many per
+  // thread: passes of 6 and a last of 2 gave one thread of 2 a third more work (ResNet's 64ch
+  // 8x8, batch 32, at 2 threads 0.89 -> 0.70-0.76 ms; 128ch 4x4 0.75 -> 0.56-0.61 ms, and
+  // 1.30 -> 1.05 ms at 1 thread, where passes of 5 and 6 beat six of 6 and one of 3).
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), kernels::ceil_div(N, forms.images_per_pass));
+  const int64_t passes = threads * kernels::ceil_div(kernels::ceil_div(N, threads), forms.images_per_pass);
   const int64_t w_group = w.numel() / groups, b_group = b.defined() ? b.numel() / groups : 0;
   const T* x = input.const_data_ptr<T>();
   const T* wp = w.const_data_ptr<T>();
@@ -344,10 +349,10 @@ void run_side_by_side(const kernels::DirectConvCpuKernels<T, T>& forms, const at
   T* out = output.mutable_data_ptr<T>();
   at::parallel_for(0, groups * passes * L, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t group = task / (passes * L), first = task / L % passes * per_pass;
+      const int64_t group = task / (passes * L), pass = task / L % passes;
+      const int64_t first = pass * N / passes, count = (pass + 1) * N / passes - first;
       forms.forward_position(x + group * Cg * X, wp + group * w_group, bp != nullptr ? bp + group * b_group : nullptr,
-                             out + group * Og * L, taps, K, X, L, C * X, O * L, Cg, Og, first,
-                             std::min(per_pass, N - first), task % L);
+                             out + group * Og * L, taps, K, X, L, C * X, O * L, Cg, Og, first, count, task % L);
     }
   });
 }
