@@ -89,6 +89,34 @@ __attribute__((noinline)) void store_transposed(const Lanes<T>* sums, T* out, in
   }
 }
 
+// The sums of kBlocks channel vectors at kP positions (or images), each starting at its
+// vector of packed bias (bias + j * n), or at 0 where bias is null.
+template <typename T, int kBlocks, int kP>
+inline void start_sums(Lanes<T> (&acc)[kBlocks][kP], const T* bias) {
+#pragma GCC unroll 16
+  for (int j = 0; j < kBlocks; ++j) {
+    const Lanes<T> start = bias != nullptr ? load_lanes(bias + j * kLanes<T>) : Lanes<T>{};
+#pragma GCC unroll 16
+    for (int p = 0; p < kP; ++p) acc[j][p] = start;
+  }
+}
+
+// One tap of a pass: acc[j][p] += the tap's weight vector j (w_tap + j * vector_stride) times
+// the value x[p][at] that position p reads through it.
+template <typename T, int kBlocks, int kP>
+inline void add_tap(Lanes<T> (&acc)[kBlocks][kP], const T* w_tap, int64_t vector_stride, const T* const (&x)[kP],
+                    int64_t at) {
+  Lanes<T> w[kBlocks];
+#pragma GCC unroll 16
+  for (int j = 0; j < kBlocks; ++j) w[j] = load_lanes(w_tap + j * vector_stride);
+#pragma GCC unroll 16
+  for (int p = 0; p < kP; ++p) {
+    const Lanes<T> value = splat(x[p][at]);
+#pragma GCC unroll 16
+    for (int j = 0; j < kBlocks; ++j) acc[j][p] = fused_multiply_add(w[j], value, acc[j][p]);
+  }
+}
+
 // The sums of kBlocks channel vectors at kPositions consecutive output positions, position
 // p reading tap t at from[p][offset[t]]; the first `count` positions are stored at out
 // (channel c at out[c * L]), the others (repeats of the last, at a plane's end) dropped.
@@ -98,27 +126,11 @@ inline void forward_positions(const T* const* from, const T* weight, int64_t tap
                               const T* bias, T* out, int64_t L, int64_t channels, int64_t count) {
   constexpr int n = kLanes<T>;
   Lanes<T> acc[kBlocks][kPositions];
-#pragma GCC unroll 16
-  for (int j = 0; j < kBlocks; ++j) {
-    const Lanes<T> start = bias != nullptr ? load_lanes(bias + j * n) : Lanes<T>{};
-#pragma GCC unroll 16
-    for (int p = 0; p < kPositions; ++p) acc[j][p] = start;
-  }
+  start_sums<T>(acc, bias);
   const T* x[kPositions];
 #pragma GCC unroll 16
   for (int p = 0; p < kPositions; ++p) x[p] = from[p];
-  for (int64_t t = 0; t < taps; ++t) {
-    const int64_t at = offset[t];
-    Lanes<T> w[kBlocks];
-#pragma GCC unroll 16
-    for (int j = 0; j < kBlocks; ++j) w[j] = load_lanes(weight + (j * taps + t) * n);
-#pragma GCC unroll 16
-    for (int p = 0; p < kPositions; ++p) {
-      const Lanes<T> value = splat(x[p][at]);
-#pragma GCC unroll 16
-      for (int j = 0; j < kBlocks; ++j) acc[j][p] = fused_multiply_add(w[j], value, acc[j][p]);
-    }
-  }
+  for (int64_t t = 0; t < taps; ++t) add_tap<T>(acc, weight + t * n, taps * n, x, offset[t]);
   if constexpr (interleavable<T>(kPositions)) {
 #pragma GCC unroll 4
     for (int j = 0; j < kBlocks; ++j) {
@@ -265,29 +277,12 @@ inline void images_at_position(const T* const* image, const T* weight, int64_t p
   constexpr int n = kLanes<T>;
   const int64_t vector_taps = planes * K * n;  // one channel vector's packed weights
   Lanes<T> acc[kBlocks][kP];
-#pragma GCC unroll 16
-  for (int j = 0; j < kBlocks; ++j) {
-    const Lanes<T> start = bias != nullptr ? load_lanes(bias + j * n) : Lanes<T>{};
-#pragma GCC unroll 16
-    for (int p = 0; p < kP; ++p) acc[j][p] = start;
-  }
+  start_sums<T>(acc, bias);
   const T* x[kP];
 #pragma GCC unroll 16
   for (int p = 0; p < kP; ++p) x[p] = image[p];
   for (int64_t c = 0; c < planes; ++c, weight += K * n) {
-    for (int64_t i = 0; i < live; ++i) {
-      const int64_t a = at[i];
-      const T* w_tap = weight + tap[i] * n;
-      Lanes<T> w[kBlocks];
-#pragma GCC unroll 16
-      for (int j = 0; j < kBlocks; ++j) w[j] = load_lanes(w_tap + j * vector_taps);
-#pragma GCC unroll 16
-      for (int p = 0; p < kP; ++p) {
-        const Lanes<T> value = splat(x[p][a]);
-#pragma GCC unroll 16
-        for (int j = 0; j < kBlocks; ++j) acc[j][p] = fused_multiply_add(w[j], value, acc[j][p]);
-      }
-    }
+    for (int64_t i = 0; i < live; ++i) add_tap<T>(acc, weight + tap[i] * n, vector_taps, x, at[i]);
 #pragma GCC unroll 16
     for (int p = 0; p < kP; ++p) x[p] += X;
   }

@@ -178,48 +178,6 @@ struct PaddedTaps {
   int64_t numel() const { return channels * plane; }
 };
 
-// The direct forms' small-images tables (direct_conv.h): for each position q of what they
-// compute, the (tap, offset) pairs that add to it, tap[i] and at[i] for i in [begin[q],
-// begin[q + 1]), taps in increasing order.
-struct PositionTaps {
-  std::vector<int64_t> begin{0}, tap, at;
-  // entry(q, t): the offset position q reads through tap t, or -1 for none.
-  template <typename Entry>
-  PositionTaps(int64_t positions, int64_t taps, Entry entry) {
-    for (int64_t q = 0; q < positions; ++q) {
-      for (int64_t t = 0; t < taps; ++t) {
-        const int64_t offset = entry(q, t);
-        if (offset < 0) continue;
-        tap.push_back(t);
-        at.push_back(offset);
-      }
-      begin.push_back(static_cast<int64_t>(tap.size()));
-    }
-  }
-};
-
-// The forward's: output position l reads in-plane offset `at` through tap k, where inside the image.
-inline PositionTaps forward_position_taps(const ColumnGeometry& g) {
-  return PositionTaps(g.cols_numel(), g.kernel_numel(), [&](int64_t l, int64_t t) {
-    int64_t position[kMaxSpatial], k[kMaxSpatial];
-    split_index(l, g.cols, position);
-    split_index(t, g.kernel, k);
-    return g.read_at(position, k);
-  });
-}
-
-// The input gradient's, as a forward of the output gradient with the kernel flipped (tap
-// K-1-k): image position x gathers the output position that reads it through tap k.
-inline PositionTaps input_gradient_position_taps(const ColumnGeometry& g) {
-  const int64_t K = g.kernel_numel();
-  return PositionTaps(g.image_numel(), K, [&](int64_t x, int64_t t) {
-    int64_t position[kMaxSpatial], k[kMaxSpatial];
-    split_index(x, g.image, position);
-    split_index(K - 1 - t, g.kernel, k);
-    return g.read_by(position, k);
-  });
-}
-
 // For images whose output rows are short (ResNet's 8x8 and smaller stages on 32x32 inputs:
 // per layer 1.3-1.6x faster), copying row segments costs more per segment than per value:
 // instead, each tap's whole column row is gathered through a table built once per call,
@@ -260,6 +218,39 @@ struct ReaderTable {
     return g.cols[2] < 8 && g.kernel_numel() * g.image_numel() <= (int64_t(1) << 16);
   }
 };
+
+// The direct forms' small-images tables (direct_conv.h): for each position q of what they
+// compute, the (tap, offset) pairs that add to it, tap[i] and at[i] for i in [begin[q],
+// begin[q + 1]), taps in increasing order; from a tap_table (offset or -1 for each tap and
+// position, tap-major), its taps numbered from the end where `flipped`.
+struct PositionTaps {
+  std::vector<int64_t> begin{0}, tap, at;
+  PositionTaps(const std::vector<int64_t>& table, int64_t positions, bool flipped) {
+    const int64_t taps = static_cast<int64_t>(table.size()) / positions;
+    for (int64_t q = 0; q < positions; ++q) {
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t offset = table[(flipped ? taps - 1 - t : t) * positions + q];
+        if (offset < 0) continue;
+        tap.push_back(t);
+        at.push_back(offset);
+      }
+      begin.push_back(static_cast<int64_t>(tap.size()));
+    }
+  }
+};
+
+// The forward's: output position l reads in-plane offset `at` through tap k, where inside
+// the image (GatherTable's entries).
+inline PositionTaps forward_position_taps(const ColumnGeometry& g) {
+  return PositionTaps(GatherTable(g).source, g.cols_numel(), false);
+}
+
+// The input gradient's, as a forward of the output gradient with the kernel flipped (tap
+// K-1-k): image position x gathers the output position that reads it through tap k
+// (ReaderTable's entries).
+inline PositionTaps input_gradient_position_taps(const ColumnGeometry& g) {
+  return PositionTaps(ReaderTable(g).reader, g.image_numel(), true);
+}
 
 // One image plane of col2im (as col2im_plane: acc is X values of scratch), gathered: the
 // same additions, in the same tap order.

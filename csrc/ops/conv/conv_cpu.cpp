@@ -271,10 +271,18 @@ bool suits_direct(const at::Tensor& t, const ColumnGeometry& g, int64_t out_per_
   return direct_engine_takes(t) && g.kernel_numel() > 1 && out_per_group <= max_channels;
 }
 
-// Images per pass of the direct forms' small-images forward this call runs.
+// A constant of the direct forms this call runs (float or double), as get reads it.
+template <typename Get>
+int64_t direct_form_constant(const at::Tensor& t, Get get) {
+  return t.scalar_type() == at::kFloat ? get(direct_forms<float>()) : get(direct_forms<double>());
+}
+
+// Output channels per vector, and images per pass of the small-images forward.
+int64_t direct_lanes(const at::Tensor& t) {
+  return direct_form_constant(t, [](const auto& forms) { return forms.lanes; });
+}
 int64_t direct_images_per_pass(const at::Tensor& t) {
-  return t.scalar_type() == at::kFloat ? direct_forms<float>().images_per_pass
-                                       : direct_forms<double>().images_per_pass;
+  return direct_form_constant(t, [](const auto& forms) { return forms.images_per_pass; });
 }
 
 // Small padded images run one output position of a pass of images at a time
@@ -299,11 +307,6 @@ bool suits_direct_forward(const at::Tensor& t, const ColumnGeometry& g, int64_t 
   if (weight_bytes <= kDirectL2WeightBytes) return g.cols_numel() >= kDirectMinL2Positions;
   return weight_bytes <= kDirectWeightBytes &&
          (g.cols_numel() >= kDirectMinPositions || images_side_by_side(g, t.size(0), direct_images_per_pass(t)));
-}
-
-// Output channels per vector of the direct forms this call runs.
-int64_t direct_lanes(const at::Tensor& t) {
-  return t.scalar_type() == at::kFloat ? direct_forms<float>().lanes : direct_forms<double>().lanes;
 }
 
 // (G, M, R) -> (G, ceil(M / lanes), R, lanes), zero past M: the entries of M side by side,
@@ -365,19 +368,19 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv", [&] {
     const auto& forms = direct_forms<scalar_t>();
     const int64_t C = input.size(1), O = output.size(1), Cg = C / groups, Og = O / groups;
-    const kernels::PaddedTaps taps(g, Cg);
-    const int64_t X = g.image_numel(), L = g.cols_numel(), K = taps.offset.size();
-    const auto w = pack_lanes(forms, weight.const_data_ptr<scalar_t>(), groups, Og, K);
+    const auto w = pack_lanes(forms, weight.const_data_ptr<scalar_t>(), groups, Og, Cg * g.kernel_numel());
     const auto b = bias.defined() ? pack_lanes(forms, bias.const_data_ptr<scalar_t>(), groups, Og, 1) : at::Tensor();
+    if (images_side_by_side(g, input.size(0), forms.images_per_pass)) {
+      run_side_by_side(forms, input, w, b, output, kernels::forward_position_taps(g), g.kernel_numel(), groups);
+      return;
+    }
+    const kernels::PaddedTaps taps(g, Cg);
+    const int64_t X = g.image_numel(), L = g.cols_numel();
     const scalar_t* wp = w.const_data_ptr<scalar_t>();
     const scalar_t* bp = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
     const int64_t w_group = w.numel() / groups, b_group = b.defined() ? b.numel() / groups : 0;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    if (images_side_by_side(g, input.size(0), forms.images_per_pass)) {
-      run_side_by_side(forms, input, w, b, output, kernels::forward_position_taps(g), g.kernel_numel(), groups);
-      return;
-    }
     at::parallel_for(0, input.size(0) * groups, 1, [&](int64_t begin, int64_t end) {
       const auto scratch = cpu_scratch(CpuScratch::kPaddedImage, taps.numel(), input.scalar_type());
       scalar_t* padded = scratch.mutable_data_ptr<scalar_t>();  // forward_group fills it
