@@ -53,12 +53,16 @@ CONV_CASES = [
      dict(stride=2, padding=3), None, None),
 ]
 
-# Training steps of zoo models: (name, builder, input shape, target). The convops model and the
-# torch.nn one start from the same weights; a step is forward, cross-entropy, backward, SGD.
+# Training steps of zoo models: (name, builder, input shape, target, autocast). The convops model
+# and the torch.nn one start from the same weights; a step is forward, cross-entropy, backward,
+# SGD; under torch.autocast in bfloat16 where `autocast` says so (measured only: no target).
+_LENET = lambda backend: models.lenet5(backend=backend)  # noqa: E731
+_RESNET18 = lambda backend: models.resnet18(num_classes=10, backend=backend)  # noqa: E731
 MODEL_CASES = [
-    ("train step LeNet-5 N64", lambda backend: models.lenet5(backend=backend), (64, 1, 28, 28), 1.0),
-    ("train step ResNet-18 32x32 N32", lambda backend: models.resnet18(num_classes=10, backend=backend),
-     (32, 3, 32, 32), 0.8),
+    ("train step LeNet-5 N64", _LENET, (64, 1, 28, 28), 1.0, False),
+    ("train step ResNet-18 32x32 N32", _RESNET18, (32, 3, 32, 32), 0.8, False),
+    ("train step LeNet-5 N64 autocast bf16", _LENET, (64, 1, 28, 28), None, True),
+    ("train step ResNet-18 32x32 N32 autocast bf16", _RESNET18, (32, 3, 32, 32), None, True),
 ]
 
 PEAK_MEMORY_TARGET = 1.5  # convops' peak memory of a conv forward, at most this times torch's
@@ -141,23 +145,25 @@ def pool_step(fn, x, backward: bool):
     return step
 
 
-def train_step(model, x, labels):
+def train_step(model, x, labels, autocast: bool):
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), labels).backward()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = torch.nn.functional.cross_entropy(model(x), labels)
+        loss.backward()
         optimizer.step()
     return step
 
 
 def _model_cases(gen, device):
-    for name, build, xs, target in MODEL_CASES:
+    for name, build, xs, target, autocast in MODEL_CASES:
         ours, theirs = build("convops").to(device), build("torch").to(device)
         theirs.load_state_dict(ours.state_dict())
         x = torch.randn(xs, generator=gen).to(device)
         labels = torch.randint(0, 10, (xs[0],), generator=gen).to(device)
-        yield name, train_step(ours, x, labels), train_step(theirs, x, labels), target
+        yield name, train_step(ours, x, labels, autocast), train_step(theirs, x, labels, autocast), target
 
 
 def _conv_inputs(gen, device, name, xs, ws, kwargs):

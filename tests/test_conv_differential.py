@@ -197,6 +197,51 @@ def test_reduced_precision_accumulates_in_float(dtype, spatial):
     torch.testing.assert_close(wr.grad.float(), w32.grad, rtol=tol, atol=tol * 10)
 
 
+def conv_with_grads(x, w, b, gy, **args):
+    """F.conv2d's output and the gradients of x, w and b for the output gradient gy."""
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    out = F.conv2d(*leaves, **args)
+    out.backward(gy)
+    return [out.detach()] + [t.grad for t in leaves]
+
+
+@pytest.mark.parametrize("dtype,size", [
+    (torch.float16, 6),
+    (torch.bfloat16, 6),     # 8 * 72 * 36 multiply-adds per image: computed in float (conv.cpp)
+    (torch.bfloat16, 24),
+    (torch.float16, 128),    # float16 in float at any size (8 * 72 * 16384 multiply-adds per image)
+])
+def test_reduced_precision_on_the_cpu_is_the_float_result_rounded_once(dtype, size):
+    """float16 on the CPU, and bfloat16 problems of few multiply-adds per image, are computed in
+    float and rounded once: the float computation's result, to the bit, forward and gradients."""
+    gen = torch.Generator().manual_seed(size)
+    x, w, b = (torch.randn(s, generator=gen).to(dtype) for s in ((4, 8, size, size), (8, 8, 3, 3), (8,)))
+    gy = torch.randn(4, 8, size, size, generator=gen).to(dtype)
+    ours = conv_with_grads(x, w, b, gy, padding=1)
+    in_float = conv_with_grads(x.float(), w.float(), b.float(), gy.float(), padding=1)
+    for a, f in zip(ours, in_float):
+        assert a.dtype == dtype
+        assert torch.equal(a, f.to(dtype))
+
+
+def test_large_bfloat16_problems_accumulate_in_float():
+    """bfloat16 above computes_in_float's bound (64 * 576 * 256 multiply-adds per image) runs
+    the bfloat16 GEMMs: as close to the float result as torch's own, forward and gradients."""
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(s, generator=gen) for s in ((2, 64, 16, 16), (64, 64, 3, 3), (64,)))
+    gy = torch.randn(2, 64, 16, 16, generator=gen)
+    exact32 = conv_with_grads(x, w, b, gy, padding=1)
+    low = [t.bfloat16() for t in (x, w, b, gy)]
+    ours = conv_with_grads(*low, padding=1)
+    theirs = [tF.conv2d(*low[:3], padding=1)]
+    for a, t, e in zip(ours, theirs + [None] * 3, exact32):
+        assert a.dtype == torch.bfloat16
+        scale = e.abs().max().item()
+        err = (a.float() - e).abs().max().item()
+        bound = (t.float() - e).abs().max().item() * 2 if t is not None else 2 ** -7 * scale
+        assert err <= bound + 1e-3 * scale
+
+
 @pytest.mark.parametrize("engine", CONV_ENGINES)
 @pytest.mark.parametrize("size,kernel,groups", [
     ((5, 5), (3, 3), 1),      # 25 positions per image: the images of a chunk share one GEMM per group
