@@ -168,12 +168,13 @@ bool small_gemms(const ConvProblem& p) {
 // Half and bfloat16 on the CPU are computed in float, the whole tensors converted once and
 // the result rounded once (the products of two such values are exact in float, and the sums
 // accumulate in float as the reduced-precision GEMMs' do): float16 always (the CPU's float16
-// GEMM ran make bench's 64ch 56x56 forward in 640 ms, float 19 ms), bfloat16 up to this many
+// GEMM ran make bench's 64ch 56x56 forward in 640 ms, float 14 ms), bfloat16 up to this many
 // multiply-adds per image and group, where the float forms (direct, small images) beat the
 // bfloat16 GEMM path's im2col and conversions per chunk. LeNet's 6->16 at batch 64: forward
 // 1.02 -> 0.34 ms, weight gradient 1.17 -> 0.37 ms; ResNet's 64ch 8x8 at batch 32: weight
-// gradient 2.42 -> 1.60 ms. Above it the bfloat16 GEMMs (twice float's rate) win: 64ch 56x56
-// forward 13.3 ms against 18.7 in float.
+// gradient 2.42 -> 1.60 ms. Above it the bfloat16 GEMMs (over twice float's rate here) win:
+// forward of 256ch 14x14 at batch 8 11.0 ms against 18.5 in float, of the 1x1 256->64 at
+// 56x56 5.3 against 12.6.
 constexpr int64_t kReducedInFloatMultiplyAdds = int64_t(1) << 23;
 
 bool computes_in_float(const at::Tensor& t, const ConvProblem& p) {
