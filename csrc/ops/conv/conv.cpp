@@ -567,8 +567,8 @@ std::vector<int64_t> live_sizes(at::IntArrayRef full, const LiveTaps& live) {
 
 // Each live tap's column of (O * C/groups) values copied between the full kernel, as a (rows,
 // K) matrix, and the live taps' one, (rows, count): one strided pass per live tap (number:
-// live_tap_numbers). A gather over the taps (index_select) ran these rows of a few values at
-// an eighth of this speed in float, and slower still in bfloat16.
+// live_tap_numbers). A gather over the taps (index_select) ran these rows of a few values
+// slower: 1.6x in float and 8x in bfloat16 for the crop, 8x in float for the gradient.
 void copy_live_columns(const at::Tensor& full, const at::Tensor& live, const std::vector<int64_t>& number,
                        bool into_live) {
   for (size_t t = 0; t < number.size(); ++t) {
