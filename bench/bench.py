@@ -56,13 +56,19 @@ CONV_CASES = [
 # Training steps of zoo models: (name, builder, input shape, target, autocast). The convops model
 # and the torch.nn one start from the same weights; a step is forward, cross-entropy, backward,
 # SGD; under torch.autocast in bfloat16 where `autocast` says so (measured only: no target).
-_LENET = lambda backend: models.lenet5(backend=backend)  # noqa: E731
-_RESNET18 = lambda backend: models.resnet18(num_classes=10, backend=backend)  # noqa: E731
+def _lenet5(backend):
+    return models.lenet5(backend=backend)
+
+
+def _resnet18(backend):
+    return models.resnet18(num_classes=10, backend=backend)
+
+
 MODEL_CASES = [
-    ("train step LeNet-5 N64", _LENET, (64, 1, 28, 28), 1.0, False),
-    ("train step ResNet-18 32x32 N32", _RESNET18, (32, 3, 32, 32), 0.8, False),
-    ("train step LeNet-5 N64 autocast bf16", _LENET, (64, 1, 28, 28), None, True),
-    ("train step ResNet-18 32x32 N32 autocast bf16", _RESNET18, (32, 3, 32, 32), None, True),
+    ("train step LeNet-5 N64", _lenet5, (64, 1, 28, 28), 1.0, False),
+    ("train step ResNet-18 32x32 N32", _resnet18, (32, 3, 32, 32), 0.8, False),
+    ("train step LeNet-5 N64 autocast bf16", _lenet5, (64, 1, 28, 28), None, True),
+    ("train step ResNet-18 32x32 N32 autocast bf16", _resnet18, (32, 3, 32, 32), None, True),
 ]
 
 PEAK_MEMORY_TARGET = 1.5  # convops' peak memory of a conv forward, at most this times torch's

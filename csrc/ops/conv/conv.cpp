@@ -94,6 +94,7 @@ struct ConvProblem {
   int64_t out_per_group() const { return out_channels / groups; }
   int64_t rows_per_group() const { return in_per_group() * g.kernel_numel(); }  // C/G * K
   int64_t column_rows() const { return in_channels * g.kernel_numel(); }         // C * K, one image
+  int64_t multiply_adds_per_image() const { return out_per_group() * rows_per_group() * g.cols_numel(); }  // per group
   std::vector<int64_t> output_sizes() const {
     auto s = spatial_of(g, spatial, true);
     s.insert(s.begin(), {batch, out_channels});
@@ -162,7 +163,7 @@ at::Tensor per_image(const at::Tensor& w, int64_t b) {
 constexpr int64_t kSmallGemm = int64_t(1) << 21;
 
 bool small_gemms(const ConvProblem& p) {
-  return p.out_per_group() * p.rows_per_group() * p.g.cols_numel() < kSmallGemm;
+  return p.multiply_adds_per_image() < kSmallGemm;
 }
 
 // Half and bfloat16 on the CPU are computed in float, the whole tensors converted once and
@@ -180,8 +181,7 @@ constexpr int64_t kReducedInFloatMultiplyAdds = int64_t(1) << 23;
 bool computes_in_float(const at::Tensor& t, const ConvProblem& p) {
   if (!t.is_cpu()) return false;
   if (t.scalar_type() == at::kHalf) return true;
-  return t.scalar_type() == at::kBFloat16 &&
-         p.out_per_group() * p.rows_per_group() * p.g.cols_numel() <= kReducedInFloatMultiplyAdds;
+  return t.scalar_type() == at::kBFloat16 && p.multiply_adds_per_image() <= kReducedInFloatMultiplyAdds;
 }
 
 at::Tensor in_float(const at::Tensor& t) { return t.to(at::kFloat); }
