@@ -15,7 +15,8 @@ plane filled with its gradient over the number of positions).
 """
 import torch
 
-from ._shape import conv_output_sizes, conv_transpose_output_sizes, memory_format_of, pool_output_sizes, prod
+from ._shape import (conv_memory_format, conv_output_sizes, conv_transpose_output_sizes, memory_format_of,
+                     pool_output_sizes, prod)
 
 ops = torch.ops.convops
 _lib = torch.library.Library("convops", "IMPL")  # the Python kernels below: Autograd, Autocast*
@@ -42,24 +43,29 @@ def _(columns, output_size, kernel_size, dilation, padding, stride):
 @torch.library.register_fake("convops::conv")
 def _(input, weight, bias, stride, padding, dilation, groups):
     spatial = conv_output_sizes(input.shape[2:], weight.shape[2:], stride, padding, dilation)
-    return input.new_empty((input.shape[0], weight.shape[0], *spatial))
+    return _conv_result(input, (input.shape[0], weight.shape[0], *spatial), input, weight)
 
 
 @torch.library.register_fake("convops::conv_backward_input")
 def _(grad_output, weight, input_size, stride, padding, dilation, groups):
-    return grad_output.new_empty(input_size)
+    return _conv_result(grad_output, input_size, grad_output, weight)
 
 
 @torch.library.register_fake("convops::conv_backward_weight")
 def _(grad_output, input, weight_size, stride, padding, dilation, groups):
-    return input.new_empty(weight_size)
+    return _conv_result(input, weight_size, grad_output, input)
 
 
 @torch.library.register_fake("convops::conv_transpose")
 def _(input, weight, bias, stride, padding, output_padding, dilation, groups):
     spatial = conv_transpose_output_sizes(input.shape[2:], weight.shape[2:], stride, padding, output_padding,
                                           dilation)
-    return input.new_empty((input.shape[0], weight.shape[1] * groups, *spatial))
+    return _conv_result(input, (input.shape[0], weight.shape[1] * groups, *spatial), input, weight)
+
+
+def _conv_result(like, sizes, a, b):
+    """A convolution op's result: in the layout conv_memory_format gives for its tensor arguments a, b."""
+    return like.new_empty(sizes).contiguous(memory_format=conv_memory_format(a, b))
 
 
 @torch.library.register_fake("convops::max_pool")

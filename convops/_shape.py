@@ -76,3 +76,11 @@ def memory_format_of(t):
     if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d):
         return torch.channels_last_3d
     return torch.contiguous_format
+
+
+def conv_memory_format(a, b):
+    """The layout convops' convolutions return for tensor arguments a, b, mirroring
+    csrc/ops/conv/conv.cpp conv_format(): channels_last where either is laid out so."""
+    from torch._prims_common import suggest_memory_format
+    format = suggest_memory_format(a)
+    return format if format != torch.contiguous_format else suggest_memory_format(b)

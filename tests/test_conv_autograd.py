@@ -130,12 +130,21 @@ def _opcheck_cases():
     wt = rand(6, 2, 3, 3)
     kernel, dilation, padding, stride = [2, 3], [1, 2], [1, 0], [2, 1]
     cols = rand(*ops.im2col(x, kernel, dilation, padding, stride).shape)
+    # channels_last arguments: the fake kernels give channels_last results too (conv_memory_format)
+    x_cl, w_cl, dy_cl, wt_cl = (t.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+                                for t in (x, w, dy, wt))
     return {
         "conv": (ops.conv.default, (x, w, b, *p)),
         "conv_nobias": (ops.conv.default, (x, w, None, *p)),
         "conv_backward_input": (ops.conv_backward_input.default, (dy, w, list(x.shape), *p)),
         "conv_backward_weight": (ops.conv_backward_weight.default, (dy, x, list(w.shape), *p)),
         "conv_transpose": (ops.conv_transpose.default, (xt, wt, rand(6), [2, 1], [1, 1], [1, 0], [1, 1], 3)),
+        "conv_channels_last_input": (ops.conv.default, (x_cl, w, b, *p)),
+        "conv_channels_last_weight": (ops.conv.default, (x, w_cl, None, *p)),
+        "conv_backward_input_channels_last": (ops.conv_backward_input.default, (dy_cl, w, list(x.shape), *p)),
+        "conv_backward_weight_channels_last": (ops.conv_backward_weight.default, (dy, x_cl, list(w.shape), *p)),
+        "conv_transpose_channels_last": (ops.conv_transpose.default,
+                                         (xt, wt_cl, rand(6), [2, 1], [1, 1], [1, 0], [1, 1], 3)),
         "im2col": (ops.im2col.default, (x, kernel, dilation, padding, stride)),
         "col2im": (ops.col2im.default, (cols, list(x.shape[2:]), kernel, dilation, padding, stride)),
     }

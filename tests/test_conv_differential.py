@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 import convops.functional as F
 import reference
-from conftest import CONV_ENGINES, CUDA, cpu_engine, engine_device
+from conftest import CONV_ENGINES, CUDA, ISA_ENGINES, cpu_engine, engine_device
 from strategies import conv_problems, conv_transpose_problems, integer_tensor, unfold_problems, with_layout
 
 EXAMPLES = {"row": 250, "columns": 120, "element": 80, "cuda": 80}
@@ -329,3 +329,70 @@ def test_taps_that_read_only_padding_are_left_out(engine, x_shape, w_shape, stri
     ref.backward(torch.ones_like(ref))
     exact(out_nan.detach().cpu(), ref.detach())
     exact(x_ours.grad.cpu(), x_ref.grad)
+
+
+# ---------------------------------------------------------------- memory formats
+
+CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _laid_out(t, channels_last):
+    return t.contiguous(memory_format=CHANNELS_LAST[t.dim()]) if channels_last else t
+
+
+@pytest.mark.parametrize("engine", ["row", "element"])
+@pytest.mark.parametrize("spatial", [2, 3])
+@pytest.mark.parametrize("x_cl,w_cl", [(True, False), (False, True), (True, True), (False, False)])
+@pytest.mark.parametrize("in_channels,out_channels,groups", [(4, 6, 1), (4, 6, 2), (1, 3, 1), (4, 4, 4)])
+def test_convolutions_return_the_memory_format_torch_returns(engine, spatial, x_cl, w_cl, in_channels, out_channels,
+                                                             groups):
+    """channels_last in, channels_last out, as torch's convolutions: the output, the input and
+    weight gradients and the transposed convolution's output are channels_last where the input
+    or the weight is (suggest_memory_format; a 1-channel input counts), with torch's strides and
+    values. The row engine moves them by its transposing copy, the element engine (the GPU's
+    path) by ATen's."""
+    gen = torch.Generator().manual_seed(spatial * 100 + in_channels)
+    x = _laid_out(integer_tensor((2, in_channels, *[5] * spatial), torch.float32, generator=gen), x_cl)
+    w = _laid_out(integer_tensor((out_channels, in_channels // groups, *[3] * spatial), torch.float32,
+                                 generator=gen), w_cl)
+    w_t = _laid_out(integer_tensor((in_channels, out_channels // groups, *[3] * spatial), torch.float32,
+                                   generator=gen), w_cl)
+    args = dict(padding=1, groups=groups)
+    results = []
+    for conv, conv_t in ((OURS_CONV[spatial], OURS_CONV_T[spatial]), (TORCH_CONV[spatial], TORCH_CONV_T[spatial])):
+        xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+        with cpu_engine(engine):
+            y = conv(xs, ws, **args)
+            y.backward(integer_tensor(y.shape, y.dtype, generator=torch.Generator().manual_seed(3)))
+            results.append([y.detach(), xs.grad, ws.grad, conv_t(x, w_t, **args)])
+    for ours, theirs in zip(*results):
+        exact(ours, theirs)
+        assert ours.stride() == theirs.stride()
+    if x_cl and in_channels > 1:  # the strides compared are a channels_last result's
+        assert not results[0][0].is_contiguous()
+
+
+@pytest.mark.parametrize("engine", ISA_ENGINES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("x_shape,kernel", [
+    ((2, 35, 11, 13), 1),      # the layout copies' whole tiles and both tails, in both directions
+    ((3, 21, 4, 5), 5),        # a channels_last 5x5 weight: 25 taps by 21 channels, tiled too
+    ((2, 19, 3, 5, 7), 1),     # 3-D
+])
+def test_channels_last_copies_move_every_value(engine, dtype, x_shape, kernel):
+    """Channels_last input, weight and output gradient at sizes past a vector's lanes in both
+    dims (the transposing copy's tiles, kernels/transpose_cpu.h) and not multiples of them (its
+    tails): every value of the output and both gradients matches torch."""
+    gen = torch.Generator().manual_seed(5)
+    C = x_shape[1]
+    x = integer_tensor(x_shape, dtype, generator=gen)
+    w = integer_tensor((C + 2, C, *[kernel] * (len(x_shape) - 2)), dtype, generator=gen)
+    conv = {4: F.conv2d, 5: F.conv3d}[len(x_shape)]
+    theirs_conv = {4: tF.conv2d, 5: tF.conv3d}[len(x_shape)]
+    with cpu_engine(engine):
+        (out, grads), (ref_out, ref_grads) = run_both(lambda x, w: conv(x, w, padding=kernel // 2),
+                                                      lambda x, w: theirs_conv(x, w, padding=kernel // 2),
+                                                      [x, w], "channels_last", grad_layout="channels_last")
+    exact(out, ref_out)
+    for g, rg in zip(grads, ref_grads):
+        exact(g, rg)

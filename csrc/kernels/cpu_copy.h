@@ -27,6 +27,7 @@ CONVOPS_TARGET_PRAGMA(CONVOPS_CPU_ISA_TARGET)
 #include "direct_conv.h"
 #include "gemm_cpu.h"
 #include "pool_cpu.h"
+#include "transpose_cpu.h"
 #include "winograd.h"
 
 namespace convops {
@@ -50,6 +51,8 @@ CONVOPS_CPU_COPY(WinogradCpuKernels, winograd_cpu_kernels, float)
 CONVOPS_CPU_COPY(WinogradCpuKernels, winograd_cpu_kernels, double)
 CONVOPS_CPU_COPY(GemmCpuKernels, gemm_cpu_kernels, float)
 CONVOPS_CPU_COPY(GemmCpuKernels, gemm_cpu_kernels, double)
+CONVOPS_CPU_COPY(TransposeCpuKernels, transpose_cpu_kernels, float)
+CONVOPS_CPU_COPY(TransposeCpuKernels, transpose_cpu_kernels, double)
 #undef CONVOPS_CPU_COPY
 
 }  // namespace kernels

@@ -102,6 +102,12 @@ struct GemmCpuKernels {
   void (*gemm)(int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, int64_t, T, T*, int64_t);
 };
 
+// to (cols, rows) = from (rows, cols)^T (transpose_cpu.h): from, rows, cols, to.
+template <typename T, typename Acc>
+struct TransposeCpuKernels {
+  void (*transpose)(const T*, int64_t, int64_t, T*);
+};
+
 // Whether a table has copies: those of float and double (half and bfloat16 stay baseline).
 template <typename Table>
 struct HasCpuCopies : std::false_type {};

@@ -48,6 +48,10 @@ struct ColumnKernels {
                                 const ColumnGeometry& g, int64_t groups);
   bool (*direct_backward_weight)(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_weight,
                                  const ColumnGeometry& g, int64_t groups);
+  // Optional: `to` = `from` for dense tensors of the same (N, C, *S) sizes, one contiguous and
+  // the other channels_last (an image's (C, S) matrix transposed, either way); returns false
+  // to decline, and ATen's copy runs instead.
+  bool (*relayout)(const at::Tensor& from, at::Tensor& to);
 };
 
 

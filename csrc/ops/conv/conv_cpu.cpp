@@ -14,6 +14,7 @@
 #include "../cpu_engine.h"
 #include "../../kernels/depthwise.h"
 #include "../../kernels/direct_conv.h"
+#include "../../kernels/transpose_cpu.h"
 #include "../../kernels/winograd.h"
 #include "conv.h"
 
@@ -592,10 +593,32 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
   return true;
 }
 
+// The transposing copy between a dense (N, C, *S) tensor's two layouts, image by image
+// (kernels/transpose_cpu.h): NCHW images are (C, S) matrices, channels_last ones (S, C).
+// Float and double on the row engine; the element engine declines, as the GPU, whose
+// launchers have no such form, takes ATen's copy.
+bool relayout_cpu(const at::Tensor& from, at::Tensor& to) {
+  const auto type = from.scalar_type();
+  if (use_element_engine() || (type != at::kFloat && type != at::kDouble) || from.dim() < 4) return false;
+  const int64_t N = from.size(0), C = from.size(1), S = from.numel() / std::max<int64_t>(N * C, 1);
+  const bool to_channels_last = from.is_contiguous();
+  AT_DISPATCH_FLOATING_TYPES(type, "convops::relayout", [&] {
+    const auto& forms = cpu_forms_for_call<&kernels::transpose_cpu_kernels<scalar_t, scalar_t>>();
+    const scalar_t* in = from.const_data_ptr<scalar_t>();
+    scalar_t* out = to.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, N, grain_for(C * S), [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        forms.transpose(in + n * C * S, to_channels_last ? C : S, to_channels_last ? S : C, out + n * C * S);
+      }
+    });
+  });
+  return true;
+}
+
 const bool registered = DeviceTable<ColumnKernels>::set(
     c10::kCPU, ColumnKernels{&im2col_cpu, &col2im_cpu, &im2col_tile_cpu, &im2col_folded_cpu, &depthwise_forward_cpu,
                              &depthwise_backward_input_cpu, &depthwise_backward_weight_cpu, &direct_forward_cpu,
-                             &direct_backward_input_cpu, &direct_backward_weight_cpu});
+                             &direct_backward_input_cpu, &direct_backward_weight_cpu, &relayout_cpu});
 
 }  // namespace
 

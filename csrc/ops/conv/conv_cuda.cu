@@ -44,7 +44,9 @@ void col2im_cuda(const at::Tensor& columns, at::Tensor& image, const ColumnGeome
   });
 }
 
-const bool registered = DeviceTable<ColumnKernels>::set(c10::kCUDA, ColumnKernels{&im2col_cuda, &col2im_cuda, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr});
+const bool registered = DeviceTable<ColumnKernels>::set(
+    c10::kCUDA, ColumnKernels{&im2col_cuda, &col2im_cuda, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                              nullptr, nullptr});
 
 }  // namespace
 
