@@ -109,6 +109,14 @@ def _run_all_forms(x, w):
         out = fn(xd, wd, **kwargs)
         out.backward(torch.cos(out.detach()))
         results += [out.detach(), xd.grad, wd.grad]
+    # channels_last arguments, moved to NCHW and back by the transposing copies (whole and
+    # partial tiles: 851 positions by 16 channels, 25 taps by 16, 20 channels).
+    xc = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    wc = torch.linspace(-1, 1, 20 * 16 * 25, dtype=x.dtype).view(20, 16, 5, 5)
+    wc = wc.contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = F.conv2d(xc, wc, padding=2)
+    out.backward(torch.cos(out.detach()))
+    results += [out.detach(), xc.grad, wc.grad]
     return results
 
 

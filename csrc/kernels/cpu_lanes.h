@@ -152,6 +152,51 @@ inline void stream_lanes(T* to, Lanes<T> v) {
 #endif
 }
 
+// Lanes i < count (0 <= count <= kLanes) all ones, the others 0: a masked load's or store's mask.
+template <typename T>
+inline LaneIndex<T> first_lanes_mask(int count) {
+  LaneIndex<T> lane;
+  for (int i = 0; i < kLanes<T>; ++i) lane[i] = i;
+  return lane < count;
+}
+
+// The `count` values at `from` in the first lanes, the others 0, reading nothing past them
+// (masked loads on x86-64, which do not fault on the lanes left out).
+template <typename T>
+inline Lanes<T> load_first_lanes(const T* from, int count) {
+#if defined(__x86_64__)
+  if constexpr (kVectorBytes == 64) {
+    const auto mask = static_cast<uint16_t>((1u << count) - 1);
+    if constexpr (sizeof(T) == 4) return (Lanes<T>)_mm512_maskz_loadu_ps(mask, from);
+    if constexpr (sizeof(T) == 8) return (Lanes<T>)_mm512_maskz_loadu_pd(static_cast<uint8_t>(mask), from);
+  } else if constexpr (kVectorBytes == 32) {
+    const auto mask = (__m256i)first_lanes_mask<T>(count);
+    if constexpr (sizeof(T) == 4) return (Lanes<T>)_mm256_maskload_ps(reinterpret_cast<const float*>(from), mask);
+    if constexpr (sizeof(T) == 8) return (Lanes<T>)_mm256_maskload_pd(reinterpret_cast<const double*>(from), mask);
+  }
+#endif
+  Lanes<T> v{};
+  for (int i = 0; i < count; ++i) v[i] = from[i];
+  return v;
+}
+
+// Stores the first `count` lanes of v at `to`, writing nothing past them.
+template <typename T>
+inline void store_first_lanes(T* to, Lanes<T> v, int count) {
+#if defined(__x86_64__)
+  if constexpr (kVectorBytes == 64) {
+    const auto mask = static_cast<uint16_t>((1u << count) - 1);
+    if constexpr (sizeof(T) == 4) return _mm512_mask_storeu_ps(to, mask, (__m512)v);
+    if constexpr (sizeof(T) == 8) return _mm512_mask_storeu_pd(to, static_cast<uint8_t>(mask), (__m512d)v);
+  } else if constexpr (kVectorBytes == 32) {
+    const auto mask = (__m256i)first_lanes_mask<T>(count);
+    if constexpr (sizeof(T) == 4) return _mm256_maskstore_ps(reinterpret_cast<float*>(to), mask, (__m256)v);
+    if constexpr (sizeof(T) == 8) return _mm256_maskstore_pd(reinterpret_cast<double*>(to), mask, (__m256d)v);
+  }
+#endif
+  for (int i = 0; i < count; ++i) to[i] = v[i];
+}
+
 // Whether `to` is aligned to a vector, as a streaming store needs.
 template <typename T>
 inline bool vector_aligned(const T* to) {
