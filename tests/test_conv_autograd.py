@@ -143,6 +143,8 @@ def _opcheck_cases():
         "conv_channels_last_weight": (ops.conv.default, (x, w_cl, None, *p)),
         "conv_backward_input_channels_last": (ops.conv_backward_input.default, (dy_cl, w, list(x.shape), *p)),
         "conv_backward_weight_channels_last": (ops.conv_backward_weight.default, (dy, x_cl, list(w.shape), *p)),
+        "conv_1x1_channels_last": (ops.conv.default, (rand(2, 4, 5, 6).detach().contiguous(
+            memory_format=torch.channels_last).requires_grad_(), rand(3, 4, 1, 1), rand(3), [1, 1], [0, 0], [1, 1], 1)),
         "conv_transpose_channels_last": (ops.conv_transpose.default,
                                          (xt, wt_cl, rand(6), [2, 1], [1, 1], [1, 0], [1, 1], 3)),
         "im2col": (ops.im2col.default, (x, kernel, dilation, padding, stride)),

@@ -344,8 +344,9 @@ def _laid_out(t, channels_last):
 @pytest.mark.parametrize("spatial", [2, 3])
 @pytest.mark.parametrize("x_cl,w_cl", [(True, False), (False, True), (True, True), (False, False)])
 @pytest.mark.parametrize("in_channels,out_channels,groups", [(4, 6, 1), (4, 6, 2), (1, 3, 1), (4, 4, 4)])
+@pytest.mark.parametrize("kernel", [3, 1])
 def test_convolutions_return_the_memory_format_torch_returns(engine, spatial, x_cl, w_cl, in_channels, out_channels,
-                                                             groups):
+                                                             groups, kernel):
     """channels_last in, channels_last out, as torch's convolutions: the output, the input and
     weight gradients and the transposed convolution's output are channels_last where the input
     or the weight is (suggest_memory_format; a 1-channel input counts), with torch's strides and
@@ -353,11 +354,11 @@ def test_convolutions_return_the_memory_format_torch_returns(engine, spatial, x_
     path) by ATen's."""
     gen = torch.Generator().manual_seed(spatial * 100 + in_channels)
     x = _laid_out(integer_tensor((2, in_channels, *[5] * spatial), torch.float32, generator=gen), x_cl)
-    w = _laid_out(integer_tensor((out_channels, in_channels // groups, *[3] * spatial), torch.float32,
+    w = _laid_out(integer_tensor((out_channels, in_channels // groups, *[kernel] * spatial), torch.float32,
                                  generator=gen), w_cl)
-    w_t = _laid_out(integer_tensor((in_channels, out_channels // groups, *[3] * spatial), torch.float32,
+    w_t = _laid_out(integer_tensor((in_channels, out_channels // groups, *[kernel] * spatial), torch.float32,
                                    generator=gen), w_cl)
-    args = dict(padding=1, groups=groups)
+    args = dict(padding=kernel // 2, groups=groups)
     results = []
     for conv, conv_t in ((OURS_CONV[spatial], OURS_CONV_T[spatial]), (TORCH_CONV[spatial], TORCH_CONV_T[spatial])):
         xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
@@ -375,24 +376,29 @@ def test_convolutions_return_the_memory_format_torch_returns(engine, spatial, x_
 @pytest.mark.parametrize("engine", ISA_ENGINES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("x_shape,kernel", [
-    ((2, 35, 11, 13), 1),      # the layout copies' whole tiles and both tails, in both directions
+    ((2, 35, 11, 13), 3),      # the layout copies' whole tiles and both tails, in both directions
     ((3, 21, 4, 5), 5),        # a channels_last 5x5 weight: 25 taps by 21 channels, tiled too
-    ((2, 19, 3, 5, 7), 1),     # 3-D
+    ((2, 19, 3, 5, 7), 3),     # 3-D
+    ((2, 35, 11, 13), 1),      # 1x1: one GEMM over the positions' rows, no copies
+    ((2, 19, 3, 5, 7), 1),
 ])
-def test_channels_last_copies_move_every_value(engine, dtype, x_shape, kernel):
+def test_channels_last_convolutions_match_torch(engine, dtype, x_shape, kernel):
     """Channels_last input, weight and output gradient at sizes past a vector's lanes in both
     dims (the transposing copy's tiles, kernels/transpose_cpu.h) and not multiples of them (its
-    tails): every value of the output and both gradients matches torch."""
+    tails), and 1x1 convolutions by position rows (conv.cpp by_position_rows): the output and
+    the three gradients match torch."""
     gen = torch.Generator().manual_seed(5)
     C = x_shape[1]
     x = integer_tensor(x_shape, dtype, generator=gen)
     w = integer_tensor((C + 2, C, *[kernel] * (len(x_shape) - 2)), dtype, generator=gen)
+    b = integer_tensor((C + 2,), dtype, generator=gen)
     conv = {4: F.conv2d, 5: F.conv3d}[len(x_shape)]
     theirs_conv = {4: tF.conv2d, 5: tF.conv3d}[len(x_shape)]
     with cpu_engine(engine):
-        (out, grads), (ref_out, ref_grads) = run_both(lambda x, w: conv(x, w, padding=kernel // 2),
-                                                      lambda x, w: theirs_conv(x, w, padding=kernel // 2),
-                                                      [x, w], "channels_last", grad_layout="channels_last")
+        (out, grads), (ref_out, ref_grads) = run_both(lambda x, w, b: conv(x, w, b, padding=kernel // 2),
+                                                      lambda x, w, b: theirs_conv(x, w, b, padding=kernel // 2),
+                                                      [x, w, b], "channels_last", grad_layout="channels_last")
     exact(out, ref_out)
+    assert not out.is_contiguous()
     for g, rg in zip(grads, ref_grads):
         exact(g, rg)

@@ -632,15 +632,61 @@ at::Tensor full_weight_gradient(const at::Tensor& live_grad, const LiveTaps& liv
   return full.view(weight_size);
 }
 
-// The three ops on contiguous (NCHW) tensors, returning contiguous ones.
-at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  const char* op = "convops::conv";
+// Each op's argument checks; its problem.
+ConvProblem checked_conv(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                         const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                         at::IntArrayRef dilation, int64_t groups) {
   check_batched(op, "input", input);
   check_floating(op, "input", input);
   check_same(op, "weight", weight, "input", input);
   const auto p = conv_problem(op, input.sizes(), weight.sizes(), stride, padding, dilation, groups);
   check_bias(op, bias, p.out_channels, input);
+  return p;
+}
+
+ConvProblem checked_backward_input(const char* op, const at::Tensor& grad_output, const at::Tensor& weight,
+                                   at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, int64_t groups) {
+  check_batched(op, "grad_output", grad_output);
+  check_floating(op, "grad_output", grad_output);
+  check_same(op, "weight", weight, "grad_output", grad_output);
+  TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
+              grad_output.dim(), " values, got ", input_size);
+  const auto p = conv_problem(op, input_size, weight.sizes(), stride, padding, dilation, groups);
+  check_grad_output(op, grad_output, p, input_size, weight.sizes());
+  return p;
+}
+
+ConvProblem checked_backward_weight(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
+                                    at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                                    at::IntArrayRef dilation, int64_t groups) {
+  check_batched(op, "input", input);
+  check_floating(op, "input", input);
+  check_same(op, "grad_output", grad_output, "input", input);
+  const auto p = conv_problem(op, input.sizes(), weight_size, stride, padding, dilation, groups);
+  check_grad_output(op, grad_output, p, input.sizes(), weight_size);
+  return p;
+}
+
+// A 1x1 convolution at unit stride without padding, in one group, of tensors laid out in
+// `format` (channels_last) is one GEMM over every position, in that layout itself: an
+// (N, C, *S) tensor's channels_last values are the rows (N * S, C) (position_rows). No copies:
+// 256->64 channels at 56x56, batch 8, forward at 1 thread: 15.0-16.4 ms through NCHW and back,
+// 12.0-12.5 so (torch's channels_last: 12.2-12.5).
+bool by_position_rows(const ConvProblem& p, at::MemoryFormat format, std::initializer_list<at::Tensor> tensors) {
+  if (format == at::MemoryFormat::Contiguous || p.groups != 1 || !is_pointwise(p.g)) return false;
+  return std::all_of(tensors.begin(), tensors.end(), [&](const at::Tensor& t) {
+    return (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) && t.is_contiguous(format);
+  });
+}
+
+at::Tensor position_rows(const at::Tensor& t) { return t.movedim(1, -1).view({-1, t.size(1)}); }
+
+// The three ops on contiguous (NCHW) tensors, returning contiguous ones.
+at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const char* op = "convops::conv";
+  const auto p = checked_conv(op, input, weight, bias, stride, padding, dilation, groups);
   if (const auto live = live_taps(p)) {
     return conv_nchw(input, live_weight(weight, *live), bias, stride, live->padding, dilation, groups);
   }
@@ -667,15 +713,9 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight, const c1
 
 at::Tensor conv_backward_input_nchw(const at::Tensor& grad_output, const at::Tensor& weight,
                                     at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef dilation, int64_t groups) {
+                                    at::IntArrayRef dilation, int64_t groups) {
   const char* op = "convops::conv_backward_input";
-  check_batched(op, "grad_output", grad_output);
-  check_floating(op, "grad_output", grad_output);
-  check_same(op, "weight", weight, "grad_output", grad_output);
-  TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
-              grad_output.dim(), " values, got ", input_size);
-  const auto p = conv_problem(op, input_size, weight.sizes(), stride, padding, dilation, groups);
-  check_grad_output(op, grad_output, p, input_size, weight.sizes());
+  const auto p = checked_backward_input(op, grad_output, weight, input_size, stride, padding, dilation, groups);
   if (const auto live = live_taps(p)) {
     return conv_backward_input_nchw(grad_output, live_weight(weight, *live), input_size, stride, live->padding,
                                     dilation, groups);
@@ -707,13 +747,9 @@ at::Tensor conv_backward_input_nchw(const at::Tensor& grad_output, const at::Ten
 
 at::Tensor conv_backward_weight_nchw(const at::Tensor& grad_output, const at::Tensor& input,
                                      at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                                at::IntArrayRef dilation, int64_t groups) {
+                                     at::IntArrayRef dilation, int64_t groups) {
   const char* op = "convops::conv_backward_weight";
-  check_batched(op, "input", input);
-  check_floating(op, "input", input);
-  check_same(op, "grad_output", grad_output, "input", input);
-  const auto p = conv_problem(op, input.sizes(), weight_size, stride, padding, dilation, groups);
-  check_grad_output(op, grad_output, p, input.sizes(), weight_size);
+  const auto p = checked_backward_weight(op, grad_output, input, weight_size, stride, padding, dilation, groups);
   // The weight gradient sums over the whole batch: accumulate in float for half/bfloat16.
   const auto acc_type = at::toOpMathType(input.scalar_type());
   const auto acc_options = input.options().dtype(acc_type);
@@ -763,26 +799,51 @@ at::Tensor conv_backward_weight_nchw(const at::Tensor& grad_output, const at::Te
 at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const char* op = "convops::conv";
+  const auto p = checked_conv(op, input, weight, bias, stride, padding, dilation, groups);
+  const auto format = conv_format(input, weight);
+  if (by_position_rows(p, format, {input})) {
+    auto out = at::empty(p.output_sizes(), input.options().memory_format(format));
+    auto rows = position_rows(out);
+    gemm_into(rows, position_rows(input), weight.reshape({p.out_channels, p.in_channels}).t());
+    if (bias.has_value() && bias->defined()) rows.add_(*bias);
+    return out;
+  }
   const auto out = conv_nchw(dense(op, input), dense(op, weight), bias, stride, padding, dilation, groups);
-  return in_format(op, out, conv_format(input, weight));
+  return in_format(op, out, format);
 }
 
 at::Tensor conv_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
                                at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef dilation, int64_t groups) {
   const char* op = "convops::conv_backward_input";
+  const auto p = checked_backward_input(op, grad_output, weight, input_size, stride, padding, dilation, groups);
+  const auto format = conv_format(grad_output, weight);
+  if (by_position_rows(p, format, {grad_output})) {
+    auto dx = at::empty(input_size, grad_output.options().memory_format(format));
+    auto rows = position_rows(dx);
+    gemm_into(rows, position_rows(grad_output), weight.reshape({p.out_channels, p.in_channels}));
+    return dx;
+  }
   const auto dx = conv_backward_input_nchw(dense(op, grad_output), dense(op, weight), input_size, stride, padding,
                                            dilation, groups);
-  return in_format(op, dx, conv_format(grad_output, weight));
+  return in_format(op, dx, format);
 }
 
 at::Tensor conv_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                 at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
                                 at::IntArrayRef dilation, int64_t groups) {
   const char* op = "convops::conv_backward_weight";
+  const auto p = checked_backward_weight(op, grad_output, input, weight_size, stride, padding, dilation, groups);
+  const auto format = conv_format(grad_output, input);
+  if (by_position_rows(p, format, {grad_output, input})) {
+    auto dw = at::empty(weight_size, input.options().memory_format(format));
+    auto rows = dw.view({p.out_channels, p.in_channels});
+    gemm_into(rows, position_rows(grad_output).t(), position_rows(input));
+    return dw;
+  }
   const auto dw = conv_backward_weight_nchw(dense(op, grad_output), dense(op, input), weight_size, stride, padding,
                                             dilation, groups);
-  return in_format(op, dw, conv_format(grad_output, input));
+  return in_format(op, dw, format);
 }
 
 at::Tensor conv_transpose(const at::Tensor& input, const at::Tensor& weight,
