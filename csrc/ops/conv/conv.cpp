@@ -699,7 +699,8 @@ ConvProblem checked_backward_weight(const char* op, const at::Tensor& grad_outpu
 bool by_position_rows(const ConvProblem& p, at::MemoryFormat format, std::initializer_list<at::Tensor> tensors) {
   if (format == at::MemoryFormat::Contiguous || p.groups != 1 || !is_pointwise(p.g)) return false;
   return std::all_of(tensors.begin(), tensors.end(), [&](const at::Tensor& t) {
-    return (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) && t.is_contiguous(format);
+    const bool float_or_double = t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble;
+    return float_or_double && t.numel() > 0 && t.is_contiguous(format);
   });
 }
 
@@ -796,7 +797,7 @@ at::Tensor conv_backward_weight_nchw(const at::Tensor& grad_output, const at::Te
   }
   if (const auto live = live_taps(p); live && live_enough_to_crop(*live, p)) {  // the dead taps' gradient is 0
     const auto live_dw = conv_backward_weight_nchw(grad_output, input, live_sizes(weight_size, *live), stride,
-                                              live->padding, dilation, groups);
+                                                   live->padding, dilation, groups);
     return full_weight_gradient(live_dw, *live, weight_size);
   }
   if (computes_in_float(input, p)) {
