@@ -1401,6 +1401,26 @@ inline int64_t cl_run_length(const PoolGeometry& g, int64_t o2, int64_t limit) {
   return run;
 }
 
+// The `count` channels from `from` on (fewer than a vector's lanes: those past the whole
+// vectors) of a channels_last window, in one masked vector: the taps in scan order, the first
+// maximum or the first NaN and its code, as max_of_sources. Value by value, a (64, 6, 28, 28)
+// max_pool2d took 1.4 ms at 1 thread, 6x the NCHW forms and 1.7x torch.
+template <typename Acc>
+inline void max_of_channel_tail(const MaxSources<Acc>& src, int64_t taps, PlanePos<Acc> first, int64_t from,
+                                int64_t count, Acc* best, PlanePos<Acc>* best_at) {
+  const int lanes = static_cast<int>(count);
+  Lanes<Acc> b = splat(lowest<Acc>());
+  Lanes<PlanePos<Acc>> at = splat(first);
+  for (int64_t j = 0; j < taps; ++j) {
+    const Lanes<Acc> v = load_first_lanes(src.from[j] + from, lanes);
+    const auto take = (v > b) | (v != v);
+    b = take ? v : b;
+    at = take ? splat(src.base[j]) : at;
+  }
+  store_first_lanes(best + from, b, lanes);
+  store_first_lanes(best_at + from, at, lanes);
+}
+
 // Output positions [begin, end) of max pooling, every channel. Where T is its own
 // accumulator (float, double), whole vectors of channels go through max_of_sources, each
 // kept in registers across the window's taps (its sources: the taps' runs of channels, in
@@ -1450,22 +1470,26 @@ inline void max_pool_cl_positions(const T* input, T* output, Index* argmax, Acc*
       } else {
         max_of_sources<false, false, kChannelsLastChains>(src, taps, first, nullptr, vectors, best, best_at);
       }
-      for (int64_t c = vectors; c < channels; ++c) {
-        best[c] = lowest<Acc>();
-        best_at[c] = first;
-      }
-      for (int64_t j = 0; j < taps && vectors < channels; ++j) {
-        const T* __restrict__ tap = reinterpret_cast<const T*>(src.from[j]);
-        const Pos here = src.base[j];
-        Acc* __restrict__ b_ = best;
-        Pos* __restrict__ a_ = best_at;
+      if constexpr (std::is_same<T, Acc>::value) {
+        if (vectors < channels) max_of_channel_tail(src, taps, first, vectors, channels - vectors, best, best_at);
+      } else {
+        for (int64_t c = 0; c < channels; ++c) {
+          best[c] = lowest<Acc>();
+          best_at[c] = first;
+        }
+        for (int64_t j = 0; j < taps; ++j) {
+          const T* __restrict__ tap = reinterpret_cast<const T*>(src.from[j]);
+          const Pos here = src.base[j];
+          Acc* __restrict__ b_ = best;
+          Pos* __restrict__ a_ = best_at;
 #pragma omp simd
-        for (int64_t c = vectors; c < channels; ++c) {
-          const Acc v = static_cast<Acc>(tap[c]), b = b_[c];
-          const Pos current = a_[c];
-          const bool take = (v > b) | (v != v);
-          b_[c] = take ? v : b;
-          a_[c] = take ? here : current;
+          for (int64_t c = 0; c < channels; ++c) {
+            const Acc v = static_cast<Acc>(tap[c]), b = b_[c];
+            const Pos current = a_[c];
+            const bool take = (v > b) | (v != v);
+            b_[c] = take ? v : b;
+            a_[c] = take ? here : current;
+          }
         }
       }
       const int64_t at = (position + w) * channels;
@@ -1509,15 +1533,22 @@ inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channel
       window([&](const T* tap) { acc += load_lanes(reinterpret_cast<const Acc*>(tap) + c); });
       store_lanes(sum + c, d != 0 ? acc / divisor : Lanes<Acc>{});
     }
-    if (vectors < channels) {
+    if (vectors == channels) {
+      // every channel summed above
+    } else if constexpr (std::is_same<T, Acc>::value) {  // the rest in one masked vector (as max pooling's)
+      const int lanes = static_cast<int>(channels - vectors);
+      Lanes<Acc> acc{};
+      window([&](const T* tap) { acc += load_first_lanes(reinterpret_cast<const Acc*>(tap) + vectors, lanes); });
+      store_first_lanes(sum + vectors, d != 0 ? acc / divisor : Lanes<Acc>{}, lanes);
+    } else {
       Acc* __restrict__ acc = sum;
-      for (int64_t c = vectors; c < channels; ++c) acc[c] = Acc(0);
+      for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
       window([&](const T* __restrict__ tap) {
 #pragma omp simd
-        for (int64_t c = vectors; c < channels; ++c) acc[c] += static_cast<Acc>(tap[c]);
+        for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<Acc>(tap[c]);
       });
 #pragma omp simd
-      for (int64_t c = vectors; c < channels; ++c) acc[c] = d != 0 ? acc[c] / divisor : Acc(0);
+      for (int64_t c = 0; c < channels; ++c) acc[c] = d != 0 ? acc[c] / divisor : Acc(0);
     }
     write_out(sum, dst, channels, stream);
   }
