@@ -125,8 +125,14 @@ inline void prefetch_rows_ahead(const T* plane, const PoolGeometry& g, int64_t l
 // large (PoolScratch::stream; the caller ends with streaming_done()).
 template <typename From, typename To>
 inline void write_out(const From* __restrict__ from, To* __restrict__ to, int64_t count, bool stream) {
+  constexpr bool same_float = std::is_same<From, To>::value && std::is_floating_point<To>::value;
   if (stream) {
     stream_copy(from, to, count);
+  } else if constexpr (same_float) {  // by vectors: GCC made the loop a memcpy call, a third of a
+    int64_t i = 0;                    // 6-channel channels_last average-pool gradient
+    for (; i + kLanes<To> <= count; i += kLanes<To>) store_lanes(to + i, load_lanes(from + i));
+    const int rest = static_cast<int>(count - i);
+    if (rest > 0) store_first_lanes(to + i, load_first_lanes(from + i, rest), rest);
   } else {
     for (int64_t i = 0; i < count; ++i) to[i] = static_cast<To>(from[i]);
   }
@@ -1602,7 +1608,7 @@ inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax
 
 // sum[c] = from[0][c] + from[1][c] + ... + from[n - 1][c], added in that order from zero,
 // for c < count: kSumBlock whole vectors of channels side by side, then vector by vector,
-// then the last channels one by one.
+// then the last channels in one masked vector.
 constexpr int kSumBlock = 4;
 
 template <typename Acc>
@@ -1619,10 +1625,11 @@ inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64
   int64_t c = 0;
   for (; c + kSumBlock * lanes <= count; c += kSumBlock * lanes) vectors(c, std::integral_constant<int, kSumBlock>{});
   for (; c + lanes <= count; c += lanes) vectors(c, std::integral_constant<int, 1>{});
-  for (; c < count; ++c) {
-    Acc total = Acc(0);
-    for (int64_t j = 0; j < n; ++j) total += from[j][c];
-    sum[c] = total;
+  if (c < count) {  // one masked vector: value by value, a (64, 6, 28, 28) gradient took 3x the NCHW form's time
+    const int rest = static_cast<int>(count - c);
+    Lanes<Acc> acc{};
+    for (int64_t j = 0; j < n; ++j) acc += load_first_lanes(from[j] + c, rest);
+    store_first_lanes(sum + c, acc, rest);
   }
 }
 
