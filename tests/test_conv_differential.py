@@ -333,12 +333,7 @@ def test_taps_that_read_only_padding_are_left_out(engine, x_shape, w_shape, stri
 
 # ---------------------------------------------------------------- memory formats
 
-CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
-
-
-def _laid_out(t, channels_last):
-    return t.contiguous(memory_format=CHANNELS_LAST[t.dim()]) if channels_last else t
-
+LAYOUT = {True: "channels_last", False: "contiguous"}
 
 @pytest.mark.parametrize("engine", ["row", "element"])
 @pytest.mark.parametrize("spatial", [2, 3])
@@ -353,11 +348,11 @@ def test_convolutions_return_the_memory_format_torch_returns(engine, spatial, x_
     values. The row engine moves them by its transposing copy, the element engine (the GPU's
     path) by ATen's."""
     gen = torch.Generator().manual_seed(spatial * 100 + in_channels)
-    x = _laid_out(integer_tensor((2, in_channels, *[5] * spatial), torch.float32, generator=gen), x_cl)
-    w = _laid_out(integer_tensor((out_channels, in_channels // groups, *[kernel] * spatial), torch.float32,
-                                 generator=gen), w_cl)
-    w_t = _laid_out(integer_tensor((in_channels, out_channels // groups, *[kernel] * spatial), torch.float32,
-                                   generator=gen), w_cl)
+    x = with_layout(integer_tensor((2, in_channels, *[5] * spatial), torch.float32, generator=gen), LAYOUT[x_cl])
+    w = with_layout(integer_tensor((out_channels, in_channels // groups, *[kernel] * spatial), torch.float32,
+                                   generator=gen), LAYOUT[w_cl])
+    w_t = with_layout(integer_tensor((in_channels, out_channels // groups, *[kernel] * spatial), torch.float32,
+                                     generator=gen), LAYOUT[w_cl])
     args = dict(padding=kernel // 2, groups=groups)
     results = []
     for conv, conv_t in ((OURS_CONV[spatial], OURS_CONV_T[spatial]), (TORCH_CONV[spatial], TORCH_CONV_T[spatial])):

@@ -695,7 +695,8 @@ ConvProblem checked_backward_weight(const char* op, const at::Tensor& grad_outpu
 // `format` (channels_last) is one GEMM over every position, in that layout itself: an
 // (N, C, *S) tensor's channels_last values are the rows (N * S, C) (position_rows). No copies:
 // 256->64 channels at 56x56, batch 8, forward at 1 thread: 15.0-16.4 ms through NCHW and back,
-// 12.0-12.5 so (torch's channels_last: 12.2-12.5).
+// 12.0-13.5 so (torch's channels_last: 11.7-12.7; MKL runs this orientation 15-20% slower than
+// the NCHW forms' per-image products).
 bool by_position_rows(const ConvProblem& p, at::MemoryFormat format, std::initializer_list<at::Tensor> tensors) {
   if (format == at::MemoryFormat::Contiguous || p.groups != 1 || !is_pointwise(p.g)) return false;
   return std::all_of(tensors.begin(), tensors.end(), [&](const at::Tensor& t) {
@@ -712,8 +713,9 @@ at::Tensor image_rows(const ConvProblem& p, const at::Tensor& rows, int64_t firs
   return rows.narrow(0, first * positions, count * positions);
 }
 
-// out_rows = a_rows @ b, the images split among the threads (over_images): at 2 threads, ATen's
-// one GEMM over the 256->64 bench case's 25088 rows took 6.4 ms, against 4.5 for torch.
+// out_rows = a_rows @ b, the images split among the threads (over_images), as the NCHW forms
+// split them: the 256->64 bench case's forward at 2 threads, 6.4-6.6 ms as one call over its
+// 25088 rows, 6.1-6.2 so (torch's oneDNN: 4.3-4.5).
 void gemm_by_images(const ConvProblem& p, at::Tensor out_rows, const at::Tensor& a_rows, const at::Tensor& b) {
   over_images(p, a_rows, [&](const ConvProblem&, int64_t first, int64_t count) {
     auto part = image_rows(p, out_rows, first, count);
