@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch._prims_common import suggest_memory_format
 from collections.abc import Sequence
 
 
@@ -81,6 +82,5 @@ def memory_format_of(t):
 def conv_memory_format(a, b):
     """The layout convops' convolutions return for tensor arguments a, b, mirroring
     csrc/ops/conv/conv.cpp conv_format(): channels_last where either is laid out so."""
-    from torch._prims_common import suggest_memory_format
     format = suggest_memory_format(a)
     return format if format != torch.contiguous_format else suggest_memory_format(b)

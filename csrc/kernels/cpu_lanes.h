@@ -197,6 +197,20 @@ inline void store_first_lanes(T* to, Lanes<T> v, int count) {
   for (int i = 0; i < count; ++i) to[i] = v[i];
 }
 
+// load_lanes, or with kPartial load_first_lanes(from, count): one loop body for the whole
+// vectors of a run and its last, partial one.
+template <bool kPartial, typename T>
+inline Lanes<T> load_some_lanes(const T* from, int count) {
+  if constexpr (kPartial) return load_first_lanes(from, count);
+  return load_lanes(from);
+}
+
+template <bool kPartial, typename T>
+inline void store_some_lanes(T* to, Lanes<T> v, int count) {
+  if constexpr (kPartial) return store_first_lanes(to, v, count);
+  store_lanes(to, v);
+}
+
 // Whether `to` is aligned to a vector, as a streaming store needs.
 template <typename T>
 inline bool vector_aligned(const T* to) {

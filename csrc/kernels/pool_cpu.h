@@ -1410,7 +1410,9 @@ inline int64_t cl_run_length(const PoolGeometry& g, int64_t o2, int64_t limit) {
 // The `count` channels from `from` on (fewer than a vector's lanes: those past the whole
 // vectors) of a channels_last window, in one masked vector: the taps in scan order, the first
 // maximum or the first NaN and its code, as max_of_sources. Value by value, a (64, 6, 28, 28)
-// max_pool2d took 1.4 ms at 1 thread, 6x the NCHW forms and 1.7x torch.
+// max_pool2d took 1.4 ms at 1 thread, 6x the NCHW forms and 1.7x torch. (Folded into
+// max_of_sources as a masked last pass, the passes with tap codes ran 2x slower: channels_last
+// 64-channel max_pool2d with indices 0.39 -> 0.83 ms.)
 template <typename Acc>
 inline void max_of_channel_tail(const MaxSources<Acc>& src, int64_t taps, PlanePos<Acc> first, int64_t from,
                                 int64_t count, Acc* best, PlanePos<Acc>* best_at) {
@@ -1534,18 +1536,15 @@ inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channel
         }
       }
     };
-    for (int64_t c = 0; c < vectors; c += kLanes<Acc>) {
+    const auto mean_of_vector = [&](int64_t c, int lanes, auto partial) {
+      constexpr bool kPartial = decltype(partial)::value;
       Lanes<Acc> acc{};
-      window([&](const T* tap) { acc += load_lanes(reinterpret_cast<const Acc*>(tap) + c); });
-      store_lanes(sum + c, d != 0 ? acc / divisor : Lanes<Acc>{});
-    }
-    if (vectors == channels) {
-      // every channel summed above
-    } else if constexpr (std::is_same<T, Acc>::value) {  // the rest in one masked vector (as max pooling's)
-      const int lanes = static_cast<int>(channels - vectors);
-      Lanes<Acc> acc{};
-      window([&](const T* tap) { acc += load_first_lanes(reinterpret_cast<const Acc*>(tap) + vectors, lanes); });
-      store_first_lanes(sum + vectors, d != 0 ? acc / divisor : Lanes<Acc>{}, lanes);
+      window([&](const T* tap) { acc += load_some_lanes<kPartial>(reinterpret_cast<const Acc*>(tap) + c, lanes); });
+      store_some_lanes<kPartial>(sum + c, d != 0 ? acc / divisor : Lanes<Acc>{}, lanes);
+    };
+    for (int64_t c = 0; c < vectors; c += kLanes<Acc>) mean_of_vector(c, kLanes<Acc>, std::false_type{});
+    if constexpr (std::is_same<T, Acc>::value) {  // the rest in one masked vector (as max pooling's)
+      if (vectors < channels) mean_of_vector(vectors, static_cast<int>(channels - vectors), std::true_type{});
     } else {
       Acc* __restrict__ acc = sum;
       for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
@@ -1614,23 +1613,24 @@ constexpr int kSumBlock = 4;
 template <typename Acc>
 inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64_t count, Acc* __restrict__ sum) {
   constexpr int64_t lanes = kLanes<Acc>;
-  const auto vectors = [&](int64_t c, auto width) {
+  // width.value vectors from c on; with `partial`, one vector of its first `rest` lanes.
+  const auto vectors = [&](int64_t c, auto width, auto partial, int rest = static_cast<int>(kLanes<Acc>)) {
+    constexpr bool kPartial = decltype(partial)::value;
     Lanes<Acc> acc[width.value];
     for (int b = 0; b < width.value; ++b) acc[b] = Lanes<Acc>{};
     for (int64_t j = 0; j < n; ++j) {
-      for (int b = 0; b < width.value; ++b) acc[b] += load_lanes(from[j] + c + b * lanes);
+      for (int b = 0; b < width.value; ++b) acc[b] += load_some_lanes<kPartial>(from[j] + c + b * lanes, rest);
     }
-    for (int b = 0; b < width.value; ++b) store_lanes(sum + c + b * lanes, acc[b]);
+    for (int b = 0; b < width.value; ++b) store_some_lanes<kPartial>(sum + c + b * lanes, acc[b], rest);
   };
+  using One = std::integral_constant<int, 1>;
   int64_t c = 0;
-  for (; c + kSumBlock * lanes <= count; c += kSumBlock * lanes) vectors(c, std::integral_constant<int, kSumBlock>{});
-  for (; c + lanes <= count; c += lanes) vectors(c, std::integral_constant<int, 1>{});
-  if (c < count) {  // one masked vector: value by value, a (64, 6, 28, 28) gradient took 3x the NCHW form's time
-    const int rest = static_cast<int>(count - c);
-    Lanes<Acc> acc{};
-    for (int64_t j = 0; j < n; ++j) acc += load_first_lanes(from[j] + c, rest);
-    store_first_lanes(sum + c, acc, rest);
+  for (; c + kSumBlock * lanes <= count; c += kSumBlock * lanes) {
+    vectors(c, std::integral_constant<int, kSumBlock>{}, std::false_type{});
   }
+  for (; c + lanes <= count; c += lanes) vectors(c, One{}, std::false_type{});
+  // value by value, a (64, 6, 28, 28) channels_last gradient took 3x the NCHW form's time
+  if (c < count) vectors(c, One{}, std::true_type{}, static_cast<int>(count - c));
 }
 
 // The gradient of image n, gathered (the adjoint of avg_pool_cl_row): first every output

@@ -32,6 +32,11 @@ void check_batched(const char* op, const char* name, const at::Tensor& t) {
               "-D tensor of shape ", t.sizes());
 }
 
+void check_batched_floating(const char* op, const char* name, const at::Tensor& t) {
+  check_batched(op, name, t);
+  check_floating(op, name, t);
+}
+
 void check_param(const char* op, const char* name, at::IntArrayRef v, size_t spatial, int64_t min_value) {
   TORCH_CHECK(v.size() == spatial, op, ": expected ", name, " with ", spatial, " values (one per spatial dim), got ",
               v);

@@ -18,6 +18,8 @@ void check_floating(const char* op, const char* name, const at::Tensor& t);
 void check_same(const char* op, const char* name, const at::Tensor& t, const char* ref_name, const at::Tensor& ref);
 // (N, C, *spatial) with 1 to 3 spatial dims.
 void check_batched(const char* op, const char* name, const at::Tensor& t);
+// Both: the main tensor argument of every convolution and pooling op.
+void check_batched_floating(const char* op, const char* name, const at::Tensor& t);
 // One value per spatial dim, each >= min_value.
 void check_param(const char* op, const char* name, at::IntArrayRef v, size_t spatial, int64_t min_value);
 

@@ -405,8 +405,7 @@ void for_each_chunk(int64_t batch, int64_t size, Visit&& visit) {
 at::Tensor im2col(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef dilation,
                   at::IntArrayRef padding, at::IntArrayRef stride) {
   const char* op = "convops::im2col";
-  check_batched(op, "input", input);
-  check_floating(op, "input", input);
+  check_batched_floating(op, "input", input);
   const auto g = geometry(op, input.size(1), input.sizes().slice(2), kernel_size, dilation, padding, stride);
   auto out = at::empty({input.size(0), input.size(1) * g.kernel_numel(), g.cols_numel()}, input.options());
   if (out.numel() == 0) return out;
@@ -659,8 +658,7 @@ at::Tensor full_weight_gradient(const at::Tensor& live_grad, const LiveTaps& liv
 ConvProblem checked_conv(const char* op, const at::Tensor& input, const at::Tensor& weight,
                          const c10::optional<at::Tensor>& bias, at::IntArrayRef stride, at::IntArrayRef padding,
                          at::IntArrayRef dilation, int64_t groups) {
-  check_batched(op, "input", input);
-  check_floating(op, "input", input);
+  check_batched_floating(op, "input", input);
   check_same(op, "weight", weight, "input", input);
   const auto p = conv_problem(op, input.sizes(), weight.sizes(), stride, padding, dilation, groups);
   check_bias(op, bias, p.out_channels, input);
@@ -670,8 +668,7 @@ ConvProblem checked_conv(const char* op, const at::Tensor& input, const at::Tens
 ConvProblem checked_backward_input(const char* op, const at::Tensor& grad_output, const at::Tensor& weight,
                                    at::IntArrayRef input_size, at::IntArrayRef stride, at::IntArrayRef padding,
                                    at::IntArrayRef dilation, int64_t groups) {
-  check_batched(op, "grad_output", grad_output);
-  check_floating(op, "grad_output", grad_output);
+  check_batched_floating(op, "grad_output", grad_output);
   check_same(op, "weight", weight, "grad_output", grad_output);
   TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
               grad_output.dim(), " values, got ", input_size);
@@ -683,8 +680,7 @@ ConvProblem checked_backward_input(const char* op, const at::Tensor& grad_output
 ConvProblem checked_backward_weight(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
                                     at::IntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
                                     at::IntArrayRef dilation, int64_t groups) {
-  check_batched(op, "input", input);
-  check_floating(op, "input", input);
+  check_batched_floating(op, "input", input);
   check_same(op, "grad_output", grad_output, "input", input);
   const auto p = conv_problem(op, input.sizes(), weight_size, stride, padding, dilation, groups);
   check_grad_output(op, grad_output, p, input.sizes(), weight_size);
@@ -884,8 +880,7 @@ at::Tensor conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                           at::IntArrayRef padding, at::IntArrayRef output_padding, at::IntArrayRef dilation,
                           int64_t groups) {
   const char* op = "convops::conv_transpose";
-  check_batched(op, "input", input);
-  check_floating(op, "input", input);
+  check_batched_floating(op, "input", input);
   check_same(op, "weight", weight, "input", input);
   const size_t d = input.dim() - 2;
   TORCH_CHECK(weight.dim() == input.dim(), op, ": expected weight of ", input.dim(),

@@ -74,11 +74,6 @@ at::Tensor in_format(const at::Tensor& t, at::MemoryFormat format) {
   return format == at::MemoryFormat::Contiguous ? t : t.contiguous(format);
 }
 
-void check_input(const char* op, const at::Tensor& input) {
-  check_batched(op, "input", input);
-  check_floating(op, "input", input);
-}
-
 void check_shape(const char* op, const char* name, const at::Tensor& t, at::IntArrayRef expected) {
   TORCH_CHECK(t.sizes() == expected, op, ": expected ", name, " of shape ", expected, ", got ", t.sizes());
 }
@@ -90,7 +85,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArra
                                             at::IntArrayRef dilation, bool ceil_mode, bool with_indices,
                                             bool tap_indices) {
   const char* op = "convops::max_pool";
-  check_input(op, input);
+  check_batched_floating(op, "input", input);
   const auto g = pool_geometry(op, input.sizes(), PoolArgs{kernel_size, stride, padding, dilation, ceil_mode});
   TORCH_CHECK(!(with_indices && tap_indices) || g.taps() <= kernels::kMaxCodedTaps, op,
               ": tap_indices needs a kernel of at most ", kernels::kMaxCodedTaps, " taps, got kernel_size ",
@@ -119,8 +114,7 @@ at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& in
                              at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
                              at::IntArrayRef dilation, bool ceil_mode) {
   const char* op = "convops::max_pool_backward";
-  check_batched(op, "grad_output", grad_output);
-  check_floating(op, "grad_output", grad_output);
+  check_batched_floating(op, "grad_output", grad_output);
   TORCH_CHECK((indices.scalar_type() == at::kLong || indices.scalar_type() == at::kByte) &&
                   indices.device() == grad_output.device(),
               op, ": expected int64 (positions) or uint8 (tap_indices) indices on ", grad_output.device(), ", got ",
@@ -150,7 +144,7 @@ at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel_size, at::In
                     at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
                     std::optional<int64_t> divisor_override) {
   const char* op = "convops::avg_pool";
-  check_input(op, input);
+  check_batched_floating(op, "input", input);
   const std::vector<int64_t> ones(kernel_size.size(), 1);
   const auto g = pool_geometry(
       op, input.sizes(), PoolArgs{kernel_size, stride, padding, ones, ceil_mode, count_include_pad, divisor_override});
@@ -173,8 +167,7 @@ at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef inpu
                              at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
                              bool count_include_pad, std::optional<int64_t> divisor_override) {
   const char* op = "convops::avg_pool_backward";
-  check_batched(op, "grad_output", grad_output);
-  check_floating(op, "grad_output", grad_output);
+  check_batched_floating(op, "grad_output", grad_output);
   TORCH_CHECK(input_size.size() == static_cast<size_t>(grad_output.dim()), op, ": expected input_size with ",
               grad_output.dim(), " values, got ", input_size);
   const std::vector<int64_t> ones(kernel_size.size(), 1);
@@ -198,7 +191,7 @@ at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef inpu
 
 at::Tensor global_avg_pool(const at::Tensor& input) {
   const char* op = "convops::global_avg_pool";
-  check_input(op, input);
+  check_batched_floating(op, "input", input);
   for (int64_t i = 2; i < input.dim(); ++i) {
     TORCH_CHECK(input.size(i) > 0, op, ": expected non-empty spatial dims, got input of shape ", input.sizes());
   }
