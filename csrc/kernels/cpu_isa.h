@@ -47,7 +47,7 @@ struct PoolCpuKernels {
   void (*max_backward_rows)(const T*, const uint8_t*, T*, Acc*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_plane)(const T*, T*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_backward_plane)(const T*, T*, Acc*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
-  void (*avg_cl_row)(const T*, T*, Acc*, int64_t, const PoolGeometry&, int64_t, bool);
+  void (*avg_cl_row)(const T*, T*, const Acc**, Acc*, int64_t, const PoolGeometry&, int64_t, bool);
   void (*avg_backward_cl_image)(const T*, T*, Acc*, Acc*, const Acc**, int64_t*, int64_t, const PoolGeometry&,
                                 int64_t, bool);
   void (*plane_means)(const T*, T*, int64_t, int64_t);

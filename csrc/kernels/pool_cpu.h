@@ -1508,17 +1508,47 @@ inline void max_pool_cl_positions(const T* input, T* output, Index* argmax, Acc*
   }
 }
 
+// sum[c] = from[0][c] + from[1][c] + ... + from[n - 1][c], added in that order from zero,
+// for c < count: kSumBlock whole vectors of channels side by side, then vector by vector,
+// then the last channels in one masked vector.
+constexpr int kSumBlock = 4;
+
+template <typename Acc>
+inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64_t count, Acc* __restrict__ sum) {
+  constexpr int64_t lanes = kLanes<Acc>;
+  // width.value vectors from c on; with `partial`, one vector of its first `rest` lanes.
+  const auto vectors = [&](int64_t c, auto width, auto partial, int rest = static_cast<int>(kLanes<Acc>)) {
+    constexpr bool kPartial = decltype(partial)::value;
+    Lanes<Acc> acc[width.value];
+    for (int b = 0; b < width.value; ++b) acc[b] = Lanes<Acc>{};
+    for (int64_t j = 0; j < n; ++j) {
+      for (int b = 0; b < width.value; ++b) acc[b] += load_some_lanes<kPartial>(from[j] + c + b * lanes, rest);
+    }
+    for (int b = 0; b < width.value; ++b) store_some_lanes<kPartial>(sum + c + b * lanes, acc[b], rest);
+  };
+  using One = std::integral_constant<int, 1>;
+  int64_t c = 0;
+  for (; c + kSumBlock * lanes <= count; c += kSumBlock * lanes) {
+    vectors(c, std::integral_constant<int, kSumBlock>{}, std::false_type{});
+  }
+  for (; c + lanes <= count; c += lanes) vectors(c, One{}, std::false_type{});
+  // value by value, a (64, 6, 28, 28) channels_last gradient took 3x the NCHW form's time
+  if (c < count) vectors(c, One{}, std::true_type{}, static_cast<int>(count - c));
+}
+
 // One output row (n, o0, o1) of average pooling: the outer window bounds and divisor
 // factors are found once per row, the innermost per column. Where T is its own accumulator,
-// each whole vector of channels is summed in registers over the window's taps; the other
-// channels (and half types) in memory, the same sums in the same order.
+// each window's taps are summed by sum_of_sources, whole vectors of channels side by side
+// over the taps (a vector at a time over all the taps, their addresses found again for each,
+// took twice the instructions: channels_last 2-D make bench forward 0.92x torch on AVX2);
+// half types are summed in memory, the same sums in the same order. from: room for g.taps()
+// sources; sum: for C values.
 template <typename T, typename Acc>
-inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channels, const PoolGeometry& g,
-                            int64_t row, bool stream) {
+inline void avg_pool_cl_row(const T* input, T* output, const Acc** from, Acc* sum, int64_t channels,
+                            const PoolGeometry& g, int64_t row, bool stream) {
   const int64_t o1 = row % g.out[1], o0 = (row / g.out[1]) % g.out[0], n = row / (g.out[1] * g.out[0]);
   int64_t lo0, hi0, lo1, hi1;
   const int64_t f01 = g.avg_window(0, o0, &lo0, &hi0) * g.avg_window(1, o1, &lo1, &hi1);
-  const int64_t vectors = std::is_same<T, Acc>::value ? channels - channels % kLanes<Acc> : 0;
   T* dst = output + row * g.out[2] * channels;
   for (int64_t o2 = 0; o2 < g.out[2]; ++o2, dst += channels) {
     int64_t lo2, hi2;
@@ -1536,25 +1566,20 @@ inline void avg_pool_cl_row(const T* input, T* output, Acc* sum, int64_t channel
         }
       }
     };
-    const auto mean_of_vector = [&](int64_t c, int lanes, auto partial) {
-      constexpr bool kPartial = decltype(partial)::value;
-      Lanes<Acc> acc{};
-      window([&](const T* tap) { acc += load_some_lanes<kPartial>(reinterpret_cast<const Acc*>(tap) + c, lanes); });
-      store_some_lanes<kPartial>(sum + c, d != 0 ? acc / divisor : Lanes<Acc>{}, lanes);
-    };
-    for (int64_t c = 0; c < vectors; c += kLanes<Acc>) mean_of_vector(c, kLanes<Acc>, std::false_type{});
-    if constexpr (std::is_same<T, Acc>::value) {  // the rest in one masked vector (as max pooling's)
-      if (vectors < channels) mean_of_vector(vectors, static_cast<int>(channels - vectors), std::true_type{});
+    Acc* __restrict__ acc = sum;
+    if constexpr (std::is_same<T, Acc>::value) {
+      int64_t taps = 0;
+      window([&](const T* tap) { from[taps++] = tap; });
+      sum_of_sources(from, taps, channels, acc);
     } else {
-      Acc* __restrict__ acc = sum;
       for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
       window([&](const T* __restrict__ tap) {
 #pragma omp simd
         for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<Acc>(tap[c]);
       });
-#pragma omp simd
-      for (int64_t c = 0; c < channels; ++c) acc[c] = d != 0 ? acc[c] / divisor : Acc(0);
     }
+#pragma omp simd
+    for (int64_t c = 0; c < channels; ++c) acc[c] = d != 0 ? acc[c] / divisor : Acc(0);
     write_out(sum, dst, channels, stream);
   }
 }
@@ -1603,34 +1628,6 @@ inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax
   }
   zero.to(zero.rows);
   store_accumulated(sum, dst, X * channels);
-}
-
-// sum[c] = from[0][c] + from[1][c] + ... + from[n - 1][c], added in that order from zero,
-// for c < count: kSumBlock whole vectors of channels side by side, then vector by vector,
-// then the last channels in one masked vector.
-constexpr int kSumBlock = 4;
-
-template <typename Acc>
-inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64_t count, Acc* __restrict__ sum) {
-  constexpr int64_t lanes = kLanes<Acc>;
-  // width.value vectors from c on; with `partial`, one vector of its first `rest` lanes.
-  const auto vectors = [&](int64_t c, auto width, auto partial, int rest = static_cast<int>(kLanes<Acc>)) {
-    constexpr bool kPartial = decltype(partial)::value;
-    Lanes<Acc> acc[width.value];
-    for (int b = 0; b < width.value; ++b) acc[b] = Lanes<Acc>{};
-    for (int64_t j = 0; j < n; ++j) {
-      for (int b = 0; b < width.value; ++b) acc[b] += load_some_lanes<kPartial>(from[j] + c + b * lanes, rest);
-    }
-    for (int b = 0; b < width.value; ++b) store_some_lanes<kPartial>(sum + c + b * lanes, acc[b], rest);
-  };
-  using One = std::integral_constant<int, 1>;
-  int64_t c = 0;
-  for (; c + kSumBlock * lanes <= count; c += kSumBlock * lanes) {
-    vectors(c, std::integral_constant<int, kSumBlock>{}, std::false_type{});
-  }
-  for (; c + lanes <= count; c += lanes) vectors(c, One{}, std::false_type{});
-  // value by value, a (64, 6, 28, 28) channels_last gradient took 3x the NCHW form's time
-  if (c < count) vectors(c, One{}, std::true_type{}, static_cast<int>(count - c));
 }
 
 // The gradient of image n, gathered (the adjoint of avg_pool_cl_row): first every output

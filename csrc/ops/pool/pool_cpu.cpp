@@ -421,7 +421,8 @@ void avg_pool_cl_cpu(const at::Tensor& input, at::Tensor& output, const PoolGeom
     const bool stream = kernels::streamed(output.nbytes());
     at::parallel_for(0, rows, grain_for(C * g.out[2] * g.taps()), [&](int64_t b, int64_t e) {
       std::vector<acc_t> sum(C);
-      for (int64_t r = b; r < e; ++r) forms.avg_cl_row(in, out, sum.data(), C, g, r, stream);
+      std::vector<const acc_t*> sources(g.taps());
+      for (int64_t r = b; r < e; ++r) forms.avg_cl_row(in, out, sources.data(), sum.data(), C, g, r, stream);
       if (stream) kernels::streaming_done();
     });
   });
