@@ -29,6 +29,7 @@
 //
 // Compiled once per instruction set, in the inline namespace CONVOPS_CPU_ISA (cpu_isa.h).
 #pragma once
+#include <algorithm>
 #include <vector>
 
 #include "cpu_isa.h"
@@ -353,11 +354,26 @@ inline void direct_forward_position(const T* input, const T* weight, const T* bi
 // past its last plane: a row's last vector reads past the row (lanes not stored).
 constexpr int64_t kMaxFewChannels = 8;
 
+// Registers for the sums; the others hold the rows' inputs and a weight. AVX2 kept 8 of its
+// 16, one row of LeNet's 6 channels: 12, two rows, took its input gradient from 1.18 to 0.94 ms
+// at 1 thread on a Zen 3 EPYC (torch 0.86-0.90).
+constexpr int kFewChannelsAccumulators = kVectorRegisters == 32 ? 24 : 12;
+
+// Output rows per pass: as many as the sums of kChannels channels leave registers for, 1 to 4.
+constexpr int few_channels_rows_per_pass(int channels) {
+  return std::clamp(kFewChannelsAccumulators / channels, 1, 4);
+}
+
+// The most channels the form takes: those it sums two rows or more of at a time. With one
+// row, each tap's load and broadcasts feed too few FMAs, and their chains wait on each other:
+// in AVX2, 7 channels ran as fast as by channel vectors (1.35 ms), 8 slower (1.47-1.61 against
+// 1.32-1.36).
+constexpr int64_t kFewChannelsMost = std::min<int64_t>(kMaxFewChannels, kFewChannelsAccumulators / 2);
+
 template <typename T, int kChannels>
 inline void few_channels_rows(const T* padded, const T* weight, T* out, const ColumnGeometry& g,
                               const PaddedTaps& taps, int64_t l0, int64_t l1) {
-  constexpr int n = kLanes<T>, kAccumulators = kVectorRegisters - 8;
-  constexpr int kRows = kAccumulators / kChannels < 1 ? 1 : kAccumulators / kChannels > 4 ? 4 : kAccumulators / kChannels;
+  constexpr int n = kLanes<T>, kRows = few_channels_rows_per_pass(kChannels);
   const int64_t K = taps.offset.size(), L = g.cols_numel(), L2 = g.cols[2];
   const int64_t rows = min64(kRows, g.cols[1] - l1);
   const T* from[kRows];
@@ -399,14 +415,13 @@ inline void few_channels_rows(const T* padded, const T* weight, T* out, const Co
 template <typename T, int kChannels>
 inline void few_channels_plane(const T* padded, const T* weight, T* out, const ColumnGeometry& g,
                                const PaddedTaps& taps) {
-  constexpr int kAccumulators = kVectorRegisters - 8;
-  constexpr int kRows = kAccumulators / kChannels < 1 ? 1 : kAccumulators / kChannels > 4 ? 4 : kAccumulators / kChannels;
+  constexpr int kRows = few_channels_rows_per_pass(kChannels);
   for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
     for (int64_t l1 = 0; l1 < g.cols[1]; l1 += kRows) few_channels_rows<T, kChannels>(padded, weight, out, g, taps, l0, l1);
   }
 }
 
-// One image's group with out_channels <= kMaxFewChannels: its Cg input planes (image)
+// One image's group with out_channels <= kFewChannelsMost: its Cg input planes (image)
 // padded into `padded` (taps.numel() + lanes values), then its output planes (out);
 // weight: the group's (out_channels, Cg*K) kernel as it is.
 template <typename T, typename Acc>
@@ -514,8 +529,9 @@ inline void direct_backward_weight_task(const T* padded, const T* grad_output, T
 
 template <typename T, typename Acc>
 DirectConvCpuKernels<T, Acc> direct_conv_cpu_kernels() {
-  return {kLanes<T>, kWeightTaps, kImagesPerPass, &pad_planes<T>, &pack_lanes<T>, &direct_forward_group<T, Acc>,
-          &direct_forward_position<T, Acc>, &direct_backward_weight_task<T, Acc>, &few_channels_forward_group<T, Acc>};
+  return {kLanes<T>, kWeightTaps, kImagesPerPass, kFewChannelsMost, &pad_planes<T>, &pack_lanes<T>,
+          &direct_forward_group<T, Acc>, &direct_forward_position<T, Acc>, &direct_backward_weight_task<T, Acc>,
+          &few_channels_forward_group<T, Acc>};
 }
 
 }  // namespace CONVOPS_CPU_ISA

@@ -278,12 +278,13 @@ int64_t direct_form_constant(const at::Tensor& t, Get get) {
   return t.scalar_type() == at::kFloat ? get(direct_forms<float>()) : get(direct_forms<double>());
 }
 
-// Output channels per vector, and images per pass of the small-images forward.
-int64_t direct_lanes(const at::Tensor& t) {
-  return direct_form_constant(t, [](const auto& forms) { return forms.lanes; });
-}
+// Images per pass of the small-images forward, and the most output channels of the
+// few-channels forward.
 int64_t direct_images_per_pass(const at::Tensor& t) {
   return direct_form_constant(t, [](const auto& forms) { return forms.images_per_pass; });
+}
+int64_t direct_few_channels_most(const at::Tensor& t) {
+  return direct_form_constant(t, [](const auto& forms) { return forms.few_channels_most; });
 }
 
 // Small padded images run one output position of a pass of images at a time
@@ -395,7 +396,7 @@ void run_direct_forward(const at::Tensor& input, const at::Tensor& weight, const
   });
 }
 
-// output (N, O, *L) = conv(input, weight) without bias, for O/groups <= kMaxFewChannels:
+// output (N, O, *L) = conv(input, weight) without bias, for O/groups <= the forms' few_channels_most:
 // vectorised over output positions (kernels::few_channels_forward_group), one task per
 // (image, group); every tensor contiguous.
 void run_few_channels_forward(const at::Tensor& input, const at::Tensor& weight, at::Tensor& output,
@@ -536,17 +537,15 @@ bool direct_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& 
   if (!as_forward || !suits_direct_forward(grad_output, *as_forward, in_per_group, weight.numel() / groups)) {
     return false;
   }
-  // Its output channels per group are the convolution's input channels per group, C/G; at
-  // most half a vector of them (LeNet's 6 in AVX-512's 16 lanes) would leave the channel
-  // vectors mostly empty (1.2 ms against W^T @ dy + col2im's 0.86): those vectorise over
-  // positions instead.
-  if (2 * in_per_group > direct_lanes(grad_output)) {
-    run_direct_forward(grad_output, input_gradient_kernel(weight, groups), at::Tensor(), grad_input, *as_forward,
-                       groups);
-  } else if (in_per_group <= kernels::kMaxFewChannels) {
+  // Its output channels per group are the convolution's input channels per group, C/G. A
+  // few of them (LeNet's 6, in AVX-512's 16 lanes or AVX2's 8) would leave the channel vectors
+  // partly empty (AVX-512: 1.2 ms against W^T @ dy + col2im's 0.86; AVX2: 1.24 ms, the
+  // few-channels form 0.94): those vectorise over positions instead.
+  if (in_per_group <= direct_few_channels_most(grad_output)) {
     run_few_channels_forward(grad_output, input_gradient_kernel(weight, groups), grad_input, *as_forward, groups);
   } else {
-    return false;
+    run_direct_forward(grad_output, input_gradient_kernel(weight, groups), at::Tensor(), grad_input, *as_forward,
+                       groups);
   }
   return true;
 }
