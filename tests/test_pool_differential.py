@@ -293,6 +293,25 @@ def test_channels_last_pooling_matches_torch(engine, sizes, kernel, stride, padd
         assert OURS_AVG[len(sizes)](leaf, kernel, stride, padding).is_contiguous(memory_format=fmt)
 
 
+@pytest.mark.parametrize("engine", ISA_ENGINES)
+@pytest.mark.parametrize("dtype,channels", [(torch.float32, 133), (torch.float64, 69)])
+@pytest.mark.parametrize("sizes,kernel,stride,padding", [
+    ((9, 11), (3, 3), (2, 2), (1, 1)),
+    ((5, 6, 7), (2, 3, 2), (1, 2, 2), (1, 1, 0)),
+])
+def test_channels_last_max_pool_gradient_of_many_channels(engine, dtype, channels, sizes, kernel, stride, padding):
+    """channels_last max pooling's gradient, undilated, with at least kGatherMinVectors vectors of
+    channels in every ISA copy and a tail: from tap codes, gathered per input position
+    (max_pool_backward_cl_gather); from positions, scattered. Exactly torch's, ties included."""
+    p = dict(batch=2, channels=channels, sizes=sizes, unbatched=False, dtype=dtype, specials="ties")
+    x = pool_input(p)
+    with cpu_engine(engine):
+        args = (kernel, stride, padding, 1, True)
+        theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args, True), x, "contiguous", True)
+        same_max_pool(lambda t, indices: OURS_MAX[len(sizes)](t, *args, indices), theirs, x, "channels_last", "cpu",
+                      "channels_last")
+
+
 def torch_avg_accepts(p):
     """torch's avg_pool3d (alone) refuses inputs smaller than the kernel; convops pools them."""
     return p["spatial"] != 3 or all(s >= k for s, k in zip(p["sizes"], p["kernel"]))

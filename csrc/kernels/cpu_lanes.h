@@ -152,6 +152,31 @@ inline void stream_lanes(T* to, Lanes<T> v) {
 #endif
 }
 
+// The kLanes<T> bytes at `from`, each zero-extended to a lane of LaneIndex<T> (one widening
+// load; GCC built __builtin_convertvector's from a byte at a time).
+template <typename T>
+inline LaneIndex<T> load_byte_lanes(const uint8_t* from) {
+#if defined(__x86_64__)
+  const auto bytes = [&](auto count) {  // the first count.value bytes of a 16-byte vector
+    int64_t low = 0;
+    std::memcpy(&low, from, count.value);
+    return _mm_cvtsi64_si128(low);
+  };
+  if constexpr (kVectorBytes == 64 && sizeof(T) == 4) {
+    return (LaneIndex<T>)_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(from)));
+  } else if constexpr (kVectorBytes == 64) {
+    return (LaneIndex<T>)_mm512_cvtepu8_epi64(bytes(std::integral_constant<int, 8>{}));
+  } else if constexpr (kVectorBytes == 32 && sizeof(T) == 4) {
+    return (LaneIndex<T>)_mm256_cvtepu8_epi32(bytes(std::integral_constant<int, 8>{}));
+  } else if constexpr (kVectorBytes == 32) {
+    return (LaneIndex<T>)_mm256_cvtepu8_epi64(bytes(std::integral_constant<int, 4>{}));
+  }
+#endif
+  LaneIndex<T> v;
+  for (int i = 0; i < kLanes<T>; ++i) v[i] = from[i];
+  return v;
+}
+
 // Lanes i < count (0 <= count <= kLanes) all ones, the others 0: a masked load's or store's mask.
 template <typename T>
 inline LaneIndex<T> first_lanes_mask(int count) {
