@@ -37,7 +37,8 @@ struct MaxPoolCpuForms {  // for one argmax code, Index (pool.h)
   void (*backward_plane)(const T*, const Index*, const int64_t*, T*, Acc*, const PoolGeometry&, int64_t, bool);
   void (*cl_positions)(const T*, T*, Index*, Acc*, PlanePos<Acc>*, const MaxSources<Acc>&, int64_t, const PoolGeometry&,
                        int64_t, int64_t, bool);
-  void (*backward_cl_image)(const T*, const Index*, const int64_t*, T*, Acc*, int64_t, const PoolGeometry&, int64_t);
+  void (*backward_cl_image)(const T*, const Index*, const int64_t*, T*, Acc*, int64_t, const PoolGeometry&,
+                            const GatherScratch&, int64_t);
 };
 
 template <typename T, typename Acc>
@@ -48,8 +49,8 @@ struct PoolCpuKernels {
   void (*avg_plane)(const T*, T*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_backward_plane)(const T*, T*, Acc*, const PoolGeometry&, const PoolScratch<Acc>&, int64_t);
   void (*avg_cl_row)(const T*, T*, const Acc**, Acc*, int64_t, const PoolGeometry&, int64_t, bool);
-  void (*avg_backward_cl_image)(const T*, T*, Acc*, Acc*, const Acc**, int64_t*, int64_t, const PoolGeometry&,
-                                int64_t, bool);
+  void (*avg_backward_cl_image)(const T*, T*, Acc*, Acc*, const Acc**, const GatherScratch&, int64_t,
+                                const PoolGeometry&, int64_t, bool);
   void (*plane_means)(const T*, T*, int64_t, int64_t);
   void (*image_channel_means)(const T*, T*, Acc*, int64_t, int64_t);
   void (*plane_fills)(const T*, T*, int64_t, int64_t, bool);

@@ -428,6 +428,31 @@ struct MaxSources {
   PlanePos<Acc>* base;
 };
 
+// Scratch of a channels_last gradient gathered by input position (pool_cpu.h,
+// avg_pool_backward_cl_image and max_pool_backward_cl_gather), one per task, carved from
+// size(g) values owned by the caller: the windows covering each input position along each
+// dim (covering_windows: 2 * (X0 + X1 + X2)); for max pooling's, each window covering one
+// position, its offset into the image's output and its tap there (g.taps() of each: the
+// most that cover a position without dilation), and the same for the rows of windows
+// covering one row of positions (kernel0 * kernel1 of each).
+struct GatherScratch {
+  int64_t* covering;
+  int64_t* offset;
+  int64_t* tap;
+  int64_t* row_offset;
+  int64_t* row_tap;
+  static int64_t covering_size(const PoolGeometry& g) { return 2 * (g.image[0] + g.image[1] + g.image[2]); }
+  static int64_t size(const PoolGeometry& g) {
+    return covering_size(g) + 2 * g.taps() + 2 * g.kernel[0] * g.kernel[1];
+  }
+  GatherScratch(const PoolGeometry& g, int64_t* room)
+      : covering(room),
+        offset(covering + covering_size(g)),
+        tap(offset + g.taps()),
+        row_offset(tap + g.taps()),
+        row_tap(row_offset + g.kernel[0] * g.kernel[1]) {}
+};
+
 // Average pooling's forward over blocks of output rows (pool_cpu.h, average_row_blocks): each
 // row's window sum padded (phased.rows rows of stride * length values, zero outside the
 // input, kLanePad more readable), each row's outer divisor factor, and the block's layout.

@@ -1054,6 +1054,23 @@ inline void covering_windows(const PoolGeometry& g, int d, int64_t* first, int64
   }
 }
 
+// covering_windows along the first `dims` dims, kept in `covering` dim after dim (X_d firsts,
+// then X_d ends): the windows [first[d][x], end[d][x]) cover position x along dim d.
+struct CoveringRanges {
+  const int64_t* first[kMaxSpatial];
+  const int64_t* end[kMaxSpatial];
+  CoveringRanges(const PoolGeometry& g, int64_t* covering, int dims = kMaxSpatial) {
+    for (int d = 0; d < dims; ++d) {
+      int64_t* first_d = covering;
+      int64_t* end_d = first_d + g.image[d];
+      covering_windows(g, d, first_d, end_d);
+      first[d] = first_d;
+      end[d] = end_d;
+      covering = end_d + g.image[d];
+    }
+  }
+};
+
 // The adjoint of average_taps' sums over a phased line (one row): entry m of phase q gets
 // the shares of the windows whose taps read it, share[m - off] for each tap at q*length +
 // off, in tap order, as a scatter of each tap's shares into a zeroed line adds them, but
@@ -1329,12 +1346,11 @@ inline void avg_pool_backward_plane(const T* grad_output, T* grad_input, Acc* ac
     }
   });
   if (!row_per_row) {
-    int64_t* first0 = s.covering;
-    int64_t* end0 = first0 + g.image[0];
-    int64_t* first1 = end0 + g.image[0];
-    int64_t* end1 = first1 + g.image[1];
-    covering_windows(g, 0, first0, end0);
-    covering_windows(g, 1, first1, end1);
+    const CoveringRanges covering(g, s.covering, 2);
+    const int64_t* first0 = covering.first[0];
+    const int64_t* end0 = covering.end[0];
+    const int64_t* first1 = covering.first[1];
+    const int64_t* end1 = covering.end[1];
     const int64_t slice = g.image[1] * X2, columns = g.out[1] * X2;
     const bool stream = std::is_same<T, Acc>::value && s.stream;  // sum is the gradient itself
     // An input slice covered by one output slice (all of 2-D pooling's) takes its rows' sums
@@ -1599,24 +1615,14 @@ constexpr int64_t kGatherMinVectors = 8;
 
 template <typename T>
 inline void max_pool_backward_cl_gather(const T* grad_output, const uint8_t* codes, T* grad_input, int64_t channels,
-                                        const PoolGeometry& g, int64_t n) {
+                                        const PoolGeometry& g, const GatherScratch& s, int64_t n) {
   using Code = PlanePos<T>;  // LaneIndex<T>'s lanes
   const int64_t O = g.out_numel(), vectors = channels - channels % kLanes<T>;
   const T* go = grad_output + n * O * channels;
   const uint8_t* at = codes + n * O * channels;
-  // Without dilation, at most g.taps() windows cover a position (kernel / stride along each dim).
-  std::vector<const T*> from(g.taps());
-  std::vector<const uint8_t*> code(g.taps());
-  std::vector<Code> tap(g.taps());
-  std::vector<int64_t> row_at(g.kernel[0] * g.kernel[1]), row_tap(g.kernel[0] * g.kernel[1]);
-  std::vector<int64_t> covering(2 * (g.image[0] + g.image[1] + g.image[2]));
-  const int64_t* first[kMaxSpatial];
-  const int64_t* end[kMaxSpatial];
-  for (int d = 0, at_d = 0; d < kMaxSpatial; at_d += 2 * g.image[d], ++d) {
-    covering_windows(g, d, covering.data() + at_d, covering.data() + at_d + g.image[d]);
-    first[d] = covering.data() + at_d;
-    end[d] = first[d] + g.image[d];
-  }
+  const CoveringRanges covering(g, s.covering);
+  const int64_t* const* first = covering.first;
+  const int64_t* const* end = covering.end;
   T* dst = grad_input + n * g.image_numel() * channels;
   for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
     for (int64_t x1 = 0; x1 < g.image[1]; ++x1) {
@@ -1624,29 +1630,33 @@ inline void max_pool_backward_cl_gather(const T* grad_output, const uint8_t* cod
       int64_t rows = 0;
       for (int64_t o0 = first[0][x0]; o0 < end[0][x0]; ++o0) {
         for (int64_t o1 = first[1][x1]; o1 < end[1][x1]; ++o1, ++rows) {
-          row_at[rows] = (o0 * g.out[1] + o1) * g.out[2] * channels;
-          row_tap[rows] = ((x0 - g.start(0, o0)) * g.kernel[1] + x1 - g.start(1, o1)) * g.kernel[2];
+          s.row_offset[rows] = (o0 * g.out[1] + o1) * g.out[2] * channels;
+          s.row_tap[rows] = ((x0 - g.start(0, o0)) * g.kernel[1] + x1 - g.start(1, o1)) * g.kernel[2];
         }
       }
       for (int64_t x2 = 0; x2 < g.image[2]; ++x2, dst += channels) {
         int64_t windows = 0;
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t o2 = first[2][x2]; o2 < end[2][x2]; ++o2, ++windows) {
-            from[windows] = go + row_at[r] + o2 * channels;
-            code[windows] = at + row_at[r] + o2 * channels;
-            tap[windows] = static_cast<Code>(row_tap[r] + x2 - g.start(2, o2));
+            s.offset[windows] = s.row_offset[r] + o2 * channels;  // of both its gradient and its codes
+            s.tap[windows] = s.row_tap[r] + x2 - g.start(2, o2);
           }
         }
         for (int64_t c = 0; c < vectors; c += kLanes<T>) {
           Lanes<T> sum{};
           for (int64_t j = 0; j < windows; ++j) {
-            sum += load_byte_lanes<T>(code[j] + c) == tap[j] - LaneIndex<T>{} ? load_lanes(from[j] + c) : Lanes<T>{};
+            const int64_t off = s.offset[j] + c;
+            const auto picked = load_byte_lanes<T>(at + off) == static_cast<Code>(s.tap[j]) - LaneIndex<T>{};
+            sum += picked ? load_lanes(go + off) : Lanes<T>{};
           }
           store_lanes(dst + c, sum);
         }
         for (int64_t c = vectors; c < channels; ++c) {
           T sum = T(0);
-          for (int64_t j = 0; j < windows; ++j) sum += code[j][c] == tap[j] ? from[j][c] : T(0);
+          for (int64_t j = 0; j < windows; ++j) {
+            const int64_t off = s.offset[j] + c;
+            sum += at[off] == s.tap[j] ? go[off] : T(0);
+          }
           dst[c] = sum;
         }
       }
@@ -1660,10 +1670,11 @@ inline void max_pool_backward_cl_gather(const T* grad_output, const uint8_t* cod
 // slower, even forced inline, so the two loops stay apart.
 template <typename T, typename Acc, typename Index>
 inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax, const int64_t* tap_offset,
-                                       T* grad_input, Acc* acc, int64_t channels, const PoolGeometry& g, int64_t n) {
+                                       T* grad_input, Acc* acc, int64_t channels, const PoolGeometry& g,
+                                       const GatherScratch& gather, int64_t n) {
   if constexpr (sizeof(Index) == 1 && std::is_same<T, Acc>::value) {
     if (g.dil[0] == 1 && g.dil[1] == 1 && g.dil[2] == 1 && channels >= kGatherMinVectors * kLanes<T>) {
-      max_pool_backward_cl_gather(grad_output, argmax, grad_input, channels, g, n);
+      max_pool_backward_cl_gather(grad_output, argmax, grad_input, channels, g, gather, n);
       return;
     }
   }
@@ -1713,11 +1724,11 @@ inline void max_pool_backward_cl_image(const T* grad_output, const Index* argmax
 // where `stream` (the caller ends with streaming_done()). The scatter it replaced (zero the
 // image, then add each window's share to its taps) took as long on make bench's shapes,
 // whose images stay in L3, both bound by writing the gradient; this needs no image-sized
-// accumulator for half types. from: room for g.taps() sources; sum: for C values;
-// covering: for 2 * (X0 + X1 + X2) (covering_windows along each dim).
+// accumulator for half types. from: room for g.taps() sources; sum: for C values; gather:
+// its covering.
 template <typename T, typename Acc>
 inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc* share, Acc* sum, const Acc** from,
-                                       int64_t* covering, int64_t channels, const PoolGeometry& g, int64_t n,
+                                       const GatherScratch& gather, int64_t channels, const PoolGeometry& g, int64_t n,
                                        bool stream) {
   const int64_t O = g.out_numel();
   const T* go = grad_output + n * O * channels;
@@ -1733,14 +1744,9 @@ inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc*
       }
     }
   }
-  const int64_t* first[kMaxSpatial];
-  const int64_t* end[kMaxSpatial];
-  for (int d = 0; d < kMaxSpatial; ++d) {
-    covering_windows(g, d, covering, covering + g.image[d]);
-    first[d] = covering;
-    end[d] = covering + g.image[d];
-    covering += 2 * g.image[d];
-  }
+  const CoveringRanges covering(g, gather.covering);
+  const int64_t* const* first = covering.first;
+  const int64_t* const* end = covering.end;
   T* dst = grad_input + n * g.image_numel() * channels;
   for (int64_t x0 = 0; x0 < g.image[0]; ++x0) {
     for (int64_t x1 = 0; x1 < g.image[1]; ++x1) {

@@ -399,8 +399,10 @@ void max_pool_backward_cl_cpu(const at::Tensor& grad_output, const at::Tensor& i
     scalar_t* gi = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
       std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : g.image_numel() * C);  // kernels::accumulator
+      std::vector<int64_t> gather(kernels::GatherScratch::size(g));
+      const kernels::GatherScratch gather_scratch(g, gather.data());
       for (int64_t n = b; n < e; ++n) {
-        forms.backward_cl_image(go, at_, offsets.data(), gi, scratch_or_null(acc), C, g, n);
+        forms.backward_cl_image(go, at_, offsets.data(), gi, scratch_or_null(acc), C, g, gather_scratch, n);
       }
     });
   });
@@ -443,9 +445,10 @@ void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_in
     at::parallel_for(0, grad_input.size(0), 1, [&](int64_t b, int64_t e) {
       std::vector<acc_t> share(g.out_numel() * C), sum(C);
       std::vector<const acc_t*> sources(g.taps());
-      std::vector<int64_t> covering(2 * (g.image[0] + g.image[1] + g.image[2]));
+      std::vector<int64_t> gather(kernels::GatherScratch::size(g));
+      const kernels::GatherScratch gather_scratch(g, gather.data());
       for (int64_t n = b; n < e; ++n) {
-        forms.avg_backward_cl_image(go, gi, share.data(), sum.data(), sources.data(), covering.data(), C, g, n, stream);
+        forms.avg_backward_cl_image(go, gi, share.data(), sum.data(), sources.data(), gather_scratch, C, g, n, stream);
       }
       if (stream) kernels::streaming_done();
     });
