@@ -96,3 +96,35 @@ def test_transposed_convolution_at_unit_stride_runs_it_too(engine):
         (dx,) = torch.autograd.grad(out, x, grad)
     assert torch.equal(out, expected)
     assert torch.equal(dx, expected_dx)
+
+
+# (batch, in channels, out channels, groups, H, W, padding, dilation, bias)
+DILATED_SHAPES = [
+    (2, 32, 32, 1, 32, 32, 2, 2, True),         # 4 phases of 16 x 16, padded by 1 each
+    (1, 32, 40, 1, 32, 48, (2, 3), (2, 3), False),  # 6 phases, 2 along H and 3 along W
+    (1, 64, 64, 2, 48, 48, 3, 3, True),         # 9 phases of 16 x 16, two groups of 32
+    (2, 32, 33, 1, 34, 34, 0, 2, False),        # unpadded: phases of 17 x 17 to 15 x 15 outputs
+    (1, 32, 32, 1, 33, 32, 2, 2, True),         # an odd side: no phases, the direct forms
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", DILATED_SHAPES, ids=str)
+def test_dilated_convolution_by_phases_is_exact_on_integers(shape, dtype, engine):
+    """A dilated 3x3 whose sides and padding are multiples of its dilation runs as undilated
+    phases of the batch (conv_cpu.cpp, winograd_plan; kernels::move_phases): its forward and
+    its input gradient (a dilated correlation of the output gradient), against torch."""
+    N, C, O, G, H, W, pad, dil, has_bias = shape
+    gen = torch.Generator().manual_seed(3 + H + W + C)
+    x = _integers((N, C, H, W), dtype, gen).requires_grad_()
+    w = _integers((O, C // G, 3, 3), dtype, gen)
+    b = _integers((O,), dtype, gen) if has_bias else None
+    expected = tF.conv2d(x, w, b, padding=pad, dilation=dil, groups=G)
+    grad = _integers(expected.shape, dtype, gen)
+    (expected_dx,) = torch.autograd.grad(expected, x, grad)
+    with cpu_engine(engine):
+        out = F.conv2d(x, w, b, padding=pad, dilation=dil, groups=G)
+        (dx,) = torch.autograd.grad(out, x, grad)
+    assert torch.equal(out, expected)
+    assert torch.equal(dx, expected_dx)

@@ -18,6 +18,7 @@
 // result is deterministic on every device.
 #pragma once
 #ifndef __CUDACC__
+#include <type_traits>
 #include <vector>
 #endif
 
@@ -372,6 +373,48 @@ inline void col2im_plane(const T* columns, T* image, Acc* acc, const ColumnGeome
     }
   }
 }
+// One row of dilation by phases (move_phases): row[j * f + a] <-> phase a's [j], j < count,
+// phase a at phases[a * phase_stride]. kF: f as a constant (0: at run time), so that the
+// common f = 2 compiles to vector loads and shuffles.
+template <bool kSplit, int kF, typename T>
+inline void move_phase_row(std::conditional_t<kSplit, const T*, T*> row, int64_t runtime_f, int64_t count,
+                           std::conditional_t<kSplit, T*, const T*> phases, int64_t phase_stride) {
+  const int64_t f = kF > 0 ? kF : runtime_f;
+  for (int64_t j = 0; j < count; ++j) {
+    for (int64_t a = 0; a < f; ++a) {
+      if constexpr (kSplit) {
+        phases[a * phase_stride + j] = row[j * f + a];
+      } else {
+        row[j * f + a] = phases[a * phase_stride + j];
+      }
+    }
+  }
+}
+
+// Dilation by phases (ops/conv/conv_cpu.cpp, winograd_plan): along dim d, an extent that is
+// a multiple of f[d] splits into f[d] phases, phase a holding positions a, a + f[d], a +
+// 2 f[d], ... One plane of `sides` values to its f0*f1*f2 phase planes (sides[d] / f[d] along
+// each dim), phase (a0, a1, a2) at phases + ((a0 * f1 + a1) * f2 + a2) * phase_stride (kSplit),
+// or those phases back into the plane.
+template <bool kSplit, typename T>
+inline void move_phases(std::conditional_t<kSplit, const T*, T*> plane, const int64_t (&sides)[kMaxSpatial],
+                        const int64_t (&f)[kMaxSpatial], std::conditional_t<kSplit, T*, const T*> phases,
+                        int64_t phase_stride) {
+  const int64_t h1 = sides[1] / f[1], h2 = sides[2] / f[2];
+  for (int64_t x0 = 0; x0 < sides[0]; ++x0) {
+    for (int64_t x1 = 0; x1 < sides[1]; ++x1) {
+      auto* row = plane + (x0 * sides[1] + x1) * sides[2];
+      const int64_t phase_row = (x0 % f[0] * f[1] + x1 % f[1]) * f[2];
+      auto* first_phase = phases + phase_row * phase_stride + (x0 / f[0] * h1 + x1 / f[1]) * h2;
+      if (f[2] == 2) {
+        move_phase_row<kSplit, 2, T>(row, 2, h2, first_phase, phase_stride);
+      } else {
+        move_phase_row<kSplit, 0, T>(row, f[2], h2, first_phase, phase_stride);
+      }
+    }
+  }
+}
+
 #endif  // __CUDACC__
 
 }  // namespace kernels

@@ -32,7 +32,7 @@ void pad_front(at::IntArrayRef v, int64_t fill, int64_t out[kernels::kMaxSpatial
 // fresh multi-megabyte allocation pays a page fault per 4 KiB on first touch, which cost
 // as much as an im2col, and more than doubled the direct weight gradient inside a training
 // step. Contents undefined; one slot per buffer a call holds at once.
-enum class CpuScratch { kColumns, kPackedGradient, kPaddedBatch, kPaddedImage, kCount };
+enum class CpuScratch { kColumns, kPackedGradient, kPaddedBatch, kPaddedImage, kPhases, kPhaseOutputs, kCount };
 constexpr int64_t kKeptScratchBytes = int64_t(32) << 20;
 at::Tensor cpu_scratch(CpuScratch slot, int64_t numel, at::ScalarType dtype);
 
