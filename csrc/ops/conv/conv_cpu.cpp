@@ -494,8 +494,9 @@ void run_winograd_forward(const at::Tensor& input, const at::Tensor& weight, con
 // of its dilation d is d undilated ones along that dim: output phase a (positions a, a + d,
 // ...) reads only input phase a, through the kernel undilated, padded by pad / d
 // (kernels::move_phases). The phases go side by side as more images, where Winograd takes
-// them and not the dilated problem: make bench's dilated 3x3 (d2 64ch 56x56 N8) forward 32 ->
-// ?? ms at 1 thread on a Zen 3 EPYC, the two copies ?? ms of it (torch 26).
+// them and not the dilated problem: make bench's dilated 3x3 (d2 64ch 56x56 N8) at 1 thread
+// on a Zen 3 EPYC (AVX2, noisy), forward 29-39 -> 19-26 ms (torch 26-30), input gradient
+// 29-43 -> 19-27 (torch 26-30); the two copies take about 3 ms of it (13 MB each way).
 struct WinogradPlan {
   ColumnGeometry g;                    // the correlation Winograd runs
   int64_t phases[kernels::kMaxSpatial];  // along each dim; all 1: the problem itself
