@@ -427,14 +427,18 @@ void run_few_channels_forward(const at::Tensor& input, const at::Tensor& weight,
 // (kernels/winograd.h): 16 products per tile of 2x2 outputs and channel pair instead of 36,
 // as 16 GEMMs per block of tiles, the transforms around them. Where its groups have at least
 // kWinogradMinChannels input and output channels and each image at least kWinogradMinTiles
-// tiles; measured forward at 1 thread on a Zen 4 EPYC against the direct forms (N8: 64ch at
-// 56x56 18.7 -> 11.5 ms, 128ch at 28x28 18.1 -> 13.7; N32: 64ch at 32x32 24.2 -> 15.0, 128ch
-// at 16x16 23.9 -> 18.2). Fewer channels leave its products too thin to pay for the
-// transforms (groups of 16 at 28x28: 2.6 -> 2.6-3.1 ms), fewer tiles its blocks: 256ch at
-// 14x14 (49 tiles) 18.3 -> 17.1-24 ms at 1 thread but make bench 0.87x -> 0.76x torch's
-// speed at 2; 512ch at 7x7 21 -> 30-34 ms; at 4x4, 4x slower.
+// tiles, or kWinogradMinWholeTiles where the outputs fill whole tiles (even sides); measured
+// forward at 1 thread on a Zen 4 EPYC against the direct forms (N8: 64ch at 56x56 18.7 ->
+// 11.5 ms, 128ch at 28x28 18.1 -> 13.7; N32: 64ch at 32x32 24.2 -> 15.0, 128ch at 16x16 23.9
+// -> 18.2). Fewer channels leave its products too thin to pay for the transforms (groups of
+// 16 at 28x28: 2.6 -> 2.6-3.1 ms). Small images fill a block together (run_winograd_forward),
+// which on a Zen 3 EPYC at 1 thread (AVX2) took, against the direct forms or im2col + GEMM,
+// 256ch at 14x14 N8 from 25-30 to 21-29 ms (torch 24-32), at 8x8 N8 12.5-16.6 -> 8.2-12.2;
+// 128ch at 8x8 N32 10-14 -> 5.3-7.2; 64ch at 8x8 N32 2.7-3.6 -> 1.7-2.5. Odd sides still
+// lose to the half-empty tiles: 512ch at 7x7 N8 20-28 -> 22-41 ms, 256ch there no faster.
 constexpr int64_t kWinogradMinChannels = 32;
 constexpr int64_t kWinogradMinTiles = 64;
+constexpr int64_t kWinogradMinWholeTiles = 16;
 // A block's transformed patches and products, 16 x (Cg + Og) x tiles values, stay in L2.
 constexpr int64_t kWinogradBlockBytes = int64_t(768) << 10;
 constexpr int64_t kWinogradMinBlock = 16;
@@ -446,16 +450,18 @@ const kernels::WinogradCpuKernels<T, T>& winograd_forms() {
 
 // A 2-D geometry (dim 0 of one position, unpadded), on the direct forms' engine and types.
 bool suits_winograd(const at::Tensor& t, const ColumnGeometry& g, int64_t in_per_group, int64_t out_per_group) {
+  const bool whole_tiles = g.cols[1] % kernels::kWinogradTile == 0 && g.cols[2] % kernels::kWinogradTile == 0;
   return direct_engine_takes(t) && g.image[0] == 1 && g.kernel[0] == 1 && g.pad[0] == 0 &&
          g.kernel[1] == 3 && g.kernel[2] == 3 && g.unit_stride() && g.dil[1] == 1 && g.dil[2] == 1 &&
          in_per_group >= kWinogradMinChannels && out_per_group >= kWinogradMinChannels &&
-         kernels::winograd_tiles(g) >= kWinogradMinTiles;
+         kernels::winograd_tiles(g) >= (whole_tiles ? kWinogradMinWholeTiles : kWinogradMinTiles);
 }
 
 // output (N, O, H', W') = conv(input (N, C, H, W), weight (O, C/groups, 3, 3)) + bias: the
-// kernels transformed once, then one task per (image, group, block of tiles): its patches
-// transformed (V), 16 GEMMs (M = U @ V) and M transformed into its outputs. Every tensor
-// contiguous.
+// kernels transformed once, then one task per (group, block of tiles): a block is a run of
+// the batch's tiles, image after image, so that small images fill it too; its patches are
+// transformed (V) image by image, then its 16 GEMMs (M = U @ V), then M transformed into the
+// outputs image by image. Every tensor contiguous.
 void run_winograd_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                           at::Tensor& output, const ColumnGeometry& g, int64_t groups) {
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv", [&] {
@@ -464,8 +470,8 @@ void run_winograd_forward(const at::Tensor& input, const at::Tensor& weight, con
     const int64_t N = input.size(0), C = input.size(1), O = output.size(1), Cg = C / groups, Og = O / groups;
     const int64_t tiles = kernels::winograd_tiles(g), X = g.image_numel(), L = g.cols_numel();
     const int64_t fit = kWinogradBlockBytes / (P * (Cg + Og) * static_cast<int64_t>(sizeof(scalar_t)));
-    const int64_t block = std::min(tiles, std::max(kWinogradMinBlock, fit));
-    const int64_t blocks = kernels::ceil_div(tiles, block);
+    const int64_t block = std::min(N * tiles, std::max(kWinogradMinBlock, fit));
+    const int64_t blocks = kernels::ceil_div(N * tiles, block);
     const auto options = input.options();
     const auto u = at::empty({P, O, Cg}, options);
     forms.kernels(weight.const_data_ptr<scalar_t>(), O * Cg, u.mutable_data_ptr<scalar_t>());
@@ -474,16 +480,30 @@ void run_winograd_forward(const at::Tensor& input, const at::Tensor& weight, con
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t pair = 2 * forms.lanes;  // the products go by pairs of vectors of tiles
     const int64_t ld = kernels::ceil_div(block, pair) * pair + pair;
-    at::parallel_for(0, N * groups * blocks, 1, [&](int64_t begin, int64_t end) {
+    // Calls run(n, first, count, at) for the tiles [first, first + count) of image n that the
+    // block's tiles [begin, begin + size) of the batch hold, the first of them at column at.
+    const auto for_each_image = [&](int64_t begin, int64_t size, auto&& run) {
+      for (int64_t t = begin, end = begin + size; t < end;) {
+        const int64_t n = t / tiles, first = t - n * tiles, count = std::min(tiles - first, end - t);
+        run(n, first, count, t - begin);
+        t += count;
+      }
+    };
+    at::parallel_for(0, groups * blocks, 1, [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> v(P * kernels::winograd_point_stride(Cg, ld, forms.lanes)),
           m(P * kernels::winograd_point_stride(Og, ld, forms.lanes));
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task / (groups * blocks), group = task / blocks % groups;
-        const int64_t first = task % blocks * block, count = std::min(block, tiles - first);
-        forms.input_block(x + (n * C + group * Cg) * X, Cg, g, first, count, ld, v.data());
+        const int64_t group = task / blocks, first = task % blocks * block, count = std::min(block, N * tiles - first);
+        // Image by image in column order: what one image's run writes past its last tile, the
+        // next one's overwrites (kernels::winograd_input_block).
+        for_each_image(first, count, [&](int64_t n, int64_t from, int64_t size, int64_t at) {
+          forms.input_block(x + (n * C + group * Cg) * X, Cg, g, from, size, ld, v.data() + at);
+        });
         forms.products(u.const_data_ptr<scalar_t>() + group * Og * Cg, O * Cg, Og, v.data(), Cg, count, ld, m.data());
-        forms.output_block(m.data(), Og, b != nullptr ? b + group * Og : nullptr, g, first, count, ld,
-                           out + (n * O + group * Og) * L);
+        for_each_image(first, count, [&](int64_t n, int64_t from, int64_t size, int64_t at) {
+          forms.output_block(m.data() + at, Og, b != nullptr ? b + group * Og : nullptr, g, from, size, ld,
+                             out + (n * O + group * Og) * L);
+        });
       }
     });
   });
