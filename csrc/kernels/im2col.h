@@ -13,6 +13,8 @@
 //              index arithmetic hoisted, vectorisable inner loops (the fast CPU engine);
 //              for images with short output rows, *_gathered through a table of
 //              positions built once per call (GatherTable, ReaderTable).
+// Also, host-only, move_phases: an image's planes split by phase along dilated dims and
+// back, for the CPU's dilated convolutions run undilated (ops/conv/conv_cpu.cpp).
 // col2im is written as a gather: each image element is owned by exactly one
 // call, which sums every column entry that came from it. No atomics, so the
 // result is deterministic on every device.
@@ -373,6 +375,7 @@ inline void col2im_plane(const T* columns, T* image, Acc* acc, const ColumnGeome
     }
   }
 }
+
 // One row of dilation by phases (move_phases): row[j * f + a] <-> phase a's [j], j < count,
 // phase a at phases[a * phase_stride]. kF: f as a constant (0: at run time), so that the
 // common f = 2 compiles to vector loads and shuffles.

@@ -518,7 +518,7 @@ void run_winograd_forward(const at::Tensor& input, const at::Tensor& weight, con
 // on a Zen 3 EPYC (AVX2, noisy), forward 29-39 -> 19-26 ms (torch 26-30), input gradient
 // 29-43 -> 19-27 (torch 26-30); the two copies take about 3 ms of it (13 MB each way).
 struct WinogradPlan {
-  ColumnGeometry g;                    // the correlation Winograd runs
+  ColumnGeometry g;                      // the correlation Winograd runs
   int64_t phases[kernels::kMaxSpatial];  // along each dim; all 1: the problem itself
   int64_t count() const { return phases[0] * phases[1] * phases[2]; }
 };
@@ -555,7 +555,7 @@ void run_winograd(const WinogradPlan& plan, const at::Tensor& input, const at::T
   const auto type = input.scalar_type();
   const auto input_phases = cpu_scratch(CpuScratch::kPhases, N * phases * C * X, type).view({N * phases, C, X});
   auto output_phases = cpu_scratch(CpuScratch::kPhaseOutputs, N * phases * O * L, type).view({N * phases, O, L});
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "convops::conv", [&] {
+  AT_DISPATCH_FLOATING_TYPES(type, "convops::conv", [&] {
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* xp = input_phases.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, N * C, grain_for(g.image_numel()), [&](int64_t begin, int64_t end) {
