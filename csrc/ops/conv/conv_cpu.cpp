@@ -540,6 +540,22 @@ c10::optional<WinogradPlan> winograd_plan(const at::Tensor& t, const ColumnGeome
   return plan;
 }
 
+// Each (channels, *sides) plane of a batch of N images to its plan.count() phases, laid out
+// as N * plan.count() images of `channels` planes (kSplit), or those phases back.
+template <bool kSplit, typename T>
+void move_batch_phases(std::conditional_t<kSplit, const T*, T*> batch, int64_t N, int64_t channels,
+                       const int64_t (&sides)[kernels::kMaxSpatial], const WinogradPlan& plan,
+                       std::conditional_t<kSplit, T*, const T*> phases) {
+  const int64_t count = plan.count(), plane = sides[0] * sides[1] * sides[2], phase_plane = plane / count;
+  at::parallel_for(0, N * channels, grain_for(plane), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / channels, c = p % channels;
+      kernels::move_phases<kSplit, T>(batch + p * plane, sides, plan.phases,
+                                      phases + (n * count * channels + c) * phase_plane, channels * phase_plane);
+    }
+  });
+}
+
 // output = Winograd's correlation of input with weight (+ bias) as `plan` runs it: by phases,
 // the batch's phases copied out, run as plan.count() times the images and copied back.
 void run_winograd(const WinogradPlan& plan, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
@@ -556,25 +572,11 @@ void run_winograd(const WinogradPlan& plan, const at::Tensor& input, const at::T
   const auto input_phases = cpu_scratch(CpuScratch::kPhases, N * phases * C * X, type).view({N * phases, C, X});
   auto output_phases = cpu_scratch(CpuScratch::kPhaseOutputs, N * phases * O * L, type).view({N * phases, O, L});
   AT_DISPATCH_FLOATING_TYPES(type, "convops::conv", [&] {
-    const scalar_t* x = input.const_data_ptr<scalar_t>();
-    scalar_t* xp = input_phases.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, N * C, grain_for(g.image_numel()), [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const int64_t n = p / C, c = p % C;
-        kernels::move_phases<true, scalar_t>(x + p * g.image_numel(), g.image, plan.phases,
-                                             xp + (n * phases * C + c) * X, C * X);
-      }
-    });
+    move_batch_phases<true, scalar_t>(input.const_data_ptr<scalar_t>(), N, C, g.image, plan,
+                                      input_phases.mutable_data_ptr<scalar_t>());
     run_winograd_forward(input_phases, weight, bias, output_phases, plan.g, groups);
-    const scalar_t* yp = output_phases.const_data_ptr<scalar_t>();
-    scalar_t* y = output.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, N * O, grain_for(g.cols_numel()), [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const int64_t n = p / O, o = p % O;
-        kernels::move_phases<false, scalar_t>(y + p * g.cols_numel(), g.cols, plan.phases,
-                                              yp + (n * phases * O + o) * L, O * L);
-      }
-    });
+    move_batch_phases<false, scalar_t>(output.mutable_data_ptr<scalar_t>(), N, O, g.cols, plan,
+                                       output_phases.const_data_ptr<scalar_t>());
   });
 }
 
