@@ -373,7 +373,8 @@ def markdown(results: dict) -> str:
             row = [cells.get((case, pass_, s), "") for s in settings for pass_ in ("fwd", "fwd+bwd")]
         lines.append(f"| {case} | {target} | " + " | ".join(row) + " |")
     if results.get("peak_memory"):
-        lines += ["", f"| peak memory of one conv forward ({settings[0]}) | torch MiB | convops MiB | convops / torch |",
+        lines += ["",
+                  f"| peak memory of one conv forward ({settings[0]}) | torch MiB | convops MiB | convops / torch |",
                   "| --- | --- | --- | --- |"]
         for r in results["peak_memory"]:
             mark = f" (above {r['target']:g})" if r["above_target"] else ""
@@ -406,7 +407,8 @@ def main(argv=None):
     out = args.out or ("bench/results.json" if args.device == "cpu" else "bench/results_cuda.json")
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"convops CPU forms: {convops._C.cpu_isa()}, GEMM: {convops._C.cpu_gemm()}" + (f", GPU: {gpu}" if gpu else ""))
+          f"convops CPU forms: {convops._C.cpu_isa()}, GEMM: {convops._C.cpu_gemm()}"
+          + (f", GPU: {gpu}" if gpu else ""))
     settings = settings_for(args.device, args.threads)
     print_header()
     rows = run(args.device, settings, args.repeats, args.min_seconds, args.only)

@@ -65,7 +65,8 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation
 
 
 def pool_output_sizes(sizes, kernel, stride, padding, dilation, ceil_mode) -> list[int]:
-    return [pool_output_size(s, k, st, p, d, ceil_mode) for s, k, st, p, d in zip(sizes, kernel, stride, padding, dilation)]
+    return [pool_output_size(s, k, st, p, d, ceil_mode)
+            for s, k, st, p, d in zip(sizes, kernel, stride, padding, dilation)]
 
 
 def memory_format_of(t):

@@ -447,7 +447,9 @@ inline void depthwise_backward_weight_channel(const T* grad_output, const T* inp
 #pragma omp simd reduction(+ : sum)
           for (int64_t i = 0; i < last - first; ++i) sum += static_cast<Acc>(dy[first + i]) * static_cast<Acc>(from[i]);
         } else {
-          for (int64_t l2 = first; l2 < last; ++l2) sum += static_cast<Acc>(dy[l2]) * static_cast<Acc>(row[l2 * s2 + offset]);
+          for (int64_t l2 = first; l2 < last; ++l2) {
+            sum += static_cast<Acc>(dy[l2]) * static_cast<Acc>(row[l2 * s2 + offset]);
+          }
         }
         dw[tap + k2] += sum;
       }

@@ -417,7 +417,9 @@ inline void few_channels_plane(const T* padded, const T* weight, T* out, const C
                                const PaddedTaps& taps) {
   constexpr int kRows = few_channels_rows_per_pass(kChannels);
   for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
-    for (int64_t l1 = 0; l1 < g.cols[1]; l1 += kRows) few_channels_rows<T, kChannels>(padded, weight, out, g, taps, l0, l1);
+    for (int64_t l1 = 0; l1 < g.cols[1]; l1 += kRows) {
+      few_channels_rows<T, kChannels>(padded, weight, out, g, taps, l0, l1);
+    }
   }
 }
 
@@ -509,7 +511,8 @@ inline void direct_backward_weight_task(const T* padded, const T* grad_output, T
                                         int64_t groups, int64_t out_channels, int64_t per_task, int64_t task) {
   constexpr int n = kLanes<T>, kT = kWeightTaps;
   const int64_t K = taps.offset.size(), L = g.cols_numel();
-  const int64_t tap_blocks = ceil_div(K, kT), chunks = ceil_div(tap_blocks, per_task), blocks = ceil_div(out_channels, n);
+  const int64_t tap_blocks = ceil_div(K, kT), chunks = ceil_div(tap_blocks, per_task);
+  const int64_t blocks = ceil_div(out_channels, n);
   const int64_t chunk = task % chunks, j = (task / chunks) % blocks, group = task / (chunks * blocks);
   const int64_t first = chunk * per_task, end = min64(tap_blocks, first + per_task);
   std::vector<T> sums((end - first) * kT * n, T(0));

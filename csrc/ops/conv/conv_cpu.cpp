@@ -94,7 +94,9 @@ void col2im_cpu(const at::Tensor& columns, at::Tensor& image, const ColumnGeomet
     scalar_t* out = image.mutable_data_ptr<scalar_t>();
     if (use_element_engine()) {
       at::parallel_for(0, image.numel(), kElementGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) out[i] = static_cast<scalar_t>(kernels::col2im_element<scalar_t, acc_t>(in, g, i));
+        for (int64_t i = begin; i < end; ++i) {
+          out[i] = static_cast<scalar_t>(kernels::col2im_element<scalar_t, acc_t>(in, g, i));
+        }
       });
       return;
     }
@@ -194,7 +196,8 @@ bool depthwise_backward_input_cpu(const at::Tensor& grad_output, const at::Tenso
                           *as_forward);
     return true;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(), "convops::conv_backward_input", [&] {
+  const auto type = grad_output.scalar_type();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, "convops::conv_backward_input", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto& forms = depthwise_forms<scalar_t, acc_t>();
     const kernels::TapRanges taps(g);

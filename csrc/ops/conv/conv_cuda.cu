@@ -3,9 +3,6 @@
 // element functions of kernels/im2col.h, which the CPU tests also run.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAStream.h>
-
 #include "../cuda_launch.cuh"
 #include "conv.h"
 
@@ -26,21 +23,17 @@ __global__ void col2im_kernel(const T* columns, T* image, ColumnGeometry g, int6
 
 void im2col_cuda(const at::Tensor& image, at::Tensor& columns, const ColumnGeometry& g) {
   const int64_t n = columns.numel() / g.kernel_numel();  // output positions of every plane
-  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, image.scalar_type(), "convops::im2col", [&] {
-    im2col_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
+    launch(im2col_kernel<scalar_t>, n,
         image.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
 void col2im_cuda(const at::Tensor& columns, at::Tensor& image, const ColumnGeometry& g) {
   const int64_t n = image.numel();
-  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, columns.scalar_type(), "convops::col2im", [&] {
-    col2im_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, stream>>>(
+    launch(col2im_kernel<scalar_t, at::opmath_type<scalar_t>>, n,
         columns.const_data_ptr<scalar_t>(), image.mutable_data_ptr<scalar_t>(), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 

@@ -128,7 +128,8 @@ at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& in
   const auto& k = pool_kernels(op, grad_output);
   const auto format = output_format(grad_output);
   const bool cl = format != at::MemoryFormat::Contiguous && k.max_pool_backward_cl != nullptr;
-  auto grad_input = at::empty(input_size, grad_output.options().memory_format(cl ? format : at::MemoryFormat::Contiguous));
+  const auto layout = cl ? format : at::MemoryFormat::Contiguous;
+  auto grad_input = at::empty(input_size, grad_output.options().memory_format(layout));
   if (grad_input.numel() > 0) {
     c10::DeviceGuard guard(grad_output.device());
     if (cl) {
@@ -151,7 +152,8 @@ at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel_size, at::In
   const auto& k = pool_kernels(op, input);
   const auto format = output_format(input);
   const bool cl = format != at::MemoryFormat::Contiguous && k.avg_pool_cl != nullptr;
-  auto out = at::empty(pooled_sizes(input.sizes(), g), input.options().memory_format(cl ? format : at::MemoryFormat::Contiguous));
+  const auto layout = cl ? format : at::MemoryFormat::Contiguous;
+  auto out = at::empty(pooled_sizes(input.sizes(), g), input.options().memory_format(layout));
   if (out.numel() > 0) {
     c10::DeviceGuard guard(input.device());
     if (cl) {
@@ -177,7 +179,8 @@ at::Tensor avg_pool_backward(const at::Tensor& grad_output, at::IntArrayRef inpu
   const auto& k = pool_kernels(op, grad_output);
   const auto format = output_format(grad_output);
   const bool cl = format != at::MemoryFormat::Contiguous && k.avg_pool_backward_cl != nullptr;
-  auto grad_input = at::empty(input_size, grad_output.options().memory_format(cl ? format : at::MemoryFormat::Contiguous));
+  const auto layout = cl ? format : at::MemoryFormat::Contiguous;
+  auto grad_input = at::empty(input_size, grad_output.options().memory_format(layout));
   if (grad_input.numel() > 0) {
     c10::DeviceGuard guard(grad_output.device());
     if (cl) {

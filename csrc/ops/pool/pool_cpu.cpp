@@ -90,7 +90,8 @@ struct PlaneBuffers {
   }
   kernels::PoolScratch<Acc> view() {
     return {rows.data(), row_at.data(), best.data(), best_at.data(), factor.data(), line.data(), phased,
-            {block_sums.data(), block_f01.data(), block_phased, slab.data()}, columns.data(), slices.data(), covering.data(),
+            {block_sums.data(), block_f01.data(), block_phased, slab.data()}, columns.data(), slices.data(),
+            covering.data(),
             shares.empty() ? nullptr : shares.data() + share_lead,
             share_codes.empty() ? nullptr : share_codes.data() + share_lead, stream, out.data(), out_at.data(), windows,
             window_values.data(), window_values.data() + plane_values, window_at.data(),
@@ -299,22 +300,20 @@ void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t N = input.size(0), C = input.size(1), S = input.size(2);
     const int64_t sn = input.stride(0), sc = input.stride(1), ss = input.stride(2);
-    if (use_element_engine()) {
-      at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::global_avg_element<scalar_t, acc_t>(in, C, S, sn, sc, ss, i));
-      });
-    } else if (ss == 1 && sc == S && sn == C * S) {  // dense NCHW: plane i starts at i * S
+    if (!use_element_engine() && ss == 1 && sc == S && sn == C * S) {  // dense NCHW: plane i starts at i * S
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
         forms.plane_means(in + b * S, out + b, e - b, S);
       });
-    } else if (sc == 1 && ss == C) {  // channels_last: rows of C channels
+    } else if (!use_element_engine() && sc == 1 && ss == C) {  // channels_last: rows of C channels
       at::parallel_for(0, N, grain_for(S * C), [&](int64_t b, int64_t e) {
         std::vector<acc_t> acc(C);
         for (int64_t n = b; n < e; ++n) forms.image_channel_means(in + n * sn, out + n * C, acc.data(), C, S);
       });
-    } else {  // any other strides: the element form reads through them
+    } else {  // the element engine, or any other strides: the element form reads through them
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) out[i] = static_cast<scalar_t>(kernels::global_avg_element<scalar_t, acc_t>(in, C, S, sn, sc, ss, i));
+        for (int64_t i = b; i < e; ++i) {
+          out[i] = static_cast<scalar_t>(kernels::global_avg_element<scalar_t, acc_t>(in, C, S, sn, sc, ss, i));
+        }
       });
     }
   });
@@ -457,8 +456,8 @@ void avg_pool_backward_cl_cpu(const at::Tensor& grad_output, at::Tensor& grad_in
 
 const bool registered = DeviceTable<PoolKernels>::set(
     c10::kCPU, PoolKernels{&max_pool_cpu, &max_pool_backward_cpu, &avg_pool_cpu, &avg_pool_backward_cpu,
-                           &global_avg_pool_cpu, &global_avg_pool_backward_cpu, &max_pool_cl_cpu, &max_pool_backward_cl_cpu, &avg_pool_cl_cpu,
-                           &avg_pool_backward_cl_cpu});
+                           &global_avg_pool_cpu, &global_avg_pool_backward_cpu, &max_pool_cl_cpu,
+                           &max_pool_backward_cl_cpu, &avg_pool_cl_cpu, &avg_pool_backward_cl_cpu});
 
 }  // namespace
 

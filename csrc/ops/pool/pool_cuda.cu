@@ -3,9 +3,6 @@
 // which the CPU tests also run, over NCHW or (in place) channels_last tensors.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAStream.h>
-
 #include "../cuda_launch.cuh"
 #include "pool.h"
 
@@ -59,10 +56,9 @@ void max_pool_cuda(const at::Tensor& input, at::Tensor& output, at::Tensor& indi
   dispatch_max_pool<false>(input, indices, [&](auto code, auto value) {
     using Index = decltype(code);
     using scalar_t = decltype(value);
-    max_pool_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+    launch(max_pool_kernel<scalar_t, at::opmath_type<scalar_t>, Index>, n,
         input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(),
         argmax_or_null<Index>(indices), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
@@ -72,48 +68,43 @@ void max_pool_backward_cuda(const at::Tensor& grad_output, const at::Tensor& ind
   dispatch_max_pool<true>(grad_output, indices, [&](auto code, auto value) {
     using Index = decltype(code);
     using scalar_t = decltype(value);
-    max_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>, Index><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+    launch(max_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>, Index>, n,
         grad_output.const_data_ptr<scalar_t>(), argmax_codes<Index>(indices),
         grad_input.mutable_data_ptr<scalar_t>(), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
 void avg_pool_cuda(const at::Tensor& input, at::Tensor& output, const PoolGeometry& g) {
   const int64_t n = output.numel();
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::avg_pool", [&] {
-    avg_pool_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+    launch(avg_pool_kernel<scalar_t, at::opmath_type<scalar_t>>, n,
         input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
 void avg_pool_backward_cuda(const at::Tensor& grad_output, at::Tensor& grad_input, const PoolGeometry& g) {
   const int64_t n = grad_input.numel();
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::avg_pool_backward", [&] {
-    avg_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+    launch(avg_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>>, n,
         grad_output.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
 void global_avg_pool_cuda(const at::Tensor& input, at::Tensor& output) {
   const int64_t n = output.numel();
   CONVOPS_DISPATCH_FLOATS(input.scalar_type(), "convops::global_avg_pool", [&] {
-    global_avg_pool_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+    launch(global_avg_pool_kernel<scalar_t, at::opmath_type<scalar_t>>, n,
         input.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>(), input.size(1), input.size(2),
         input.stride(0), input.stride(1), input.stride(2), n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
 void global_avg_pool_backward_cuda(const at::Tensor& grad_output, at::Tensor& grad_input) {
   const int64_t n = grad_input.numel();
   CONVOPS_DISPATCH_FLOATS(grad_output.scalar_type(), "convops::global_avg_pool_backward", [&] {
-    global_avg_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+    launch(global_avg_pool_backward_kernel<scalar_t, at::opmath_type<scalar_t>>, n,
         grad_output.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(), grad_input.size(1),
         grad_input.size(2), grad_input.stride(0), grad_input.stride(1), grad_input.stride(2), n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
