@@ -375,7 +375,7 @@ def test_convolutions_return_the_memory_format_torch_returns(engine, spatial, x_
     ((3, 21, 4, 5), 5),        # a channels_last 5x5 weight: 25 taps by 21 channels, tiled too
     ((2, 19, 3, 5, 7), 3),     # 3-D
     ((2, 35, 11, 13), 1),      # 1x1: one GEMM over the positions' rows, no copies
-    ((2, 19, 3, 5, 7), 1),
+    ((3, 19, 3, 5, 7), 1),     # three images: some thread's share holds two, each with its bias
 ])
 def test_channels_last_convolutions_match_torch(engine, dtype, x_shape, kernel):
     """Channels_last input, weight and output gradient at sizes past a vector's lanes in both

@@ -709,13 +709,19 @@ at::Tensor image_rows(const ConvProblem& p, const at::Tensor& rows, int64_t firs
   return rows.narrow(0, first * positions, count * positions);
 }
 
-// out_rows = a_rows @ b, the images split among the threads (over_images), as the NCHW forms
-// split them: the 256->64 bench case's forward at 2 threads, 6.4-6.6 ms as one call over its
-// 25088 rows, 6.1-6.2 so (torch's oneDNN: 4.3-4.5).
-void gemm_by_images(const ConvProblem& p, at::Tensor out_rows, const at::Tensor& a_rows, const at::Tensor& b) {
+// out_rows = a_rows @ b (+ bias, if defined), the images split among the threads
+// (over_images), as the NCHW forms split them: the 256->64 bench case's forward at 2 threads,
+// 6.4-6.6 ms as one call over its 25088 rows, 6.1-6.2 so (torch's oneDNN: 4.3-4.5). With a
+// bias, image by image, each image's bias added while its rows are in cache.
+void gemm_by_images(const ConvProblem& p, at::Tensor out_rows, const at::Tensor& a_rows, const at::Tensor& b,
+                    const at::Tensor& bias = at::Tensor()) {
   over_images(p, a_rows, [&](const ConvProblem&, int64_t first, int64_t count) {
-    auto part = image_rows(p, out_rows, first, count);
-    gemm_into(part, image_rows(p, a_rows, first, count), b);
+    const int64_t step = bias.defined() ? 1 : count;
+    for (int64_t n = first; n < first + count; n += step) {
+      auto part = image_rows(p, out_rows, n, step);
+      gemm_into(part, image_rows(p, a_rows, n, step), b);
+      if (bias.defined()) part.add_(bias);
+    }
   });
 }
 
@@ -832,8 +838,8 @@ at::Tensor conv(const at::Tensor& input, const at::Tensor& weight, const c10::op
   if (by_position_rows(p, format, {input})) {
     auto out = at::empty(p.output_sizes(), input.options().memory_format(format));
     auto rows = position_rows(out);
-    gemm_by_images(p, rows, position_rows(input), weight.reshape({p.out_channels, p.in_channels}).t());
-    if (bias.has_value() && bias->defined()) rows.add_(*bias);
+    gemm_by_images(p, rows, position_rows(input), weight.reshape({p.out_channels, p.in_channels}).t(),
+                   bias.has_value() ? *bias : at::Tensor());
     return out;
   }
   const auto out = conv_nchw(dense(op, input), dense(op, weight), bias, stride, padding, dilation, groups);
