@@ -471,10 +471,10 @@ void run_winograd_forward(const at::Tensor& input, const at::Tensor& weight, con
     const auto& forms = winograd_forms<scalar_t>();
     constexpr int64_t P = kernels::kWinogradPoints;
     const int64_t N = input.size(0), C = input.size(1), O = output.size(1), Cg = C / groups, Og = O / groups;
-    const int64_t tiles = kernels::winograd_tiles(g), X = g.image_numel(), L = g.cols_numel();
+    const int64_t tiles = kernels::winograd_tiles(g), batch_tiles = N * tiles, X = g.image_numel(), L = g.cols_numel();
     const int64_t fit = kWinogradBlockBytes / (P * (Cg + Og) * static_cast<int64_t>(sizeof(scalar_t)));
-    const int64_t block = std::min(N * tiles, std::max(kWinogradMinBlock, fit));
-    const int64_t blocks = kernels::ceil_div(N * tiles, block);
+    const int64_t block = std::min(batch_tiles, std::max(kWinogradMinBlock, fit));
+    const int64_t blocks = kernels::ceil_div(batch_tiles, block);
     const auto options = input.options();
     const auto u = at::empty({P, O, Cg}, options);
     forms.kernels(weight.const_data_ptr<scalar_t>(), O * Cg, u.mutable_data_ptr<scalar_t>());
@@ -496,7 +496,8 @@ void run_winograd_forward(const at::Tensor& input, const at::Tensor& weight, con
       std::vector<scalar_t> v(P * kernels::winograd_point_stride(Cg, ld, forms.lanes)),
           m(P * kernels::winograd_point_stride(Og, ld, forms.lanes));
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t group = task / blocks, first = task % blocks * block, count = std::min(block, N * tiles - first);
+        const int64_t group = task / blocks, first = task % blocks * block;
+        const int64_t count = std::min(block, batch_tiles - first);
         // Image by image in column order: what one image's run writes past its last tile, the
         // next one's overwrites (kernels::winograd_input_block).
         for_each_image(first, count, [&](int64_t n, int64_t from, int64_t size, int64_t at) {

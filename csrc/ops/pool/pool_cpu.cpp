@@ -300,11 +300,12 @@ void global_avg_pool_cpu(const at::Tensor& input, at::Tensor& output) {
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     const int64_t N = input.size(0), C = input.size(1), S = input.size(2);
     const int64_t sn = input.stride(0), sc = input.stride(1), ss = input.stride(2);
-    if (!use_element_engine() && ss == 1 && sc == S && sn == C * S) {  // dense NCHW: plane i starts at i * S
+    const bool row_engine = !use_element_engine();
+    if (row_engine && ss == 1 && sc == S && sn == C * S) {  // dense NCHW: plane i starts at i * S
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
         forms.plane_means(in + b * S, out + b, e - b, S);
       });
-    } else if (!use_element_engine() && sc == 1 && ss == C) {  // channels_last: rows of C channels
+    } else if (row_engine && sc == 1 && ss == C) {  // channels_last: rows of C channels
       at::parallel_for(0, N, grain_for(S * C), [&](int64_t b, int64_t e) {
         std::vector<acc_t> acc(C);
         for (int64_t n = b; n < e; ++n) forms.image_channel_means(in + n * sn, out + n * C, acc.data(), C, S);
@@ -328,11 +329,12 @@ void global_avg_pool_backward_cpu(const at::Tensor& grad_output, at::Tensor& gra
     const int64_t N = grad_input.size(0), C = grad_input.size(1), S = grad_input.size(2);
     const int64_t sn = grad_input.stride(0), sc = grad_input.stride(1), ss = grad_input.stride(2);
     const bool stream = kernels::streamed(grad_input.nbytes());
-    if (!use_element_engine() && ss == 1) {  // dense NCHW: plane i starts at i * S
+    const bool row_engine = !use_element_engine();
+    if (row_engine && ss == 1) {  // dense NCHW: plane i starts at i * S
       at::parallel_for(0, N * C, grain_for(S), [&](int64_t b, int64_t e) {
         forms.plane_fills(go + b, gi + b * S, e - b, S, stream);
       });
-    } else if (!use_element_engine() && sc == 1) {  // channels_last: rows of C channels
+    } else if (row_engine && sc == 1) {  // channels_last: rows of C channels
       at::parallel_for(0, N, grain_for(S * C), [&](int64_t b, int64_t e) {
         std::vector<scalar_t> row(C);
         for (int64_t n = b; n < e; ++n) forms.image_channel_fills(go + n * C, gi + n * sn, row.data(), C, S, stream);
