@@ -194,6 +194,33 @@ def test_stride_two_rows_are_read_in_place(isa_engine, dtype, sizes, kernel, str
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sizes,kernel,stride,padding,dilation,ceil_mode", [
+    ((9, 32), 3, 2, 1, 1, False),                      # rows of 32: passed a block of rows at a time
+    ((5, 112), 3, 2, 1, 1, False),                     # rows of 112: one by one
+    ((4, 6, 32), 3, 2, 1, 1, False),                   # 3-D
+    ((7, 16), 2, 2, 0, 1, False),                      # taps [0, 1]
+    ((32,), 3, 2, 1, 1, False),                        # 1-D rows too short for max_row_in_place
+    ((9, 32), 3, (1, 2), 1, (2, 1), False),            # another stride and a dilation along dim 0
+    ((5, 32), 3, 2, 1, 1, True),                       # ceil_mode's 17th window: the phased copy
+    ((5, 40), 3, 2, 1, 1, False),                      # 20 windows, not whole vectors: the phased copy
+])
+def test_whole_rows_are_read_in_place(isa_engine, dtype, sizes, kernel, stride, padding, dilation, ceil_mode):
+    """2-D and 3-D max pooling's row passes read whole stride-2 rows in place, their left padding
+    as -inf (kernels/pool_cpu.h, whole_rows_in_place): torch's values, indices and gradients
+    (from either code), the same bits with or without indices, over NaN, +-inf, ties and signed
+    zeros; every other row ends in a large value the next row's first window must not see, and
+    some rows hold a NaN in their first vector, which is scanned again by the rule."""
+    x = special_values((2, 5, *sizes), seed=sum(sizes)).to(dtype)
+    x[..., ::2, -1] = 1e9
+    x[..., 1::4, 5] = float("nan")
+    args = (kernel, stride, padding, dilation, ceil_mode)
+    theirs = forward_backward(lambda t: TORCH_MAX[len(sizes)](t, *args, True), x, "contiguous", True)
+    same_max_pool(lambda t, indices: OURS_MAX[len(sizes)](t, *args, indices), theirs, x, "contiguous")
+    bits = torch.int64 if dtype == torch.float64 else torch.int32
+    assert torch.equal(OURS_MAX[len(sizes)](x, *args).view(bits), theirs[0].view(bits))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("length,kernel,padding,ceil_mode", [
     (128, 3, 1, False),    # 64 windows: the shortest row read in place
     (130, 3, 1, False),    # the last inside window would read past the row
@@ -233,16 +260,19 @@ def test_average_rows_are_read_in_place(isa_engine, dtype, length, kernel, paddi
         torch.testing.assert_close(ours[2], theirs[2])
 
 
-def input_before_a_guard_page(values):
-    """A copy of the 1-D tensor `values` whose last value is the last byte before a page that
-    cannot be read: a kernel reading past the input faults."""
+def guarded_input(values, before=False):
+    """A copy of the tensor `values` whose last value is the last byte before a page that cannot
+    be read (before=True: whose first value is the first byte after one): a kernel reading past
+    (or before) the input faults."""
     page = mmap.PAGESIZE
-    end = -(-values.nbytes // page) * page  # the guard page's offset
-    memory = mmap.mmap(-1, end + page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    span = -(-values.nbytes // page) * page
+    memory = mmap.mmap(-1, span + page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    guard = 0 if before else span  # the guard page's offset
     prot_none = 0  # <sys/mman.h>'s PROT_NONE, which mmap does not export
-    assert ctypes.CDLL(None).mprotect(ctypes.c_void_p(start + end), page, prot_none) == 0
-    guarded = torch.frombuffer(memory, dtype=values.dtype, count=values.numel(), offset=end - values.nbytes)
+    assert ctypes.CDLL(None).mprotect(ctypes.c_void_p(start + guard), page, prot_none) == 0
+    offset = page if before else span - values.nbytes
+    guarded = torch.frombuffer(memory, dtype=values.dtype, count=values.numel(), offset=offset)
     guarded.copy_(values.flatten())
     return guarded.view(values.shape), memory
 
@@ -251,11 +281,27 @@ def input_before_a_guard_page(values):
 def test_pooling_reads_nothing_past_its_input(isa_engine, length):
     """The row forms read whole vectors, at stride 2 one value past the last they keep: never
     past the end of the input (here the last value before an unreadable page)."""
-    x, memory = input_before_a_guard_page(integer_tensor((1, 1, length), torch.float32,
-                                                         generator=torch.Generator().manual_seed(length)))
+    x, memory = guarded_input(integer_tensor((1, 1, length), torch.float32,
+                                             generator=torch.Generator().manual_seed(length)))
     for ours, theirs in ((F.max_pool1d, tF.max_pool1d), (F.avg_pool1d, tF.avg_pool1d)):
         same(ours(x, 3, 2, 1), theirs(x.clone(), 3, 2, 1))
     same(F.max_pool1d(x, 3, 2, 1, return_indices=True)[1], tF.max_pool1d(x.clone(), 3, 2, 1, return_indices=True)[1])
+    del x
+    memory.close()
+
+
+@pytest.mark.parametrize("sizes", [(32,), (4, 32), (2, 4, 32), (3, 112)])
+def test_pooling_reads_nothing_before_its_input(isa_engine, sizes):
+    """Rows read in place whole take their left padding as -inf, never the value before the row:
+    here the input's first value is the first byte after an unreadable page."""
+    x, memory = guarded_input(integer_tensor((1, 1, *sizes), torch.float32,
+                                             generator=torch.Generator().manual_seed(len(sizes))), before=True)
+    ours = OURS_MAX[len(sizes)]
+    values, positions = TORCH_MAX[len(sizes)](x.clone(), 3, 2, 1, return_indices=True)
+    same(ours(x, 3, 2, 1), values)  # inference: values alone
+    for a, b in zip(ours(x, 3, 2, 1, return_indices=True), (values, positions)):
+        same(a, b)
+    same(ours(x.requires_grad_(), 3, 2, 1).detach(), values)  # for the gradient: tap codes
     del x
     memory.close()
 
