@@ -71,6 +71,7 @@ template <typename T, typename Acc>
 struct DirectConvCpuKernels {
   int64_t lanes;          // output channels per vector: the packed layouts' last dim
   int64_t taps_per_block;  // taps of one weight-gradient tap block
+  int64_t weight_vectors;  // channel vectors of one weight-gradient task
   int64_t images_per_pass;  // of forward_position
   int64_t few_channels_most;  // output channels, at most, of few_channels_forward_group
   void (*pad_planes)(const T*, int64_t, const ColumnGeometry&, const PaddedTaps&, T*);

@@ -49,9 +49,15 @@ constexpr int positions_for(int blocks) {
   const int fit = (kVectorRegisters - blocks - 2) / blocks;
   return fit < kMaxPositions ? fit : kMaxPositions;
 }
-// Taps per weight-gradient block, a sum vector each: 16 of AVX-512's 32 registers (8 taps:
-// LeNet's weight gradient 0.44 ms, 16: 0.31 ms).
-constexpr int kWeightTaps = kVectorRegisters >= 32 ? 16 : positions_for(1);
+// The weight gradient's register tile: kWeightVectors channel vectors times kWeightTaps taps
+// of a tap block, a sum vector each. AVX-512: one vector, 16 taps of its 32 registers (8 taps:
+// LeNet's weight gradient 0.44 ms, 16: 0.31 ms); its FMAs take their broadcast from memory.
+// With 16 registers: two vectors of 6 taps, so that each broadcast input value feeds two
+// FMAs (one vector spent a broadcast load on every FMA). On a Zen 3 at 1 thread, in one
+// process, the same taps one vector at a time against two: make bench's grouped weight
+// gradient 5.1-6.3 -> 3.85-3.96 ms, conv3d 32ch 8.1 -> 5.85-6.0 ms, LeNet's second 0.62 -> 0.46 ms.
+constexpr int kWeightVectors = kVectorRegisters >= 32 ? 1 : 2;
+constexpr int kWeightTaps = kVectorRegisters >= 32 ? 16 : (kVectorRegisters - 2 * kWeightVectors) / kWeightVectors;
 
 // `planes` consecutive image planes, zero-padded into `padded` (planes * taps.plane values),
 // each as the depthwise forms pad theirs.
@@ -443,68 +449,87 @@ inline void few_channels_forward_group(const T* image, const T* weight, T* out, 
   }
 }
 
-// sums (acc) += kP consecutive positions' output gradients (dy, a vector each) times the
-// input each of kT taps reads (at + tap_offset[t] + p), at unit stride: each tap's offset
-// (no registers left for them all) is read once for the kP positions; each sum still adds
-// position after position. The empty asm hides `at` and the offsets from GCC, which would
-// otherwise keep a pointer per tap and position on the stack (a load per product instead of
-// one per kP). Four positions per pass instead of two: the grouped bench's weight gradient
-// 2.19 -> 1.93 ms.
-template <typename T, int kT, int kP>
-inline void add_positions(const T* at, const int64_t* tap_offset, const T* dy, Lanes<T> (&acc)[kT]) {
+// sums (acc[b], channel vector b) += kP consecutive positions' output gradients (vector b's
+// at dy + b * block_stride, a vector per position) times the input each of kT taps reads (at
+// + tap_offset[t] + p), at unit stride: each tap's offset (no registers left for them all) is
+// read once for the kP positions, each input value broadcast once for the kBlocks vectors;
+// each sum still adds position after position. The empty asm hides `at` and the offsets from
+// GCC, which would otherwise keep a pointer per tap and position on the stack (a load per
+// product instead of one per kP). Four positions per pass instead of two: the grouped bench's
+// weight gradient 2.19 -> 1.93 ms (one vector of 8 taps).
+template <typename T, int kBlocks, int kT, int kP>
+inline void add_positions(const T* at, const int64_t* tap_offset, const T* dy, int64_t block_stride,
+                          Lanes<T> (&acc)[kBlocks][kT]) {
   constexpr int n = kLanes<T>;
-  Lanes<T> d[kP];
+  Lanes<T> d[kBlocks][kP];
 #pragma GCC unroll 4
-  for (int p = 0; p < kP; ++p) d[p] = load_lanes(dy + p * n);
+  for (int b = 0; b < kBlocks; ++b) {
+#pragma GCC unroll 4
+    for (int p = 0; p < kP; ++p) d[b][p] = load_lanes(dy + b * block_stride + p * n);
+  }
   asm("" : "+r"(at), "+r"(tap_offset));
 #pragma GCC unroll 16
   for (int t = 0; t < kT; ++t) {
     const T* tap = at + tap_offset[t];
 #pragma GCC unroll 4
-    for (int p = 0; p < kP; ++p) acc[t] = fused_multiply_add(d[p], splat(tap[p]), acc[t]);
+    for (int p = 0; p < kP; ++p) {
+      const Lanes<T> value = splat(tap[p]);
+#pragma GCC unroll 4
+      for (int b = 0; b < kBlocks; ++b) acc[b][t] = fused_multiply_add(d[b][p], value, acc[b][t]);
+    }
   }
 }
 
 // One image's share of the weight gradient of tap block `first` (kWeightTaps taps of the
-// group's Cg*K from there) for one channel vector: sums (kWeightTaps vectors) += over the
-// image's positions, dy (its packed output gradient, a vector per position) times the input
-// each tap read in x (the image's group of padded planes). sums: plain values, as a
-// container of vector types would not be aligned for them. (Passes over ranges of 256
-// positions, to keep dy in L1 for every block, were 10% slower.)
-template <typename T>
-inline void add_image_taps(const T* x, const T* dy, T* sums, int64_t first, const ColumnGeometry& g,
-                           const PaddedTaps& taps) {
+// group's Cg*K from there) for kBlocks consecutive channel vectors: sums (kWeightTaps vectors
+// per channel vector) += over the image's positions, dy (its packed output gradient, a vector
+// per position, the next channel vector's block_stride on) times the input each tap read in x
+// (the image's group of padded planes). sums: plain values, as a container of vector types
+// would not be aligned for them. (Passes over ranges of 256 positions, to keep dy in L1 for
+// every block, were 10% slower.)
+template <typename T, int kBlocks>
+inline void add_image_taps(const T* x, const T* dy, int64_t block_stride, T* sums, int64_t first,
+                           const ColumnGeometry& g, const PaddedTaps& taps) {
   constexpr int n = kLanes<T>, kT = kWeightTaps;
+  constexpr int kP = kBlocks == 1 ? 4 : 1;  // positions per pass: as many as the registers hold
   const int64_t K = taps.offset.size(), s2 = g.stride[2];
   int64_t offset[kT];
   for (int t = 0; t < kT; ++t) offset[t] = taps.offset[min64(first + t, K - 1)];  // past K: a repeat, dropped
-  Lanes<T> acc[kT];
+  Lanes<T> acc[kBlocks][kT];
+#pragma GCC unroll 4
+  for (int b = 0; b < kBlocks; ++b) {
 #pragma GCC unroll 16
-  for (int t = 0; t < kT; ++t) acc[t] = load_lanes(sums + t * n);
+    for (int t = 0; t < kT; ++t) acc[b][t] = load_lanes(sums + (b * kT + t) * n);
+  }
   for (int64_t l0 = 0; l0 < g.cols[0]; ++l0) {
     for (int64_t l1 = 0; l1 < g.cols[1]; ++l1) {
       const T* row = x + taps.start(g, l0, l1);
       int64_t l2 = 0;
-      // At unit stride, four then two positions per pass (add_positions).
-      for (; s2 == 1 && l2 + 4 <= g.cols[2]; l2 += 4, dy += 4 * n) add_positions<T, kT, 4>(row + l2, offset, dy, acc);
-      for (; s2 == 1 && l2 + 2 <= g.cols[2]; l2 += 2, dy += 2 * n) add_positions<T, kT, 2>(row + l2, offset, dy, acc);
+      // At unit stride, kP then two positions per pass (add_positions).
+      for (; s2 == 1 && l2 + kP <= g.cols[2]; l2 += kP, dy += kP * n) {
+        add_positions<T, kBlocks, kT, kP>(row + l2, offset, dy, block_stride, acc);
+      }
+      for (; kP > 2 && s2 == 1 && l2 + 2 <= g.cols[2]; l2 += 2, dy += 2 * n) {
+        add_positions<T, kBlocks, kT, 2>(row + l2, offset, dy, block_stride, acc);
+      }
       for (; l2 < g.cols[2]; ++l2, dy += n) {
-        const Lanes<T> d = load_lanes(dy);
-        const T* at = row + l2 * s2;
-#pragma GCC unroll 16
-        for (int t = 0; t < kT; ++t) acc[t] = fused_multiply_add(d, splat(at[offset[t]]), acc[t]);
+        add_positions<T, kBlocks, kT, 1>(row + l2 * s2, offset, dy, block_stride, acc);
       }
     }
   }
+#pragma GCC unroll 4
+  for (int b = 0; b < kBlocks; ++b) {
 #pragma GCC unroll 16
-  for (int t = 0; t < kT; ++t) store_lanes(sums + t * n, acc[t]);
+    for (int t = 0; t < kT; ++t) store_lanes(sums + (b * kT + t) * n, acc[b][t]);
+  }
 }
 
-// Weight-gradient task `task`: channel vector j of group `group`, tap blocks [first, end)
-// (`per_task` blocks of kWeightTaps taps of the group's Cg*K per task), each summed over
-// every image (padded: the whole batch's planes) and position. Image by image, so that one
-// image's output gradient serves every tap block while in cache; each sum runs the same
-// operations in the same order however the blocks are cut into tasks.
+// Weight-gradient task `task`: channel vectors [j, j + kWeightVectors) (those of them the
+// group has) of group `group`, tap blocks [first, end) (`per_task` blocks of kWeightTaps taps
+// of the group's Cg*K per task), each summed over every image (padded: the whole batch's
+// planes) and position. Image by image, so that one image's output gradient serves every tap
+// block while in cache; each sum runs the same operations in the same order however the
+// blocks and vectors are cut into tasks.
 template <typename T, typename Acc>
 inline void direct_backward_weight_task(const T* padded, const T* grad_output, T* grad_weight,
                                         const ColumnGeometry& g, const PaddedTaps& taps, int64_t batch,
@@ -512,19 +537,33 @@ inline void direct_backward_weight_task(const T* padded, const T* grad_output, T
   constexpr int n = kLanes<T>, kT = kWeightTaps;
   const int64_t K = taps.offset.size(), L = g.cols_numel();
   const int64_t tap_blocks = ceil_div(K, kT), chunks = ceil_div(tap_blocks, per_task);
-  const int64_t blocks = ceil_div(out_channels, n);
-  const int64_t chunk = task % chunks, j = (task / chunks) % blocks, group = task / (chunks * blocks);
+  const int64_t blocks = ceil_div(out_channels, n), tiles = ceil_div(blocks, kWeightVectors);
+  const int64_t chunk = task % chunks, tile = (task / chunks) % tiles, group = task / (chunks * tiles);
   const int64_t first = chunk * per_task, end = min64(tap_blocks, first + per_task);
-  std::vector<T> sums((end - first) * kT * n, T(0));
+  const int64_t j = tile * kWeightVectors, vectors = min64(kWeightVectors, blocks - j);
+  const int64_t tile_values = kWeightVectors * kT * n;  // of sums, per tap block
+  std::vector<T> sums((end - first) * tile_values, T(0));
   for (int64_t image = 0; image < batch; ++image) {
     const T* x = padded + (image * groups + group) * taps.channels * taps.plane;
     const T* dy = grad_output + ((image * groups + group) * blocks + j) * L * n;
-    for (int64_t b = first; b < end; ++b) add_image_taps(x, dy, sums.data() + (b - first) * kT * n, b * kT, g, taps);
+    for (int64_t b = first; b < end; ++b) {
+      T* block_sums = sums.data() + (b - first) * tile_values;
+      if (kWeightVectors > 1 && vectors == kWeightVectors) {
+        add_image_taps<T, kWeightVectors>(x, dy, L * n, block_sums, b * kT, g, taps);
+      } else {
+        for (int64_t u = 0; u < vectors; ++u) {
+          add_image_taps<T, 1>(x, dy + u * L * n, L * n, block_sums + u * kT * n, b * kT, g, taps);
+        }
+      }
+    }
   }
   for (int64_t b = first; b < end; ++b) {
-    for (int t = 0; t < kT && b * kT + t < K; ++t) {
-      for (int v = 0; v < n && j * n + v < out_channels; ++v) {
-        grad_weight[(group * out_channels + j * n + v) * K + b * kT + t] = sums[((b - first) * kT + t) * n + v];
+    for (int64_t u = 0; u < vectors; ++u) {
+      for (int t = 0; t < kT && b * kT + t < K; ++t) {
+        for (int v = 0; v < n && (j + u) * n + v < out_channels; ++v) {
+          grad_weight[(group * out_channels + (j + u) * n + v) * K + b * kT + t] =
+              sums[(b - first) * tile_values + (u * kT + t) * n + v];
+        }
       }
     }
   }
@@ -532,7 +571,7 @@ inline void direct_backward_weight_task(const T* padded, const T* grad_output, T
 
 template <typename T, typename Acc>
 DirectConvCpuKernels<T, Acc> direct_conv_cpu_kernels() {
-  return {kLanes<T>, kWeightTaps, kImagesPerPass, kFewChannelsMost, &pad_planes<T>, &pack_lanes<T>,
+  return {kLanes<T>, kWeightTaps, kWeightVectors, kImagesPerPass, kFewChannelsMost, &pad_planes<T>, &pack_lanes<T>,
           &direct_forward_group<T, Acc>, &direct_forward_position<T, Acc>, &direct_backward_weight_task<T, Acc>,
           &few_channels_forward_group<T, Acc>};
 }

@@ -647,7 +647,7 @@ bool direct_backward_input_cpu(const at::Tensor& grad_output, const at::Tensor& 
 }
 
 // grad_weight (O, C/groups * K): the batch padded once, grad_output packed in channel
-// vectors, then one task per (group, channel vector, block of taps), each over the batch.
+// vectors, then one task per (group, tile of channel vectors, block of taps), each over the batch.
 bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input, at::Tensor& grad_weight,
                                 const ColumnGeometry& g, int64_t groups) {
   const int64_t N = input.size(0), C = input.size(1), O = grad_output.size(1), Og = O / groups;
@@ -674,12 +674,12 @@ bool direct_backward_weight_cpu(const at::Tensor& grad_output, const at::Tensor&
     }
     // Tap blocks are cut into tasks only as far as the threads need: each task reads every
     // image's output gradient once.
-    const int64_t vectors = groups * kernels::ceil_div(Og, forms.lanes);
+    const int64_t tiles = groups * kernels::ceil_div(kernels::ceil_div(Og, forms.lanes), forms.weight_vectors);
     const int64_t tap_blocks = kernels::ceil_div(taps.offset.size(), forms.taps_per_block);
-    const int64_t chunks = std::min(tap_blocks, kernels::ceil_div(2 * at::get_num_threads(), vectors));
+    const int64_t chunks = std::min(tap_blocks, kernels::ceil_div(2 * at::get_num_threads(), tiles));
     const int64_t per_task = kernels::ceil_div(tap_blocks, chunks);
     scalar_t* dw = grad_weight.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, vectors * kernels::ceil_div(tap_blocks, per_task), 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, tiles * kernels::ceil_div(tap_blocks, per_task), 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         forms.backward_weight_task(planes, dy.const_data_ptr<scalar_t>(), dw, g, taps, N, groups, Og, per_task, task);
       }
