@@ -57,7 +57,7 @@ constexpr int positions_for(int blocks) {
 // process, the same taps one vector at a time against two: make bench's grouped weight
 // gradient 5.1-6.3 -> 3.85-3.96 ms, conv3d 32ch 8.1 -> 5.85-6.0 ms, LeNet's second 0.62 -> 0.46 ms.
 constexpr int kWeightVectors = kVectorRegisters >= 32 ? 1 : 2;
-constexpr int kWeightTaps = kVectorRegisters >= 32 ? 16 : (kVectorRegisters - 2 * kWeightVectors) / kWeightVectors;
+constexpr int kWeightTaps = kVectorRegisters >= 32 ? 16 : positions_for(kWeightVectors);
 
 // `planes` consecutive image planes, zero-padded into `padded` (planes * taps.plane values),
 // each as the depthwise forms pad theirs.

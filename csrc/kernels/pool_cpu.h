@@ -558,6 +558,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
   // The passes of input rows [r0, r0 + n), n <= phased.rows: one pass over the block's phased
   // lines. Rows of 32 one by one spent 2/3 of make bench's 3-D max pooling in per-row overhead:
   // by blocks of 7, 2.8 -> 2.0 ms with tap codes, 1.7 -> 1.5 without (Zen 4 EPYC, 1 thread).
+  // Whole rows read in place (whole_rows_in_place) go one by one, with no such set-up.
   const bool in_place = rows_in_place<T, Acc>(g) && max_block_rows(g) == 1;
   const bool values_out = in_place && !s.stream;  // the row passes' values are the output rows
   T* const plane_out = output + plane * g.out_numel();
@@ -568,7 +569,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
     return s.rows + r * row_stride;
   };
   const bool whole_rows = whole_rows_in_place<T, Acc>(g);
-  const auto split_and_pass = [&](int64_t r0, int64_t n, Acc* hv, Pos* hat) {
+  const auto block_pass = [&](int64_t r0, int64_t n, Acc* hv, Pos* hat) {
     if constexpr (std::is_same_v<T, Acc>) {
       const auto by_pairs = [&](auto first, auto last) {
         for (int64_t i = 0; i < n; ++i) {
@@ -613,7 +614,7 @@ inline void max_pool_plane(const T* input, T* output, Index* argmax, const PoolG
         max_row_in_place<false>(src + r0 * X2, g, s.sources, r0 + 1 < rows, hv, hat);
       }
     }
-    if (!in_place) split_and_pass(r0, n, hv, hat);
+    if (!in_place) block_pass(r0, n, hv, hat);
     if (!positions || codes_as_found) return;
     // the winning tap -> its code's (positions: the column; tap codes: as it is)
     const Pos stride = static_cast<Pos>(g.stride[2]), dil = static_cast<Pos>(g.dil[2]);
