@@ -202,7 +202,7 @@ def test_stride_two_rows_are_read_in_place(isa_engine, dtype, sizes, kernel, str
     ((32,), 3, 2, 1, 1, False),                        # 1-D rows too short for max_row_in_place
     ((9, 32), 3, (1, 2), 1, (2, 1), False),            # another stride and a dilation along dim 0
     ((5, 32), 3, 2, 1, 1, True),                       # ceil_mode's 17th window: the phased copy
-    ((5, 40), 3, 2, 1, 1, False),                      # 20 windows, not whole vectors: the phased copy
+    ((5, 40), 3, 2, 1, 1, False),                      # 20 windows: not whole AVX2 or AVX-512 vectors
 ])
 def test_whole_rows_are_read_in_place(isa_engine, dtype, sizes, kernel, stride, padding, dilation, ceil_mode):
     """2-D and 3-D max pooling's row passes read whole stride-2 rows in place, their left padding

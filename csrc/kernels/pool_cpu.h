@@ -272,15 +272,16 @@ inline bool rows_in_place(const PoolGeometry& g) {
 // Whether max pooling's row passes read their input rows in place, whole (max_row_stride2,
 // the left padding as -inf), instead of copying them into phases (phase_split): at stride 2
 // and dilation 1, in T's own precision, whole vectors of windows whose taps lie in the row
-// or its left padding (X2 = 2 * O2 and no tap more than one past a window's start: k3 p1, k2 p0).
+// or its left padding (X2 = 2 * O2 and no tap more than one past a window's start: k3 p1, k2 p0;
+// with those, the padding is at most 1, within with_stride2_taps' reach).
 // The phased copy and its pass took 2/3 of the forward: make bench's max pooling with tap
 // codes on a Zen 3 EPYC at 1 thread, 3-D 2.46 -> 1.59 ms, 2-D 6.05 -> 5.06 ms (inference 3-D
 // 1.9-2.0 -> 1.1-1.2 ms); at 2 threads 3-D 1.93 -> 1.27-1.31 ms.
 template <typename T, typename Acc>
 inline bool whole_rows_in_place(const PoolGeometry& g) {
-  const int64_t first = -g.pad[2], last = g.kernel[2] - 1 - g.pad[2];
+  const int64_t last = g.kernel[2] - 1 - g.pad[2];  // the last tap's offset from a window's start
   return std::is_same_v<T, Acc> && g.stride[2] == 2 && g.dil[2] == 1 && g.image[2] == 2 * g.out[2] &&
-         g.out[2] % kLanes<Acc> == 0 && first >= -2 && last <= 1;
+         g.out[2] % kLanes<Acc> == 0 && last <= 1;
 }
 
 // The windows [lo, hi) of a row read in place whose taps all lie inside it: 2*o - pad >= 0
