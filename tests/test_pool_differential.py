@@ -260,6 +260,40 @@ def test_average_rows_are_read_in_place(isa_engine, dtype, length, kernel, paddi
         torch.testing.assert_close(ours[2], theirs[2])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("sizes,kernel,stride,padding,ceil_mode", [
+    ((9, 32), 3, 2, 1, False),         # rows of 32
+    ((5, 112), 3, 2, 1, False),        # rows of 112
+    ((4, 6, 32), 3, 2, 1, False),      # 3-D: rows of each output slice's summed input slices
+    ((7, 16), 2, 2, 0, False),         # taps [0, 1]
+    ((7, 16), 2, 2, 0, True),          # ceil_mode that adds no window
+    ((9, 32), 3, (1, 2), 1, False),    # another stride along dim 0
+    ((5, 32), 3, 2, 1, True),          # ceil_mode's 17th window: the phased copy
+    ((5, 40), 3, 2, 1, False),         # 20 windows: not whole AVX2 or AVX-512 vectors (whole 4-lane ones)
+])
+@pytest.mark.parametrize("count_include_pad,divisor_override", [(True, None), (False, None), (True, 5)])
+def test_whole_rows_of_sums_are_averaged_in_place(isa_engine, dtype, sizes, kernel, stride, padding, ceil_mode,
+                                                  count_include_pad, divisor_override):
+    """2-D and 3-D average pooling averages whole stride-2 rows of its row sums where they lie,
+    their left padding zeros (kernels/pool_cpu.h, whole_stride2_rows): torch's averages exactly,
+    by every divisor rule (bfloat16: its sums in float), with +-inf and NaN among the inputs, and
+    its gradients."""
+    x = integer_tensor((2, 3, *sizes), torch.float64, generator=torch.Generator().manual_seed(sum(sizes)))
+    x[..., ::2, -1] = 1000
+    x[..., 1::4, 5] = float("nan")
+    x[..., 2::5, 0] = float("inf")
+    x[..., 3::5, 1] = -float("inf")
+    x = x.to(dtype)
+    args = (kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    ours = forward_backward(lambda t: OURS_AVG[len(sizes)](t, *args), x, "contiguous")
+    if dtype == torch.bfloat16:  # sums in float, as torch's (which has no 3-D form for it), then rounded once
+        same(ours[0], TORCH_AVG[len(sizes)](x.float(), *args).to(dtype))
+        return
+    theirs = forward_backward(lambda t: TORCH_AVG[len(sizes)](t, *args), x, "contiguous")
+    same(ours[0], theirs[0])  # sums of small integers, one division: exact
+    torch.testing.assert_close(ours[2], theirs[2], equal_nan=True)
+
+
 def guarded_input(values, before=False):
     """A copy of the tensor `values` whose last value is the last byte before a page that cannot
     be read (before=True: whose first value is the first byte after one): a kernel reading past

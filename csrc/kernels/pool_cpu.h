@@ -277,11 +277,16 @@ inline bool rows_in_place(const PoolGeometry& g) {
 // The phased copy and its pass took 2/3 of the forward: make bench's max pooling with tap
 // codes on a Zen 3 EPYC at 1 thread, 3-D 2.46 -> 1.59 ms, 2-D 6.05 -> 5.06 ms (inference 3-D
 // 1.9-2.0 -> 1.1-1.2 ms); at 2 threads 3-D 1.93 -> 1.27-1.31 ms.
+// whole_stride2_rows: the geometry's part, which average pooling's rows of sums (Acc, whatever
+// T is) share.
+template <typename Acc>
+inline bool whole_stride2_rows(const PoolGeometry& g) {
+  const int64_t last = g.kernel[2] - 1 - g.pad[2];  // the last tap's offset from a window's start
+  return g.stride[2] == 2 && g.dil[2] == 1 && g.image[2] == 2 * g.out[2] && g.out[2] % kLanes<Acc> == 0 && last <= 1;
+}
 template <typename T, typename Acc>
 inline bool whole_rows_in_place(const PoolGeometry& g) {
-  const int64_t last = g.kernel[2] - 1 - g.pad[2];  // the last tap's offset from a window's start
-  return std::is_same_v<T, Acc> && g.stride[2] == 2 && g.dil[2] == 1 && g.image[2] == 2 * g.out[2] &&
-         g.out[2] % kLanes<Acc> == 0 && last <= 1;
+  return std::is_same_v<T, Acc> && whole_stride2_rows<Acc>(g);
 }
 
 // The windows [lo, hi) of a row read in place whose taps all lie inside it: 2*o - pad >= 0
@@ -850,6 +855,23 @@ inline void average_taps(const Acc* line, const int64_t* tap, const Acc* factor,
   }
 }
 
+// Average pooling's windows [o, o + count) of a row at stride 2 (for_each_stride2_vector, taps
+// [kFirst, kLast]; x the row at 2o, `before` its left padding's zeros or null), as average_taps
+// gives them: the taps added in order, over the windows' divisors (factor: the first's).
+template <int kFirst, int kLast, typename Acc>
+inline void average_row_stride2(const Acc* x, int64_t count, const Acc* factor, const PoolGeometry& g, Acc f01,
+                                Acc* __restrict__ out, const Acc* before = nullptr) {
+  // locals: read through references, they were reloaded after every store
+  const Acc* __restrict__ factors = factor;
+  const PoolGeometry geometry = g;
+  const Acc f = f01;
+  for_each_stride2_vector<kFirst, kLast>(x, count, [&](int64_t i, const Acc*, auto&& tap) {
+    Lanes<Acc> sum = tap(std::integral_constant<int, kFirst>{});
+    for_each_tap<kFirst + 1, kLast>([&](auto t) { sum += tap(t); });
+    store_lanes(out + i, sum / lane_divisors(factors + i, geometry, f));
+  }, before);
+}
+
 // One output row of 1-D average pooling at stride 2 (rows_in_place), as phase_split and
 // average_taps give it (the same operations, the padding's zeros added too), by
 // walk_row_in_place: the windows whose taps all lie inside the row read it in place, a tap's
@@ -867,16 +889,7 @@ inline void average_row_in_place(const Acc* row, const PoolGeometry& g, const Ac
   };
   const auto vectors = [&](int64_t first, int64_t count) {
     const auto by_pairs = [&](auto t0, auto t1) {
-      // locals: read through the captures, they were reloaded after every store
-      Acc* __restrict__ to = out + first;
-      const Acc* __restrict__ factors = factor + first;
-      const PoolGeometry geometry = g;
-      const Acc f = f01;
-      for_each_stride2_vector<t0(), t1()>(row + 2 * first, count, [&](int64_t i, const Acc*, auto&& tap) {
-        Lanes<Acc> sum = tap(t0);
-        for_each_tap<t0() + 1, t1()>([&](auto t) { sum += tap(t); });
-        store_lanes(to + i, sum / lane_divisors(factors + i, geometry, f));
-      });
+      average_row_stride2<t0(), t1()>(row + 2 * first, count, factor + first, g, f01, out + first);
     };
     if (dil == 1 && with_stride2_taps(-pad, taps - 1 - pad, by_pairs)) return;
     for (int64_t o = first; o < first + count; o += kLanes<Acc>) {
@@ -890,14 +903,18 @@ inline void average_row_in_place(const Acc* row, const PoolGeometry& g, const Ac
 }
 
 // Average pooling's output rows (o0, o1) of a plane whose windows span the outer dims:
-// average(line, tap, row, f01) for each, its line the phased sum of its window's input rows.
-// A block of output rows' sums (s.block) is split into phases at once, then averaged row by
-// row. Where avg_slab, each output slice first sums its input slices whole (s.block.slab),
-// and its rows sum rows of that: three long runs for the hardware prefetcher instead of
+// emit(row, average) for each, average(out, tail) writing its averages as average_taps does
+// from the phased sum of its window's input rows. A block of output rows' sums (s.block) is
+// split into phases at once, then averaged row by row; whole stride-2 rows of sums
+// (whole_stride2_rows) are averaged where they are, their left padding zeros: the copy into
+// phases was a third of the averaging. make bench's forwards on a Zen 3 EPYC, in one process,
+// fastest of 60-150 runs: 3-D 0.92 -> 0.83 ms at 1 thread, 0.48 -> 0.41 at 2; 2-D 3.06 -> 2.65
+// and 2.42 -> 1.92. Where avg_slab, each output slice first sums its input slices whole
+// (s.block.slab), and its rows sum rows of that: three long runs for the hardware prefetcher instead of
 // nine short rows per output row (make bench, 3-D forward at 1 thread: 0.82-0.96 -> 0.72-0.76
 // ms); the next slice's input slices are prefetched a chunk per output row.
-template <typename T, typename Acc, typename Average>
-inline void average_row_blocks(const T* src, const PoolGeometry& g, const PoolScratch<Acc>& s, Average&& average) {
+template <typename T, typename Acc, typename Emit>
+inline void average_row_blocks(const T* src, const PoolGeometry& g, const PoolScratch<Acc>& s, Emit&& emit) {
   const PhasedRow& b = s.block.phased;
   const int64_t X1 = g.image[1], X2 = g.image[2], O1 = g.out[1], slice = X1 * X2, stride = g.stride[2];
   int64_t held = 0, first_row = 0;
@@ -905,10 +922,17 @@ inline void average_row_blocks(const T* src, const PoolGeometry& g, const PoolSc
     for (int64_t q = 0; q < stride; ++q) {  // the sums' padding is zero, their last + 1 readable
       gather_step(s.block.sums + q, stride, s.line + q * b.rows * b.length, held * b.length, true);
     }
-    for (int64_t r = 0; r < held; ++r) average(s.line + r * b.length, b.tap, first_row + r, s.block.f01[r]);
+    for (int64_t r = 0; r < held; ++r) {
+      emit(first_row + r, [&](Acc* out, Acc* tail) {
+        average_taps(s.line + r * b.length, b.tap, s.factor, g, s.block.f01[r], out, tail);
+      });
+    }
     first_row += held;
     held = 0;
   };
+  const int64_t first_tap = -g.pad[2], last_tap = g.kernel[2] - 1 - g.pad[2];
+  const bool whole_rows = whole_stride2_rows<Acc>(g) && with_stride2_taps(first_tap, last_tap, [](auto, auto) {});
+  const Acc zeros[2] = {Acc(0), Acc(0)};
   const bool slabs = avg_slab(g);
   int64_t next_lo = 0, next_hi = 0, chunk = 0;  // the next output slice's input slices, prefetched by chunks
   for_each_avg_row<Acc>(g, [&](int64_t row, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1, Acc f01) {
@@ -927,6 +951,14 @@ inline void average_row_blocks(const T* src, const PoolGeometry& g, const PoolSc
       const int64_t done = o1 * chunk, end = max64(next_hi - next_lo, 0) * slice;
       prefetch_span(src + next_lo * slice + done, min64(chunk, end - done));
       sum_rows(s.block.slab, X1, X2, 0, 1, lo1, hi1, sum);
+    }
+    if (whole_rows) {
+      emit(row, [&](Acc* out, Acc*) {
+        with_stride2_taps(first_tap, last_tap, [&](auto first, auto last) {
+          average_row_stride2<first(), last()>(sum, g.out[2], s.factor, g, f01, out, zeros);
+        });
+      });
+      return;
     }
     s.block.f01[held] = f01;
     if (++held == b.rows) average_block();
@@ -948,13 +980,15 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
   Acc* __restrict__ averages = s.best;
   // Streaming: the plane's output is staged whole and streamed as one run (row by row,
   // streaming stores were slower than plain ones for 2-D pooling's 56-value rows).
-  auto average = [&](const Acc* line, const int64_t* tap, int64_t row, Acc f01) {
+  // Output row `row` by average(out, tail) (average_taps' out and tail): into the staged plane,
+  // the output itself, or scratch converted on its way out.
+  auto emit = [&](int64_t row, auto&& average) {
     if (s.stream) {
-      average_taps(line, tap, s.factor, g, f01, s.out + row * O2);
+      average(s.out + row * O2, nullptr);
     } else if constexpr (std::is_same_v<T, Acc>) {
-      average_taps(line, tap, s.factor, g, f01, dst + row * O2, averages);
+      average(dst + row * O2, averages);
     } else {
-      average_taps(line, tap, s.factor, g, f01, averages);
+      average(averages, nullptr);
       write_out(averages, dst + row * O2, O2, false);
     }
   };
@@ -971,10 +1005,10 @@ inline void avg_pool_plane(const T* input, T* output, const PoolGeometry& g, con
         }
       }
       phase_split(src + x01 * X2, g, s.phased, s.line, Acc(0), read_past);
-      average(s.line, s.phased.tap, row, f01);
+      emit(row, [&](Acc* out, Acc* tail) { average_taps(s.line, s.phased.tap, s.factor, g, f01, out, tail); });
     });
   } else {
-    average_row_blocks(src, g, s, average);
+    average_row_blocks(src, g, s, emit);
   }
   if (s.stream) {
     stream_copy(s.out, dst, g.out_numel());
