@@ -375,9 +375,11 @@ def test_pool_meta_shapes():
 # Outputs of at least kStreamBytes (8 MiB, kernels/pool.h) are written by streaming stores
 # from scratch in cache: sizes past it in double (every forward output but the 3-D NCHW one,
 # every gradient; most of them below it in float, written to the cache), each ISA copy (max:
-# exact); in channels_last with whole vectors of channels and a tail (40, 36 channels).
+# exact); 2-D rows of 516 through phased copies, of 512 read whole (whole_stride2_rows); in
+# channels_last with whole vectors of channels and a tail (40, 36 channels).
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape,layout", [((2, 8, 131072), "contiguous"), ((2, 8, 520, 516), "contiguous"),
+                                          ((2, 8, 520, 512), "contiguous"),
                                           ((1, 4, 66, 64, 62), "contiguous"), ((2, 40, 260, 260), "channels_last"),
                                           ((1, 36, 66, 64, 62), "channels_last")])
 def test_large_outputs_written_by_streaming_stores_match_torch(shape, layout, dtype, isa_engine):
