@@ -16,11 +16,12 @@ import convops.functional as F
 from conftest import _env, cpu_engine
 
 
-def _conv_both(x, w, stride=1, padding=0, transpose=False):
-    """Output and gradients of convops (own GEMM forms) and torch, float64."""
+def _conv_both(x, w, stride=1, padding=0, transpose=False, layout=torch.contiguous_format):
+    """Output and gradients of convops (own GEMM forms) and torch, float64; x and w in `layout`."""
     results = []
     for fn in ((F.conv_transpose2d, tF.conv_transpose2d) if transpose else (F.conv2d, tF.conv2d)):
-        xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+        xl = x.contiguous(memory_format=layout).requires_grad_()
+        wl = w.contiguous(memory_format=layout).requires_grad_()
         out = fn(xl, wl, stride=stride, padding=padding)
         out.backward(torch.cos(out.detach()))
         results.append((out.detach(), xl.grad, wl.grad))
@@ -34,11 +35,16 @@ SHAPES = [
     (3, 7, 5, 3, 11),        # one partial tile, k of 7
     (2, 256, 12, 1, 64),     # k exactly one slice, whole tiles
     (5, 33, 40, 9, 9),       # n 81 < 100: images side by side (the folded path), beta over chunks
+    (2, 300, 40, 7, 10),     # k 300 against a B that packs whole: each row block runs both slices
 ]
 
 
+# channels_last: the product of the position rows (N*H*W, C) and W^T, whose A (the rows, or
+# the output gradient's in the input gradient) the forms read in place: whole tiles from A
+# itself, each row block's partial last tile packed.
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_gemm_forms_match_torch(shape, num_threads):
+def test_gemm_forms_match_torch(shape, layout, num_threads):
     n, c, o, h, w = shape
     gen = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64)
@@ -46,7 +52,7 @@ def test_gemm_forms_match_torch(shape, num_threads):
     for threads in (1, 2):
         num_threads(threads)
         with cpu_engine("row"), _env("CONVOPS_GEMM", "own"):
-            ours, theirs = _conv_both(x, weight)
+            ours, theirs = _conv_both(x, weight, layout=layout)
         for a, b in zip(ours, theirs):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-10)
 
@@ -75,6 +81,30 @@ def test_gemm_forms_give_the_same_bits_at_any_thread_count(num_threads):
             runs.append(_conv_both(x, w)[0])
     for a, b in zip(*runs):
         assert torch.equal(a, b)
+
+
+def test_auto_runs_the_forms_on_many_position_rows():
+    """"auto" gives the forms the products whose A is many contiguous rows against a small B
+    (ops/gemm.cpp, rows_read_in_place): a channels_last 1x1 convolution's forward and input
+    gradient have the forms' bits on any CPU (in double, where MKL's differ: its float sums
+    here came out the same)."""
+    dtype = torch.float64
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 96, 32, 32, generator=gen, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(40, 96, 1, 1, generator=gen, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    dy = torch.randn(2, 40, 32, 32, generator=gen, dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+    def run(asked):
+        xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+        with cpu_engine("row"), _env("CONVOPS_GEMM", asked):
+            out = F.conv2d(xl, wl)
+            out.backward(dy)
+        return out.detach(), xl.grad
+
+    auto, own, aten = run("auto"), run("own"), run("aten")
+    for a, b, c in zip(auto, own, aten):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, c)
 
 
 def test_unknown_gemm_choice_is_a_clear_error():

@@ -12,7 +12,9 @@
 // rows (in L2); the micro-kernel keeps a kGemmMR x kGemmNR tile of C in registers (two vectors per
 // row) and adds, for each p of the slice, a broadcast A value times two vectors of B by a
 // fused multiply-add. Packing pads the last panels with zeros, so every micro-kernel call
-// is a full tile; a tile that overhangs C is stored through a small buffer.
+// is a full tile; a tile that overhangs C is stored through a small buffer. Where A's rows are
+// contiguous, whole tiles read them in place instead (only a block's last partial tile is
+// packed), and where all of B packs into L2 each block of A runs every k slice in turn.
 //
 // Every sum runs in the same order in every copy (p in order within a slice, slices added
 // to C in order, std::fma rounding once: cpu_lanes.h), so the copies agree bitwise and the
@@ -38,6 +40,7 @@ constexpr int kGemmNR = 2 * kLanes<T>;
 constexpr int64_t kGemmKC = 192;  // a B micro-panel: 192 x 32 floats = 24 KiB, in L1
 constexpr int64_t kGemmMC = 144;  // an A block: 144 x 192 floats = 108 KiB, in L2 (a multiple of kGemmMR)
 constexpr int64_t kGemmNC = 3072;  // B's packed slice: 192 x 3072 floats = 2.25 MiB, in L3
+constexpr int64_t kGemmWholeBBytes = int64_t(256) << 10;  // all of B's slices packed at once: in L2
 
 // The ((kc, kGemmNR) micro-panels of) B's columns [0, nc), rows [0, kc), zero past nc. Read
 // along B's contiguous dim: a 1x1 convolution's image (B) row by row, each run long enough
@@ -97,18 +100,21 @@ inline void pack_a(const T* a, int64_t a_rs, int64_t a_cs, int64_t mc, int64_t k
 }
 
 // A kGemmMR x kGemmNR tile: sum over p < kc of a_panel[p] (kGemmMR values) times b_panel[p] (kGemmNR), then
-// c = sum + beta * c for the rows < rows and columns < cols of c (beta 0: c = sum).
+// c = sum + beta * c for the rows < rows and columns < cols of c (beta 0: c = sum). a_rs 0: the
+// panel is packed (row i of step p at a_panel[p * kGemmMR + i]); else A's own rows, a_rs apart,
+// read in place (row i of step p at a_panel[i * a_rs + p]).
 template <typename T>
-inline void gemm_tile(int64_t kc, const T* __restrict__ a_panel, const T* __restrict__ b_panel, T beta,
+inline void gemm_tile(int64_t kc, const T* __restrict__ a_panel, int64_t a_rs, const T* __restrict__ b_panel, T beta,
                       T* __restrict__ c, int64_t ldc, int64_t rows, int64_t cols) {
   constexpr int MR = kGemmMR, L = kLanes<T>;
   Lanes<T> sum[MR][2];
   for (int i = 0; i < MR; ++i) sum[i][0] = sum[i][1] = Lanes<T>{};
-  for (int64_t p = 0; p < kc; ++p, a_panel += MR, b_panel += 2 * L) {
+  const int64_t row_step = a_rs == 0 ? 1 : a_rs, step = a_rs == 0 ? MR : 1;
+  for (int64_t p = 0; p < kc; ++p, a_panel += step, b_panel += 2 * L) {
     const Lanes<T> b0 = load_lanes(b_panel), b1 = load_lanes(b_panel + L);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const Lanes<T> a = splat(a_panel[i]);
+      const Lanes<T> a = splat(a_panel[i * row_step]);
       sum[i][0] = fused_multiply_add(a, b0, sum[i][0]);
       sum[i][1] = fused_multiply_add(a, b1, sum[i][1]);
     }
@@ -147,28 +153,58 @@ void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_c
     }
     return;
   }
+  // A's rows read in place where each is contiguous (a_cs 1): packing them, value by value into
+  // the micro-panels, took as long as the products for a 1x1 convolution's position rows.
+  const bool in_place = a_cs == 1 && a_rs > 0;
   thread_local std::vector<T> packed_a, packed_b;  // grown to the largest blocks this thread has packed
+  const int64_t panels = ceil_div(std::min(n, kGemmNC), NR) * NR;  // a k-slice's packed columns
+  // Where all of B's slices fit kGemmWholeBBytes packed, they are packed first, and each block
+  // of A's rows runs every slice while it and its C rows are in cache (the same sums in the
+  // same order): slice by slice, a 1x1 convolution's position rows and outputs went through
+  // memory once per slice.
+  const bool whole_b = k * panels * static_cast<int64_t>(sizeof(T)) <= kGemmWholeBBytes;
   const int64_t a_size = ceil_div(std::min(m, kGemmMC), MR) * MR * std::min(k, kGemmKC);
-  const int64_t b_size = std::min(k, kGemmKC) * ceil_div(std::min(n, kGemmNC), NR) * NR;
+  const int64_t b_size = (whole_b ? k : std::min(k, kGemmKC)) * panels;
   if (static_cast<int64_t>(packed_a.size()) < a_size) packed_a.resize(a_size);
   if (static_cast<int64_t>(packed_b.size()) < b_size) packed_b.resize(b_size);
+  // The products of A's rows [ic, ic + kGemmMC) and the slice [pc, pc + kc) of B, packed at
+  // b_slice, into C's columns [jc, jc + nc).
+  const auto block_slice = [&](int64_t jc, int64_t nc, int64_t ic, int64_t pc, int64_t kc, const T* b_slice) {
+    const T slice_beta = pc == 0 ? beta : T(1);
+    const int64_t mc = std::min(kGemmMC, m - ic);
+    const T* block = a + ic * a_rs + pc * a_cs;
+    const int64_t whole = in_place ? mc - mc % MR : 0;  // rows whose tiles read A in place
+    if (whole < mc) pack_a(block + whole * a_rs, a_rs, a_cs, mc - whole, kc, packed_a.data());
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+      const T* b_panel = b_slice + jr * kc;
+      for (int64_t ir = 0; ir < mc; ir += MR) {
+        const bool own_rows = ir < whole;
+        const T* a_panel = own_rows ? block + ir * a_rs : packed_a.data() + (ir - whole) * kc;
+        if (jr == 0 && ir + MR < whole) {  // the next tile's rows, on their first pass
+          for (int i = 0; i < MR; ++i) prefetch_span(a_panel + (MR + i) * a_rs, kc);
+        }
+        gemm_tile(kc, a_panel, own_rows ? a_rs : 0, b_panel, slice_beta, c + (ic + ir) * ldc + jc + jr, ldc,
+                  std::min<int64_t>(MR, mc - ir), std::min<int64_t>(NR, nc - jr));
+      }
+    }
+  };
   for (int64_t jc = 0; jc < n; jc += kGemmNC) {
     const int64_t nc = std::min(kGemmNC, n - jc);
-    for (int64_t pc = 0; pc < k; pc += kGemmKC) {
-      const int64_t kc = std::min(kGemmKC, k - pc);
-      const T slice_beta = pc == 0 ? beta : T(1);
-      pack_b(b + pc * b_rs + jc * b_cs, b_rs, b_cs, kc, nc, packed_b.data());
+    if (whole_b) {
+      for (int64_t pc = 0; pc < k; pc += kGemmKC) {
+        pack_b(b + pc * b_rs + jc * b_cs, b_rs, b_cs, std::min(kGemmKC, k - pc), nc, packed_b.data() + pc * panels);
+      }
       for (int64_t ic = 0; ic < m; ic += kGemmMC) {
-        const int64_t mc = std::min(kGemmMC, m - ic);
-        pack_a(a + ic * a_rs + pc * a_cs, a_rs, a_cs, mc, kc, packed_a.data());
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const T* b_panel = packed_b.data() + jr * kc;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            gemm_tile(kc, packed_a.data() + ir * kc, b_panel, slice_beta, c + (ic + ir) * ldc + jc + jr, ldc,
-                      std::min<int64_t>(MR, mc - ir), std::min<int64_t>(NR, nc - jr));
-          }
+        for (int64_t pc = 0; pc < k; pc += kGemmKC) {
+          block_slice(jc, nc, ic, pc, std::min(kGemmKC, k - pc), packed_b.data() + pc * panels);
         }
       }
+      continue;
+    }
+    for (int64_t pc = 0; pc < k; pc += kGemmKC) {
+      const int64_t kc = std::min(kGemmKC, k - pc);
+      pack_b(b + pc * b_rs + jc * b_cs, b_rs, b_cs, kc, nc, packed_b.data());
+      for (int64_t ic = 0; ic < m; ic += kGemmMC) block_slice(jc, nc, ic, pc, kc, packed_b.data());
     }
   }
 }
