@@ -692,7 +692,7 @@ ConvProblem checked_backward_weight(const char* op, const at::Tensor& grad_outpu
 // (N, C, *S) tensor's channels_last values are the rows (N * S, C) (position_rows). No copies:
 // 256->64 channels at 56x56, batch 8, forward at 1 thread: 15.0-16.4 ms through NCHW and back,
 // 12.0-13.5 so (torch's channels_last: 11.7-12.7; MKL runs this orientation 15-20% slower than
-// the NCHW forms' per-image products).
+// the NCHW forms' per-image products, and "auto" gives it to the GEMM forms: ops/gemm.h).
 bool by_position_rows(const ConvProblem& p, at::MemoryFormat format, std::initializer_list<at::Tensor> tensors) {
   if (format == at::MemoryFormat::Contiguous || p.groups != 1 || !is_pointwise(p.g)) return false;
   return std::all_of(tensors.begin(), tensors.end(), [&](const at::Tensor& t) {
