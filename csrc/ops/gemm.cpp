@@ -91,12 +91,12 @@ bool forms_can_take(const at::Tensor& like) {
   return like.is_cpu() && float_or_double && !use_element_engine();
 }
 
-// Products whose A is many contiguous rows (a channels_last 1x1 convolution's position rows:
-// its forward and input gradient) against a B that the forms pack whole: they read those rows
-// in place (kernels/gemm_cpu.h), where MKL copies them value by value into its panels. make
-// bench's 256->64 channels_last twin on a Zen 3 EPYC, in one process (README, GEMM): forward
-// 17.8 -> 14.1 ms at 1 thread, 10.9 -> 8.0 ms at 2. kManyRows: a bound on where that copy
-// matters, not measured below it (smaller products stay with ATen).
+// Position rows (gemm.h) against a B that the forms pack whole: they read those rows in place
+// (kernels/gemm_cpu.h), where MKL copies them value by value into its panels. make bench's
+// 256->64 channels_last twin on a Zen 3 EPYC, in one process (README, GEMM): forward 17.8 ->
+// 14.1 ms at 1 thread, 10.9 -> 8.0 ms at 2. Other products with as many contiguous rows of A
+// (ResNet-50's 2048 output channels as W) ran level with MKL, so they keep ATen. kManyRows: a
+// bound on where the copy matters, not measured below it.
 constexpr int64_t kManyRows = 1024;
 bool rows_read_in_place(const at::Tensor& a, const at::Tensor& b) {
   return a.stride(-1) == 1 && a.size(-2) >= kManyRows &&
@@ -117,10 +117,10 @@ bool own_cpu_gemm() {
   return choice == GemmChoice::kOwn;
 }
 
-void gemm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, double beta) {
+void gemm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, double beta, bool position_rows) {
   const bool batched = out.dim() == 3;
-  const bool forms = own_gemm(out) ||
-                     (forms_can_take(out) && gemm_choice() == GemmChoice::kAuto && rows_read_in_place(a, b));
+  const bool forms = own_gemm(out) || (position_rows && forms_can_take(out) && gemm_choice() == GemmChoice::kAuto &&
+                                       rows_read_in_place(a, b));
   if (!forms || out.stride(-1) != 1 || out.numel() == 0) {
     if (batched) {
       beta == 0 ? (void)at::bmm_out(out, a, b) : (void)out.baddbmm_(a, b, beta);

@@ -12,13 +12,15 @@ namespace ops {
 // (never) or "auto"/unset: on AMD CPUs whose AVX-512 runs at full width (Zen 5 and later),
 // where MKL runs its AVX2 code at half their peak (a Zen 5 EPYC, one core: 85-98 GFLOP/s
 // against the forms' 115-177); elsewhere ATen (MKL's AVX-512 code on Intel's; on Zen 4, whose
-// AVX-512 is two AVX2 halves, MKL's AVX2 code was as fast or faster). gemm_into's "auto" also
-// gives the forms, on every CPU, the products whose A is many contiguous rows against a small
-// B (gemm.cpp, rows_read_in_place).
+// AVX-512 is two AVX2 halves, MKL's AVX2 code was as fast or faster).
 bool own_gemm(const at::Tensor& like);
 bool own_cpu_gemm();  // the same choice for float and double CPU tensors
 
-void gemm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, double beta = 0);
+// position_rows: a is a channels_last tensor's position rows (N * S, C), many contiguous rows;
+// "auto" then gives the product to the GEMM forms on every CPU where B packs whole (gemm.cpp,
+// rows_read_in_place).
+void gemm_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, double beta = 0,
+               bool position_rows = false);
 
 // a @ b as a new tensor.
 at::Tensor gemm(const at::Tensor& a, const at::Tensor& b);

@@ -719,7 +719,7 @@ void gemm_by_images(const ConvProblem& p, at::Tensor out_rows, const at::Tensor&
     const int64_t step = bias.defined() ? 1 : count;
     for (int64_t n = first; n < first + count; n += step) {
       auto part = image_rows(p, out_rows, n, step);
-      gemm_into(part, image_rows(p, a_rows, n, step), b);
+      gemm_into(part, image_rows(p, a_rows, n, step), b, 0, /*position_rows=*/true);
       if (bias.defined()) part.add_(bias);
     }
   });
