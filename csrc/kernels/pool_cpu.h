@@ -910,8 +910,8 @@ inline void average_row_in_place(const Acc* row, const PoolGeometry& g, const Ac
 // phases was a third of the averaging. make bench's forwards on a Zen 3 EPYC, in one process,
 // fastest of 60-150 runs: 3-D 0.92 -> 0.83 ms at 1 thread, 0.48 -> 0.41 at 2; 2-D 3.06 -> 2.65
 // and 2.42 -> 1.92. Where avg_slab, each output slice first sums its input slices whole
-// (s.block.slab), and its rows sum rows of that: three long runs for the hardware prefetcher instead of
-// nine short rows per output row (make bench, 3-D forward at 1 thread: 0.82-0.96 -> 0.72-0.76
+// (s.block.slab), and its rows sum rows of that: three long runs for the hardware prefetcher
+// instead of nine short rows per output row (make bench, 3-D forward at 1 thread: 0.82-0.96 -> 0.72-0.76
 // ms); the next slice's input slices are prefetched a chunk per output row.
 template <typename T, typename Acc, typename Emit>
 inline void average_row_blocks(const T* src, const PoolGeometry& g, const PoolScratch<Acc>& s, Emit&& emit) {
@@ -931,7 +931,7 @@ inline void average_row_blocks(const T* src, const PoolGeometry& g, const PoolSc
     held = 0;
   };
   const int64_t first_tap = -g.pad[2], last_tap = g.kernel[2] - 1 - g.pad[2];
-  const bool whole_rows = whole_stride2_rows<Acc>(g) && with_stride2_taps(first_tap, last_tap, [](auto, auto) {});
+  const bool whole_rows = whole_stride2_rows<Acc>(g);  // its taps within with_stride2_taps' reach
   const Acc zeros[2] = {Acc(0), Acc(0)};
   const bool slabs = avg_slab(g);
   int64_t next_lo = 0, next_hi = 0, chunk = 0;  // the next output slice's input slices, prefetched by chunks
