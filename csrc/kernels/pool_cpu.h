@@ -1597,13 +1597,21 @@ inline void max_pool_cl_positions(const T* input, T* output, Index* argmax, Acc*
   }
 }
 
-// sum[c] = from[0][c] + from[1][c] + ... + from[n - 1][c], added in that order from zero,
-// for c < count: kSumBlock whole vectors of channels side by side, then vector by vector,
-// then the last channels in one masked vector.
+// sum[c] = finish(from[0][c] + from[1][c] + ... + from[n - 1][c]), added in that order from
+// zero, for c < count: kSumBlock whole vectors of channels side by side, then vector by
+// vector, then the last channels in one masked vector. finish maps each vector of sums as
+// it is stored (average pooling's division: a pass of its own over the sums, and one more
+// to copy them out, made make bench's channels_last 2-D forward 5-14% slower).
 constexpr int kSumBlock = 4;
 
-template <typename Acc>
-inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64_t count, Acc* __restrict__ sum) {
+struct KeepSums {
+  template <typename V>
+  V operator()(V sums) const { return sums; }
+};
+
+template <typename Acc, typename Finish = KeepSums>
+inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64_t count, Acc* __restrict__ sum,
+                           Finish&& finish = {}) {
   constexpr int64_t lanes = kLanes<Acc>;
   // width.value vectors from c on; with `partial`, one vector of its first `rest` lanes.
   const auto vectors = [&](int64_t c, auto width, auto partial, int rest = static_cast<int>(kLanes<Acc>)) {
@@ -1613,7 +1621,7 @@ inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64
     for (int64_t j = 0; j < n; ++j) {
       for (int b = 0; b < width.value; ++b) acc[b] += load_some_lanes<kPartial>(from[j] + c + b * lanes, rest);
     }
-    for (int b = 0; b < width.value; ++b) store_some_lanes<kPartial>(sum + c + b * lanes, acc[b], rest);
+    for (int b = 0; b < width.value; ++b) store_some_lanes<kPartial>(sum + c + b * lanes, finish(acc[b]), rest);
   };
   using One = std::integral_constant<int, 1>;
   int64_t c = 0;
@@ -1625,13 +1633,29 @@ inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64
   if (c < count) vectors(c, One{}, std::true_type{}, static_cast<int>(count - c));
 }
 
+// Where a position's C sums go: straight into the output where T is its own accumulator and
+// the output is not streamed, else into `scratch`, which write_out then copies.
+template <typename T, typename Acc>
+inline Acc* sums_to(T* out, Acc* scratch, bool stream) {
+  if constexpr (std::is_same<T, Acc>::value) {
+    return stream ? scratch : out;
+  } else {
+    return scratch;
+  }
+}
+
+template <typename T, typename Acc>
+inline void write_sums(const Acc* sums, T* out, int64_t count, bool stream) {
+  if (static_cast<const void*>(sums) != static_cast<const void*>(out)) write_out(sums, out, count, stream);
+}
+
 // One output row (n, o0, o1) of average pooling: the outer window bounds and divisor
 // factors are found once per row, the innermost per column. Where T is its own accumulator,
-// each window's taps are summed by sum_of_sources, whole vectors of channels side by side
-// over the taps (a vector at a time over all the taps, their addresses found again for each,
-// took twice the instructions: channels_last 2-D make bench forward 0.92x torch on AVX2);
-// half types are summed in memory, the same sums in the same order. from: room for g.taps()
-// sources; sum: for C values.
+// each window's taps are summed and divided by sum_of_sources, whole vectors of channels side
+// by side over the taps (a vector at a time over all the taps, their addresses found again
+// for each, took twice the instructions: channels_last 2-D make bench forward 0.92x torch on
+// AVX2); half types are summed in memory, the same sums in the same order. from: room for
+// g.taps() sources; sum: for C values.
 template <typename T, typename Acc>
 inline void avg_pool_cl_row(const T* input, T* output, const Acc** from, Acc* sum, int64_t channels,
                             const PoolGeometry& g, int64_t row, bool stream) {
@@ -1655,21 +1679,22 @@ inline void avg_pool_cl_row(const T* input, T* output, const Acc** from, Acc* su
         }
       }
     };
-    Acc* __restrict__ acc = sum;
+    Acc* __restrict__ acc = sums_to(dst, sum, stream);
     if constexpr (std::is_same<T, Acc>::value) {
       int64_t taps = 0;
       window([&](const T* tap) { from[taps++] = tap; });
-      sum_of_sources(from, taps, channels, acc);
+      const Lanes<Acc> by = splat(divisor);
+      sum_of_sources(from, taps, channels, acc, [&](Lanes<Acc> s) { return d != 0 ? s / by : Lanes<Acc>{}; });
     } else {
       for (int64_t c = 0; c < channels; ++c) acc[c] = Acc(0);
       window([&](const T* __restrict__ tap) {
 #pragma omp simd
         for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<Acc>(tap[c]);
       });
-    }
 #pragma omp simd
-    for (int64_t c = 0; c < channels; ++c) acc[c] = d != 0 ? acc[c] / divisor : Acc(0);
-    write_out(sum, dst, channels, stream);
+      for (int64_t c = 0; c < channels; ++c) acc[c] = d != 0 ? acc[c] / divisor : Acc(0);
+    }
+    write_sums(acc, dst, channels, stream);
   }
 }
 
@@ -1831,8 +1856,9 @@ inline void avg_pool_backward_cl_image(const T* grad_output, T* grad_input, Acc*
             for (int64_t o2 = first[2][x2]; o2 < end[2][x2]; ++o2) from[sources++] = row + o2 * channels;
           }
         }
-        sum_of_sources(from, sources, channels, sum);
-        write_out(sum, dst, channels, stream);
+        Acc* to = sums_to(dst, sum, stream);
+        sum_of_sources(from, sources, channels, to);
+        write_sums(to, dst, channels, stream);
       }
     }
   }
