@@ -1601,7 +1601,7 @@ inline void max_pool_cl_positions(const T* input, T* output, Index* argmax, Acc*
 // zero, for c < count: kSumBlock whole vectors of channels side by side, then vector by
 // vector, then the last channels in one masked vector. finish maps each vector of sums as
 // it is stored (average pooling's division: a pass of its own over the sums, and one more
-// to copy them out, made make bench's channels_last 2-D forward 5-14% slower).
+// to copy them out, made make bench's channels_last 2-D forward 3-6% slower).
 constexpr int kSumBlock = 4;
 
 struct KeepSums {
@@ -1891,8 +1891,8 @@ inline Lanes<Acc> aligned_run_sum(const Acc* begin, int64_t count) {
 // accumulator, n planes at a time: each plane's aligned_run_sum, the n sums across lanes by
 // fold_row_sums; a plane's bits do not depend on which planes share its block (so neither on
 // the thread count). Each block asks for the values kPrefetchBytes past it: the loads stalled
-// on memory, make bench's (64, 2048, 7, 7) forward went 1.70 -> 1.24 ms at 1 thread and
-// 0.86 -> 0.62 at 2 (torch's 1.81 and 0.92 in the same runs; 1 KiB ahead: 1.46 and 0.71).
+// on memory, make bench's (64, 2048, 7, 7) forward went 2.04 -> 1.37 ms at 1 thread and
+// 1.38 -> 0.93 at 2 (torch's 2.16 and 1.44 in the same runs, in shuffled order).
 template <typename T, typename Acc>
 inline void plane_means(const T* planes_in, T* out, int64_t planes, int64_t positions) {
   constexpr int n = kLanes<Acc>;
