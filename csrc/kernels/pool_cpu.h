@@ -1604,6 +1604,7 @@ inline void max_pool_cl_positions(const T* input, T* output, Index* argmax, Acc*
 // to copy them out, made make bench's channels_last 2-D forward 3-6% slower).
 constexpr int kSumBlock = 4;
 
+// sum_of_sources' default finish: the sums as they are.
 struct KeepSums {
   template <typename V>
   V operator()(V sums) const { return sums; }
@@ -1634,7 +1635,7 @@ inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64
 }
 
 // Where a position's C sums go: straight into the output where T is its own accumulator and
-// the output is not streamed, else into `scratch`, which write_out then copies.
+// the output is not streamed, else into `scratch`, which write_sums then copies out.
 template <typename T, typename Acc>
 inline Acc* sums_to(T* out, Acc* scratch, bool stream) {
   if constexpr (std::is_same<T, Acc>::value) {
@@ -1644,6 +1645,7 @@ inline Acc* sums_to(T* out, Acc* scratch, bool stream) {
   }
 }
 
+// The sums into the output, converted or streamed, unless sums_to put them there already.
 template <typename T, typename Acc>
 inline void write_sums(const Acc* sums, T* out, int64_t count, bool stream) {
   if (static_cast<const void*>(sums) != static_cast<const void*>(out)) write_out(sums, out, count, stream);
