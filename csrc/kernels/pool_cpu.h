@@ -1028,10 +1028,22 @@ inline Acc* accumulator(T* out, Acc* acc) {
   }
 }
 
+// The same for a position's sums (the channels_last forms): sums_to says where they go,
+// straight into the output where T is its own accumulator and the output is not streamed,
+// else into `scratch`; write_sums copies them out where they are not there already.
+template <typename T, typename Acc>
+inline Acc* sums_to(T* out, Acc* scratch, bool stream) {
+  return accumulator(out, std::is_same<T, Acc>::value && !stream ? nullptr : scratch);
+}
+
+template <typename T, typename Acc>
+inline void write_sums(const Acc* sums, T* out, int64_t count, bool stream) {
+  if (static_cast<const void*>(sums) != static_cast<const void*>(out)) write_out(sums, out, count, stream);
+}
+
 template <typename T, typename Acc>
 inline void store_accumulated(const Acc* sum, T* out, int64_t count, bool stream = false) {
-  if (static_cast<const void*>(sum) == static_cast<const void*>(out)) return;
-  write_out(sum, out, count, stream);
+  write_sums(sum, out, count, stream);
   if (stream) streaming_done();
 }
 
@@ -1632,23 +1644,6 @@ inline void sum_of_sources(const Acc* const* __restrict__ from, int64_t n, int64
   for (; c + lanes <= count; c += lanes) vectors(c, One{}, std::false_type{});
   // value by value, a (64, 6, 28, 28) channels_last gradient took 3x the NCHW form's time
   if (c < count) vectors(c, One{}, std::true_type{}, static_cast<int>(count - c));
-}
-
-// Where a position's C sums go: straight into the output where T is its own accumulator and
-// the output is not streamed, else into `scratch`, which write_sums then copies out.
-template <typename T, typename Acc>
-inline Acc* sums_to(T* out, Acc* scratch, bool stream) {
-  if constexpr (std::is_same<T, Acc>::value) {
-    return stream ? scratch : out;
-  } else {
-    return scratch;
-  }
-}
-
-// The sums into the output, converted or streamed, unless sums_to put them there already.
-template <typename T, typename Acc>
-inline void write_sums(const Acc* sums, T* out, int64_t count, bool stream) {
-  if (static_cast<const void*>(sums) != static_cast<const void*>(out)) write_out(sums, out, count, stream);
 }
 
 // One output row (n, o0, o1) of average pooling: the outer window bounds and divisor
